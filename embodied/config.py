@@ -1,0 +1,276 @@
+"""Typed configs: dataclasses loaded from YAML with dotted command-line overrides.
+
+    cfg = load_config(TrainConfig, "configs/bc_mlp.yaml", ["optim.lr=3e-4", "policy.name=bc_rnn"])
+
+- Every field is checked against its annotation; an unknown key is an error that lists the
+  valid ones, a value of the wrong type names the field, the type and the value.
+- A field whose type is a registry base class (see :class:`Registry`) is polymorphic: its
+  ``name`` picks the registered dataclass, whose own fields are then checked.
+- Field documentation is the string literal written under the field (as cleanrl and tyro
+  read it); :func:`describe` prints every field for ``--help``.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import inspect
+import textwrap
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+import yaml
+
+from embodied.errors import UserError
+
+T = TypeVar("T")
+
+
+class Registry:
+    """Names -> (config dataclass, builder). One registry per kind of model."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.configs: dict[str, type] = {}
+        self.builders: dict[str, Any] = {}
+
+    def register(self, name: str, config_cls: type):
+        """Class decorator for a model: ``@POLICIES.register("bc_mlp", BCMLPConfig)``."""
+
+        def wrap(builder):
+            if name in self.configs:
+                raise ValueError(f"{self.kind} {name!r} registered twice")
+            self.configs[name] = config_cls
+            self.builders[name] = builder
+            return builder
+
+        return wrap
+
+    def config_class(self, name: str) -> type:
+        if name not in self.configs:
+            raise UserError(f"unknown {self.kind} {name!r}; registered: {', '.join(sorted(self.configs))}")
+        return self.configs[name]
+
+    def build(self, config, *args, **kwargs):
+        return self.builders[config.name](config, *args, **kwargs)
+
+
+# A base config class opts into polymorphism by setting ``registry = SOME_REGISTRY`` as a
+# ClassVar; its ``name`` field then picks the subclass.
+
+
+def _registry_of(cls) -> Registry | None:
+    return getattr(cls, "registry", None) if isinstance(cls, type) else None
+
+
+# --------------------------------------------------------------------------- loading
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a config must be a mapping of keys to values")
+    return raw
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b.c=value`` overrides (values parsed as YAML) to a nested dict, in place."""
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override {item!r} is not of the form key.sub=value")
+        key, value = item.split("=", 1)
+        try:
+            parsed = yaml.safe_load(value) if value != "" else ""
+        except yaml.YAMLError:
+            parsed = value
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = parsed
+    return raw
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] = ()) -> T:
+    raw = load_yaml(path) if path else {}
+    apply_overrides(raw, list(overrides))
+    where = str(path) if path else "config"
+    return from_dict(cls, raw, where)
+
+
+def from_dict(cls: type[T], raw: dict, where: str = "config", prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a dict, checking every key and value."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: {prefix or 'config'} must be a mapping, got {raw!r}")
+    registry = _registry_of(cls)
+    if registry is not None:
+        name = raw.get("name")
+        if name is None:
+            raise UserError(f"{where}: {prefix}name is required; one of {', '.join(sorted(registry.configs))}")
+        cls = registry.config_class(name)
+    hints = _hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = [k for k in raw if k not in fields]
+    if unknown:
+        raise UserError(
+            f"{where}: unknown key {prefix + unknown[0]!r}; valid keys{' of ' + prefix[:-1] if prefix else ''}: "
+            f"{', '.join(fields)}"
+        )
+    kwargs = {k: _convert(hints[k], v, where, f"{prefix}{k}") for k, v in raw.items()}
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as err:
+        raise UserError(f"{where}: {prefix[:-1] or 'config'}: {err}") from None
+
+
+def _convert(tp, value, where: str, key: str):
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, where, key)
+            except UserError as err:
+                errors.append(err)
+        raise errors[0]
+    if origin is Literal:
+        if value not in args:
+            raise UserError(f"{where}: {key} must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            value = [value]  # a scalar where a list is expected means a list of one
+        inner = args[0] if args else Any
+        items = [_convert(inner, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: {key} must be a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value if value is not None else {}, where, f"{key}.")
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif tp is Path:
+        if isinstance(value, (str, Path)):
+            return Path(value)
+    else:
+        return value
+    raise UserError(f"{where}: {key} must be {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+@functools.cache
+def _hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+# --------------------------------------------------------------------------- saving
+def to_dict(cfg) -> dict:
+    """A plain, JSON- and YAML-safe dict of a config (paths as strings, tuples as lists)."""
+
+    def plain(v):
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v) if f.init}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, Path):
+            return str(v)
+        return v
+
+    return plain(cfg)
+
+
+# --------------------------------------------------------------------------- help
+@functools.cache
+def field_docs(cls) -> dict[str, str]:
+    """The docstring under each field of a dataclass and its bases."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body
+        for stmt, nxt in zip(body, body[1:]):
+            if (
+                isinstance(stmt, ast.AnnAssign)
+                and isinstance(stmt.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[stmt.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def describe(cls, prefix: str = "") -> list[str]:
+    """One line per field, nested configs expanded; registries list every registered variant."""
+    lines: list[str] = []
+    hints = _hints(cls)
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        tp = hints[f.name]
+        sub = _dataclass_in(tp)
+        if sub is not None:
+            registry = _registry_of(sub)
+            if registry is not None:
+                lines.append(f"{prefix}{f.name}: {docs.get(f.name, '')} One of: {', '.join(sorted(registry.configs))}")
+                for name, variant in sorted(registry.configs.items()):
+                    lines.append(f"  [{prefix}{f.name}.name={name}]")
+                    lines += ["  " + line for line in describe(variant, f"{prefix}{f.name}.")]
+            else:
+                lines += describe(sub, f"{prefix}{f.name}.")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "required"
+        )
+        lines.append(f"{prefix}{f.name} ({_type_name(tp)}, default {default!r}): {docs.get(f.name, '')}")
+    return lines
+
+
+def _dataclass_in(tp):
+    if dataclasses.is_dataclass(tp):
+        return tp
+    for arg in get_args(tp):
+        if dataclasses.is_dataclass(arg):
+            return arg
+    return None
+
+
+def _type_name(tp) -> str:
+    if get_origin(tp) is Literal:
+        return " | ".join(map(repr, get_args(tp)))
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")

@@ -1,0 +1,27 @@
+"""User errors: one clear line, exit status 2, no traceback.
+
+Anything a user can cause (a bad file, config, task or camera name, an unwritable folder)
+raises :class:`UserError`; the console scripts catch it in :func:`run_cli`. Bugs are not
+caught and keep their traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+
+class UserError(Exception):
+    """An error the user can fix; its message names what is wrong and where."""
+
+
+def run_cli(main: Callable[[], int | None]) -> int:
+    """Run a command's main function, turning user errors into one line and exit status 2."""
+    try:
+        return int(main() or 0)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,156 @@
+"""Meta-World v3 behind the :class:`SuiteEnv` contract.
+
+Meta-World's own ``gym.make('Meta-World/MT1', ...)`` draws task variants from a fixed list of
+50 and ignores ``reset(seed=)``. Here the environment class is built directly and every
+variant is drawn from the env's own generator, seeded on ``reset(seed=)``, so a seed names a
+variant (object and goal positions) reproducibly, for any seed. The goal is observable, as in
+the MT benchmarks, because the scripted experts and a policy need it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from embodied.sim.base import SuiteEnv, image_key
+from embodied.sim.render import CameraRenderer, RenderOptions, upright_cameras
+from embodied.sim.spec import load_suite
+
+# Meta-World's flat 39-d observation: [hand xyz, gripper opening, 14 object dims] for the
+# current and the previous frame, then the goal xyz. The previous frame is left out: it is
+# what an observation history gives, and the experts act on the current frame only.
+LOW_DIM_SLICES = {
+    "robot_state": slice(0, 4),  # end-effector position (3) and gripper opening (1)
+    "object_state": slice(4, 18),  # up to two objects: position (3) and quaternion (4) each
+    "goal": slice(36, 39),  # goal position
+}
+_STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION  # everything needed to step on identically
+
+
+class MetaWorldEnv(SuiteEnv):
+    suite = "metaworld"
+
+    def __init__(
+        self,
+        task: str,
+        cameras: tuple[str, ...] = (),
+        image_size: int = 84,
+        horizon: int | None = None,
+        render: RenderOptions = RenderOptions(),
+        terminate_on_success: bool = True,
+    ) -> None:
+        from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+        spec = load_suite(self.suite)
+        self.task = spec.task(task)
+        self.cameras = spec.check_cameras(cameras)
+        self.image_size = int(image_size)
+        self.horizon = int(horizon or self.task.horizon)
+        self.terminate_on_success = terminate_on_success
+        self._render_options = render
+
+        env = ALL_V3_ENVIRONMENTS[task]()
+        env._partially_observable = False  # the goal is part of the observation
+        env.__dict__.pop("sawyer_observation_space", None)  # it is cached per observability
+        env._freeze_rand_vec = False
+        env.seeded_rand_vec = True  # variants come from env.np_random, which we seed
+        env._set_task_called = True
+        env.max_path_length = max(env.max_path_length, self.horizon)
+        self._env = env
+        self.turned_cameras = upright_cameras(env.model, env.data)
+        self._renderer = (
+            CameraRenderer(env.model, self.cameras, self.image_size, self.image_size, render)
+            if self.cameras
+            else None
+        )
+        self._raw_obs: np.ndarray | None = None
+        self._t = 0
+        self._expert = None
+
+        spaces = {
+            key: gym.spaces.Box(-np.inf, np.inf, (s.stop - s.start,), np.float32)
+            for key, s in LOW_DIM_SLICES.items()
+        }
+        for cam in self.cameras:
+            spaces[image_key(cam)] = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
+        self.observation_space = gym.spaces.Dict(spaces)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+
+    # -- the gymnasium API -------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._env.seed(int(seed))  # Meta-World ignores reset(seed=); this seeds its variant
+        raw, _ = self._env.reset()
+        self._t = 0
+        return self._observe(raw), {"success": False}
+
+    def step(self, action):
+        action = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+        raw, reward, _, _, info = self._env.step(action)
+        self._t += 1
+        success = bool(info.get("success", 0.0))
+        terminated = success and self.terminate_on_success
+        truncated = self._t >= self.horizon and not terminated
+        info = {"success": success, "unstable": bool(self._env._did_see_sim_exception)}
+        return self._observe(raw), float(reward), terminated, truncated, info
+
+    def render(self):
+        cams = self.cameras or (load_suite(self.suite).observer_camera,)
+        return self.render_cameras(cams)[cams[0]]
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        self._env.close()
+
+    # -- the SuiteEnv additions -----------------------------------------------------------
+    def get_state(self) -> np.ndarray:
+        m, d = self._env.model, self._env.data
+        state = np.empty(mujoco.mj_stateSize(m, _STATE_SPEC))
+        mujoco.mj_getState(m, d, state, _STATE_SPEC)
+        return state
+
+    def set_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        m, d = self._env.model, self._env.data
+        mujoco.mj_setState(m, d, np.asarray(state, dtype=np.float64), _STATE_SPEC)
+        mujoco.mj_forward(m, d)
+        return self._observe(self._env._get_obs())
+
+    def expert(self) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+        from metaworld.policies import ENV_POLICY_MAP
+
+        policy = ENV_POLICY_MAP[self.task.name]()
+        # The experts read Meta-World's flat observation, which this adapter keeps.
+        return lambda obs: np.clip(policy.get_action(self._raw_obs), -1.0, 1.0).astype(np.float32)
+
+    def render_cameras(self, cameras: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        cameras = self.cameras if cameras is None else cameras
+        if self._renderer is None or self._renderer.cameras != cameras:
+            if self._renderer is not None:
+                self._renderer.close()
+            self._renderer = CameraRenderer(
+                self._env.model, cameras, self.image_size, self.image_size, self._render_options
+            )
+        return self._renderer.render(self._env.data)
+
+    def env_kwargs(self) -> dict:
+        return {
+            "task": self.task.name,
+            "cameras": list(self.cameras),
+            "image_size": self.image_size,
+            "horizon": self.horizon,
+        }
+
+    # -- helpers ------------------------------------------------------------------------
+    def _observe(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+        self._raw_obs = raw
+        obs = {key: raw[s].astype(np.float32) for key, s in LOW_DIM_SLICES.items()}
+        if self._renderer is not None:
+            for cam, img in self._renderer.render(self._env.data).items():
+                obs[image_key(cam)] = img
+        return obs
