@@ -1,0 +1,1 @@
+"""The console scripts: embodied-data, embodied-train, embodied-eval, embodied-bench."""

@@ -1,0 +1,232 @@
+"""Scripted-expert collection into robomimic-format HDF5, one file per task, in parallel.
+
+Each task is one job: its expert runs episode after episode, seeds ``seed, seed+1, ...``,
+until ``episodes`` successful demonstrations are kept (or the attempt budget runs out).
+Seeds at and above :data:`EVAL_SEED_START` are reserved for evaluation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import signal
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from embodied.errors import UserError
+from embodied.sim import image_key, load_suite, make_env
+
+EVAL_SEED_START = 1_000_000
+"""Evaluation seeds start here; collection refuses to use them."""
+
+
+@dataclass
+class CollectConfig:
+    suite: str = "metaworld"
+    """Simulation suite (a spec under envs/)."""
+    tasks: list[str] = field(default_factory=lambda: ["quick"])
+    """Task names or named sets (mt10, mt50, quick)."""
+    episodes: int = 50
+    """Demonstrations to keep per task."""
+    cameras: list[str] = field(default_factory=lambda: ["corner"])
+    """Camera streams to record; the first is the observer camera used for recognition."""
+    image_size: int = 84
+    """Side of the square camera images, in pixels."""
+    seed: int = 0
+    """First episode seed; episode i of a task uses seed + i."""
+    out: str = "datasets/metaworld"
+    """Output folder; one <task>.hdf5 per task."""
+    workers: int = 2
+    """Worker processes (one task per worker at a time)."""
+    keep_failures: bool = False
+    """Also keep episodes where the expert failed (marked success=0)."""
+    max_attempts: int = 3
+    """Give up on a task after max_attempts x episodes tries."""
+    action_noise: float = 0.0
+    """Std of Gaussian noise added to the expert's actions (recorded as executed)."""
+    valid_fraction: float = 0.1
+    """Share of demos in mask/valid."""
+    horizon: int = 0
+    """Episode step limit; 0 uses the task's default horizon from the suite spec."""
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be at least 1, got {self.episodes}")
+        if self.image_size < 8:
+            raise ValueError(f"image_size must be at least 8, got {self.image_size}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if not 0.0 <= self.valid_fraction < 1.0:
+            raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
+        if self.seed < 0 or self.seed + self.episodes * self.max_attempts > EVAL_SEED_START:
+            raise ValueError(f"collection seeds must stay in [0, {EVAL_SEED_START}) (evaluation seeds)")
+
+
+def task_args(cfg: CollectConfig, task: str) -> dict:
+    """Everything that determines one task's file; stored in it, compared on rerun."""
+    args = dataclasses.asdict(cfg)
+    for key in ("tasks", "out", "workers"):
+        args.pop(key)
+    args["task"] = task
+    return args
+
+
+def collect_episode(env, expert, seed: int, noise: float, cameras: tuple[str, ...]):
+    """Run the expert for one episode; returns the arrays, the streams and success."""
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    streams: dict[str, list[np.ndarray]] = {k: [] for k in obs}
+    actions, rewards, states = [], [], []
+    success = False
+    while True:
+        states.append(env.get_state())
+        for key, value in obs.items():
+            streams[key].append(value)
+        action = expert(obs)
+        if noise > 0:
+            action = np.clip(action + rng.normal(0.0, noise, action.shape), -1.0, 1.0).astype(np.float32)
+        obs, reward, terminated, truncated, info = env.step(action)
+        actions.append(action)
+        rewards.append(reward)
+        success = success or info["success"]
+        if terminated or truncated:
+            break
+    n = len(actions)
+    dones = np.zeros(n, dtype=np.int64)
+    dones[-1] = int(success)
+    arrays = {
+        "actions": np.stack(actions).astype(np.float32),
+        "rewards": np.asarray(rewards, dtype=np.float32),
+        "dones": dones,
+        "states": np.stack(states),
+    }
+    return arrays, {k: np.stack(v) for k, v in streams.items()}, success
+
+
+def collect_task(cfg: CollectConfig, task: str, path: Path, progress=None) -> dict:
+    """Collect one task's file at ``path`` (atomically). Returns a summary."""
+    from embodied.data.schema import DemoFileWriter
+
+    spec = load_suite(cfg.suite).task(task)
+    env = make_env(cfg.suite, task, cameras=cfg.cameras, image_size=cfg.image_size, horizon=cfg.horizon or None)
+    expert = env.expert()
+    env_args = {"env_name": task, "type": cfg.suite, "env_kwargs": env.env_kwargs()}
+    kept = attempts = successes = 0
+    extra = {"collect_args": json.dumps(task_args(cfg, task), sort_keys=True)}
+    with DemoFileWriter(path, env_args, cfg.suite, extra) as writer:
+        while kept < cfg.episodes and attempts < cfg.episodes * cfg.max_attempts:
+            seed = cfg.seed + attempts
+            attempts += 1
+            arrays, streams, success = collect_episode(env, expert, seed, cfg.action_noise, env.cameras)
+            successes += success
+            if not (success or cfg.keep_failures):
+                continue
+            attrs = {
+                "task": task,
+                "instruction": spec.instruction,
+                "label": spec.label,
+                "seed": seed,
+                "success": int(success),
+            }
+            writer.add_demo(arrays, streams, attrs)
+            kept += 1
+            if progress is not None:
+                progress.put(1)
+        if kept == 0:
+            raise UserError(f"{task}: the expert succeeded in none of {attempts} episodes; nothing written")
+        writer.finish(cfg.valid_fraction, split_seed=cfg.seed)
+    env.close()
+    return {"task": task, "path": str(path), "demos": kept, "attempts": attempts, "expert_success": successes / attempts}
+
+
+def file_is_complete(path: Path, args: dict) -> bool:
+    """True if ``path`` is a finished file made with the same arguments (so a rerun skips it)."""
+    try:
+        with h5py.File(path, "r") as f:
+            stored = json.loads(f["data"].attrs["collect_args"])
+    except (OSError, KeyError, ValueError):
+        return False
+    return stored == json.loads(json.dumps(args, sort_keys=True))
+
+
+def _worker(cfg_dict: dict, task: str, path: str, progress) -> dict:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
+    return collect_task(CollectConfig(**cfg_dict), task, Path(path), progress)
+
+
+def collect(cfg: CollectConfig, overwrite: bool = False) -> list[dict]:
+    """Collect every task of ``cfg`` into ``cfg.out``; files already complete are skipped."""
+    suite = load_suite(cfg.suite)
+    tasks = suite.resolve_tasks(cfg.tasks)
+    suite.check_cameras(cfg.cameras)
+    out = Path(cfg.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"output folder {out} is not writable ({err.strerror})") from None
+
+    todo, summaries = [], []
+    for task in tasks:
+        path = out / f"{task}.hdf5"
+        if path.exists() and not overwrite:
+            if file_is_complete(path, task_args(cfg, task)):
+                summaries.append({"task": task, "path": str(path), "skipped": True})
+                continue
+            raise UserError(f"{path} exists but was made with other settings (or is damaged); "
+                            "pass --overwrite to replace it")
+        todo.append((task, path))
+    if not todo:
+        return summaries
+
+    total = cfg.episodes * len(todo)
+    bar = tqdm(total=total, unit="demo", desc=f"collect {len(todo)} task(s)", dynamic_ncols=True)
+    ctx = mp.get_context("spawn")  # a fresh process per worker: EGL contexts do not survive fork
+    with ctx.Manager() as manager:
+        progress = manager.Queue()
+        pool = ProcessPoolExecutor(max_workers=min(cfg.workers, len(todo)), mp_context=ctx)
+        futures = {pool.submit(_worker, dataclasses.asdict(cfg), t, str(p), progress): t for t, p in todo}
+        try:
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                _drain(progress, bar)
+                for fut in done:
+                    summaries.append(fut.result())
+            _drain(progress, bar)
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+            for _, path in todo:  # a killed worker cannot clean up its own partial file
+                part = path.with_name(path.name + ".part")
+                if part.exists():
+                    os.unlink(part)
+            raise
+        finally:
+            bar.close()
+        pool.shutdown()
+    return summaries
+
+
+def _drain(q, bar) -> None:
+    while True:
+        try:
+            bar.update(q.get_nowait())
+        except queue_mod.Empty:
+            return
+
+
+__all__ = ["EVAL_SEED_START", "CollectConfig", "collect", "collect_episode", "collect_task", "image_key"]

@@ -1,0 +1,383 @@
+"""The dataset reader: the training hot path.
+
+One :class:`DemoDataset` over one or many demonstration files gives, for sample ``(episode, t)``:
+
+- an **execution window** (mode ``window``): the observation history ``t-To+1 .. t`` (the
+  first frame repeated before the episode starts, as robomimic's frame stacking does) and
+  the action chunk ``t .. t+Ta-1`` with ``action_mask`` False past the episode's end (the
+  last action repeated there);
+- an **observation clip** (mode ``clip``): ``T`` observer-camera frames at ``stride``; in
+  training from a random position in the episode, at evaluation around ``t``. An episode
+  shorter than the clip's span is padded by repeating its last frame;
+- both, from the same episode (mode ``paired``), for alignment.
+
+Timeline of one window (To = 2, Ta = 4)::
+
+    obs:      |t-1| t |
+    actions:      | t |t+1|t+2|t+3|
+
+Speed: low-dim streams and actions are held in memory as one array per key and gathered
+for a whole batch with one fancy index (``__getitems__``); image streams are held in memory
+when they fit under ``image_cache_bytes``, else read from HDF5 one contiguous span per sample
+(whole chunks, never one call per frame).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import h5py
+import numpy as np
+import torch
+from einops import rearrange
+
+from embodied import keys as K
+from embodied.data.schema import demo_sort_key, merge_stats, running_stats
+from embodied.errors import UserError
+from embodied.models.common import DataSpec
+
+Mode = Literal["window", "clip", "paired"]
+Split = Literal["train", "valid", "all"]
+
+
+def expand_paths(paths: list[str | Path] | str | Path) -> list[Path]:
+    """Files as given, folders expanded to their ``*.hdf5`` files (sorted)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(p.glob("*.hdf5"))
+            if not found:
+                raise UserError(f"{p}: folder holds no .hdf5 files")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise UserError(f"{p}: no such file or folder")
+    return out
+
+
+@dataclass
+class _Episode:
+    file: int
+    demo: str
+    start: int  # first row in the concatenated arrays
+    length: int
+    task: str
+    instruction: str
+
+
+class DemoDataset(torch.utils.data.Dataset):
+    """Execution windows, observation clips, or both, over demonstration files (see module doc)."""
+
+    def __init__(
+        self,
+        paths: list[str | Path] | str | Path,
+        split: Split = "train",
+        mode: Mode = "window",
+        obs_keys: list[str] | None = None,
+        obs_horizon: int = 1,
+        action_horizon: int = 1,
+        clip_len: int = 8,
+        clip_stride: int = 2,
+        camera: str | None = None,
+        training: bool = True,
+        image_cache_bytes: int = 4 << 30,
+        classes: list[str] | None = None,
+        instructions: list[str] | None = None,
+    ) -> None:
+        self.files = expand_paths(paths)
+        self.split, self.mode, self.training = split, mode, training
+        self.To, self.Ta = int(obs_horizon), int(action_horizon)
+        self.clip_len, self.clip_stride = int(clip_len), int(clip_stride)
+        if min(self.To, self.Ta, self.clip_len, self.clip_stride) < 1:
+            raise UserError("obs_horizon, action_horizon, clip_len and clip_stride must be at least 1")
+
+        self.episodes: list[_Episode] = []
+        low_dim: dict[str, list[np.ndarray]] = {}
+        images: dict[str, list] = {}
+        file_stats: list[dict] = []
+        self._handles: list[h5py.File] = []
+        for fi, path in enumerate(self.files):
+            f = self._open(path)
+            demos = self._demos(f, path)
+            if not demos:
+                continue
+            if obs_keys is None:  # default: every low-dim stream; image streams only on request
+                obs_keys = sorted(k for k in f["data"][demos[0]]["obs"] if not k.endswith("_image"))
+            if camera is None and mode != "window":
+                camera = self._default_camera(f)
+            wanted = list(obs_keys) + ([f"{camera}_image"] if mode != "window" else [])
+            for demo in demos:
+                g = f["data"][demo]
+                n = int(g["actions"].shape[0])
+                if n == 0:
+                    raise UserError(f"{path}: {demo}: empty demo (0 samples)")
+                for key in wanted:
+                    if f"obs/{key}" not in g:
+                        streams = ", ".join(sorted(g["obs"].keys()))
+                        raise UserError(f"{path}: {demo}: no obs/{key} (streams: {streams})")
+                self.episodes.append(
+                    _Episode(fi, demo, sum(e.length for e in self.episodes), n,
+                             _attr(g, "task", path.stem), _attr(g, "instruction", path.stem))
+                )
+                for key in wanted:
+                    ds = g[f"obs/{key}"]
+                    target = images if key.endswith("_image") else low_dim
+                    target.setdefault(key, []).append(ds if key.endswith("_image") else ds[()].astype(np.float32))
+                low_dim.setdefault(K.ACTIONS, []).append(g["actions"][()].astype(np.float32))
+            file_stats.append(self._file_stats(f, demos, low_dim))
+        if not self.episodes:
+            raise UserError(f"no demos in split {split!r} of {', '.join(map(str, self.files))}")
+
+        self.obs_keys = [k for k in obs_keys if not k.endswith("_image")]
+        self.image_obs_keys = [k for k in obs_keys if k.endswith("_image")]
+        self.camera = camera
+        self.video_key = f"{camera}_image" if mode != "window" else None
+        self.low_dim = {k: np.concatenate(v) for k, v in low_dim.items()}  # key -> (N, d)
+        self.images = self._load_images(images, image_cache_bytes)  # key -> (N, H, W, 3) or per-episode datasets
+        self.stats = self._merge(file_stats)
+
+        lengths = np.array([e.length for e in self.episodes])
+        self.ep_start = np.array([e.start for e in self.episodes])
+        self.ep_len = lengths
+        # sample i -> (episode, t)
+        self.sample_ep = np.repeat(np.arange(len(lengths)), lengths)
+        self.sample_t = np.concatenate([np.arange(n) for n in lengths])
+
+        self.classes = classes or _ordered_unique(e.task for e in self.episodes)
+        self.instructions = instructions or _ordered_unique(e.instruction for e in self.episodes)
+        self.ep_label = self._index(self.classes, [e.task for e in self.episodes], "task")
+        self.ep_instruction = self._index(self.instructions, [e.instruction for e in self.episodes], "instruction")
+
+    # ------------------------------------------------------------------ loading
+    @staticmethod
+    def _open(path: Path) -> h5py.File:
+        try:
+            f = h5py.File(path, "r")
+        except OSError as err:
+            raise UserError(f"{path}: not a readable HDF5 file ({err})") from None
+        if "data" not in f:
+            raise UserError(f"{path}: no /data group (not a demonstration file)")
+        return f
+
+    def _demos(self, f: h5py.File, path: Path) -> list[str]:
+        self._handles.append(f)
+        if self.split == "all":
+            names = list(f["data"].keys())
+        else:
+            mask = f"mask/{self.split}"
+            if mask not in f:
+                raise UserError(f"{path}: no /{mask} (needed for split {self.split!r})")
+            names = [n.decode() if isinstance(n, bytes) else str(n) for n in f[mask][()]]
+            for n in names:
+                if n not in f["data"]:
+                    raise UserError(f"{path}: /{mask} names {n}, which is not in /data")
+        return sorted(names, key=demo_sort_key)
+
+    @staticmethod
+    def _default_camera(f: h5py.File) -> str:
+        import json
+
+        try:
+            cams = json.loads(f["data"].attrs["env_args"])["env_kwargs"]["cameras"]
+            return cams[0]
+        except (KeyError, IndexError, ValueError):
+            first = next(iter(f["data"].values()))
+            streams = [k for k in first["obs"] if k.endswith("_image")]
+            if not streams:
+                raise UserError(f"{f.filename}: no camera stream (obs/<camera>_image) for clips") from None
+            return streams[0][: -len("_image")]
+
+    def _file_stats(self, f: h5py.File, demos: list[str], low_dim: dict) -> dict:
+        """Statistics stored with the file when it matches the split, else computed here."""
+        n = len(demos)
+        if self.split == "train" and "stats" in f:
+            stored = {k: {a: np.asarray(f["stats"][k].attrs[a]) for a in ("count", "mean", "std")}
+                      for k in f["stats"]}
+            if all(k in stored for k in low_dim):
+                return stored
+        return {k: running_stats(v[-n:]) for k, v in low_dim.items()}
+
+    @staticmethod
+    def _merge(parts: list[dict]) -> dict[str, dict[str, np.ndarray]]:
+        keys = set.intersection(*(set(p) for p in parts))
+        return {k: {kk: vv for kk, vv in merge_stats([p[k] for p in parts]).items()} for k in sorted(keys)}
+
+    def _load_images(self, images: dict[str, list], limit: int) -> dict:
+        total = sum(int(np.prod(ds.shape)) for dss in images.values() for ds in dss)
+        self.images_in_memory = total <= limit
+        if self.images_in_memory:
+            return {k: np.concatenate([ds[()] for ds in dss]) for k, dss in images.items()}
+        return images  # per-episode h5py datasets, read per sample
+
+    @staticmethod
+    def _index(vocab: list[str], values: list[str], what: str) -> np.ndarray:
+        lookup = {v: i for i, v in enumerate(vocab)}
+        missing = sorted(set(values) - set(lookup))
+        if missing:
+            raise UserError(f"{what} {missing[0]!r} of the data is not among the model's: {', '.join(vocab)}")
+        return np.array([lookup[v] for v in values], dtype=np.int64)
+
+    # ------------------------------------------------------------------ sampling
+    def __len__(self) -> int:
+        return len(self.sample_ep)
+
+    def __getitem__(self, index: int) -> dict:
+        batch = self.__getitems__([index])
+        return _unbatch(batch)
+
+    def __getitems__(self, indices) -> dict:
+        """A whole batch at once: low-dim data gathered with one fancy index per key."""
+        idx = np.asarray(indices)
+        ep, t = self.sample_ep[idx], self.sample_t[idx]  # (B,), (B,)
+        batch: dict = {
+            K.LABEL: torch.from_numpy(self.ep_label[ep]),
+            K.INSTRUCTION: torch.from_numpy(self.ep_instruction[ep]),
+            K.EPISODE: torch.from_numpy(ep.astype(np.int64)),
+        }
+        if self.mode in ("window", "paired"):
+            batch.update(self._windows(ep, t))
+        if self.mode in ("clip", "paired"):
+            batch[K.VIDEO] = self._clips(ep, t)
+        return batch
+
+    def _windows(self, ep: np.ndarray, t: np.ndarray) -> dict:
+        start, length = self.ep_start[ep][:, None], self.ep_len[ep][:, None]  # (B, 1)
+        obs_t = np.clip(t[:, None] - self.To + 1 + np.arange(self.To), 0, None)  # (B, To), repeat first
+        act_t = t[:, None] + np.arange(self.Ta)  # (B, Ta)
+        mask = act_t < length
+        act_rows = start + np.minimum(act_t, length - 1)  # past the end: repeat the last action
+        obs_rows = start + obs_t
+        obs = {k: torch.from_numpy(self.low_dim[k][obs_rows]) for k in self.obs_keys}  # (B, To, d)
+        for k in self.image_obs_keys:
+            frames = self._frames(k, ep, obs_rows - start)  # (B, To, H, W, 3)
+            obs[k] = torch.from_numpy(rearrange(frames, "b t h w c -> b t c h w").copy())
+        return {
+            K.OBS: obs,
+            K.ACTIONS: torch.from_numpy(self.low_dim[K.ACTIONS][act_rows]),  # (B, Ta, A)
+            K.ACTION_MASK: torch.from_numpy(mask),  # (B, Ta)
+        }
+
+    def clip_starts(self, ep: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """First frame of each clip: random in training, around ``t`` at evaluation."""
+        span = (self.clip_len - 1) * self.clip_stride + 1
+        last = np.maximum(self.ep_len[ep] - span, 0)  # latest start that fits (0 if none does)
+        if self.training:
+            return (torch.rand(len(ep)).numpy() * (last + 1)).astype(np.int64)
+        return np.clip(t - span // 2, 0, last)
+
+    def clip(self, ep: np.ndarray, start: np.ndarray) -> torch.Tensor:
+        """(B, T, 3, H, W) uint8 clips of episodes ``ep`` from frames ``start``; short episodes
+        are padded by repeating their last frame."""
+        frame_t = start[:, None] + self.clip_stride * np.arange(self.clip_len)  # (B, T)
+        frame_t = np.minimum(frame_t, self.ep_len[ep][:, None] - 1)
+        frames = self._frames(self.video_key, ep, frame_t)  # (B, T, H, W, 3)
+        return torch.from_numpy(rearrange(frames, "b t h w c -> b t c h w").copy())
+
+    def _clips(self, ep: np.ndarray, t: np.ndarray) -> torch.Tensor:
+        return self.clip(ep, self.clip_starts(ep, t))
+
+    def _frames(self, key: str, ep: np.ndarray, frame_t: np.ndarray) -> np.ndarray:
+        """Frames ``frame_t`` (B, T) (episode-relative) of stream ``key`` -> (B, T, H, W, 3)."""
+        if self.images_in_memory:
+            return self.images[key][self.ep_start[ep][:, None] + frame_t]
+        out = []
+        for e, ts in zip(ep, frame_t):
+            lo, hi = int(ts.min()), int(ts.max()) + 1
+            span = self.images[key][e][lo:hi]  # one contiguous read (whole chunks)
+            out.append(span[ts - lo])
+        return np.stack(out)
+
+    # ------------------------------------------------------------------ description
+    def data_spec(self) -> DataSpec:
+        shapes = {k: [int(self.low_dim[k].shape[1])] for k in self.obs_keys}
+        for k in self.image_obs_keys:
+            h, w, c = self._frame_shape(k)
+            shapes[k] = [c, h, w]
+        size = self._frame_shape(self.video_key)[0] if self.video_key else (
+            shapes[self.image_obs_keys[0]][1] if self.image_obs_keys else 0)
+        return DataSpec(
+            obs_shapes=shapes,
+            action_dim=int(self.low_dim[K.ACTIONS].shape[1]),
+            num_classes=len(self.classes),
+            num_instructions=len(self.instructions),
+            obs_horizon=self.To,
+            action_horizon=self.Ta,
+            clip_len=self.clip_len,
+            image_size=int(size),
+            classes=list(self.classes),
+            instructions=list(self.instructions),
+        )
+
+    def _frame_shape(self, key: str) -> tuple[int, int, int]:
+        src = self.images[key]
+        return tuple(src.shape[1:]) if self.images_in_memory else tuple(src[0].shape[1:])
+
+    def normalization_stats(self) -> dict[str, dict[str, np.ndarray]]:
+        """``{key: {"mean", "std"}}`` for low-dim obs keys and actions (training split)."""
+        return {k: {"mean": v["mean"], "std": v["std"]} for k, v in self.stats.items()}
+
+    def close(self) -> None:
+        for f in self._handles:
+            f.close()
+        self._handles.clear()
+
+    def __getstate__(self):  # DataLoader workers reopen the files
+        state = self.__dict__.copy()
+        state["_handles"] = []
+        if not self.images_in_memory:
+            state["images"] = None
+            state["_reopen"] = True
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if state.pop("_reopen", False):
+            handles = [h5py.File(p, "r") for p in self.files]
+            self._handles = handles
+            self.images = {}
+            for key in [*self.image_obs_keys, *([self.video_key] if self.video_key else [])]:
+                self.images[key] = [handles[e.file]["data"][e.demo]["obs"][key] for e in self.episodes]
+
+
+def _attr(group: h5py.Group, name: str, default: str) -> str:
+    value = group.attrs.get(name, default)
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _ordered_unique(values) -> list[str]:
+    out: list[str] = []
+    for v in values:
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def _unbatch(batch: dict) -> dict:
+    return {k: (_unbatch(v) if isinstance(v, dict) else v[0]) for k, v in batch.items()}
+
+
+def collate_batch(batch: dict) -> dict:
+    """The collate function for loaders over :class:`DemoDataset`: batches are built whole."""
+    return batch
+
+
+def make_loader(
+    dataset: DemoDataset, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = True,
+    num_workers: int = 0,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader that fetches whole batches through ``__getitems__`` in a reproducible order."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last and len(dataset) >= batch_size,
+        generator=generator, collate_fn=collate_batch, num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )
+
+
+__all__ = ["DemoDataset", "collate_batch", "expand_paths", "make_loader", "dataclasses"]

@@ -1,0 +1,138 @@
+"""The demonstration file: robomimic-compatible HDF5, one file per task (design.md).
+
+    /data                attrs: total, env_args (JSON), format_version, suite
+    /data/demo_<i>       attrs: num_samples, task, instruction, label, seed, success
+       actions           (T, A) float32 in [-1, 1]
+       rewards, dones    (T,)
+       states            (T, S) float64 flattened simulator state
+       obs/<key>         (T, d) float32, or (T, H, W, 3) uint8 for ``<camera>_image``
+    /mask/train, /mask/valid   demo names (bytes)
+    /stats/<key>         attrs count, mean, std over the training demos (obs keys, actions)
+
+Writing is atomic: :class:`DemoFileWriter` writes ``<name>.part`` and renames it only when
+the file is complete, so an interrupted run never leaves a corrupt file at the target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+FORMAT_VERSION = 1
+IMAGE_SUFFIX = "_image"
+IMAGE_CHUNK = 16  # frames per HDF5 chunk of an image stream: clips read whole chunks
+
+
+def demo_sort_key(name: str) -> int:
+    """demo_10 after demo_9."""
+    return int(name.rsplit("_", 1)[-1]) if name.rsplit("_", 1)[-1].isdigit() else 1 << 30
+
+
+def is_image_key(key: str) -> bool:
+    return key.endswith(IMAGE_SUFFIX)
+
+
+def split_masks(names: list[str], valid_fraction: float, seed: int) -> dict[str, list[str]]:
+    """A reproducible train/valid split of demo names (at least one valid demo when n >= 2)."""
+    n = len(names)
+    n_valid = 0 if n < 2 else max(1, round(n * valid_fraction))
+    order = np.random.default_rng(seed).permutation(n)
+    valid = sorted((names[i] for i in order[:n_valid]), key=demo_sort_key)
+    train = sorted((names[i] for i in order[n_valid:]), key=demo_sort_key)
+    return {"train": train, "valid": valid}
+
+
+def running_stats(arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """count, mean, std over the rows of several (T, d) arrays."""
+    x = np.concatenate(arrays, axis=0).astype(np.float64)
+    return {"count": np.int64(len(x)), "mean": x.mean(0), "std": x.std(0)}
+
+
+def merge_stats(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Exact mean and std of the union of several (count, mean, std) summaries."""
+    counts = np.array([p["count"] for p in parts], dtype=np.float64)
+    means = np.stack([p["mean"] for p in parts])
+    second = np.stack([p["std"] ** 2 + p["mean"] ** 2 for p in parts])  # E[x^2] per part
+    total = counts.sum()
+    mean = (counts[:, None] * means).sum(0) / total
+    var = np.maximum((counts[:, None] * second).sum(0) / total - mean**2, 0.0)
+    return {"count": np.int64(total), "mean": mean, "std": np.sqrt(var)}
+
+
+class DemoFileWriter:
+    """Write one demonstration file atomically (``with DemoFileWriter(path, ...) as w:``)."""
+
+    def __init__(self, path: str | Path, env_args: dict, suite: str, extra_attrs: dict | None = None):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(self.path.name + ".part")
+        self.env_args = env_args
+        self.suite = suite
+        self.extra_attrs = extra_attrs or {}
+        self.names: list[str] = []
+        self.low_dim: dict[str, list[np.ndarray]] = {}
+        self.total = 0
+        self._file: h5py.File | None = None
+
+    def __enter__(self) -> DemoFileWriter:
+        self.tmp.unlink(missing_ok=True)
+        self._file = h5py.File(self.tmp, "w")
+        self._data = self._file.create_group("data")
+        return self
+
+    def add_demo(self, arrays: dict[str, np.ndarray], obs: dict[str, np.ndarray], attrs: dict) -> str:
+        """Add one demo: ``arrays`` holds actions, rewards, dones, states; ``obs`` the streams."""
+        name = f"demo_{len(self.names)}"
+        grp = self._data.create_group(name)
+        n = len(arrays["actions"])
+        grp.create_dataset("actions", data=np.asarray(arrays["actions"], dtype=np.float32))
+        grp.create_dataset("rewards", data=np.asarray(arrays["rewards"], dtype=np.float32))
+        grp.create_dataset("dones", data=np.asarray(arrays["dones"], dtype=np.int64))
+        grp.create_dataset("states", data=np.asarray(arrays["states"], dtype=np.float64))
+        og = grp.create_group("obs")
+        for key, value in obs.items():
+            if is_image_key(key):
+                chunks = (min(IMAGE_CHUNK, n), *value.shape[1:])
+                og.create_dataset(key, data=np.asarray(value, dtype=np.uint8), chunks=chunks)
+            else:
+                og.create_dataset(key, data=np.asarray(value, dtype=np.float32))
+                self.low_dim.setdefault(key, []).append(np.asarray(value, dtype=np.float32))
+        self.low_dim.setdefault("actions", []).append(np.asarray(arrays["actions"], dtype=np.float32))
+        grp.attrs["num_samples"] = n
+        for key, value in attrs.items():
+            grp.attrs[key] = value
+        self.names.append(name)
+        self.total += n
+        return name
+
+    def finish(self, valid_fraction: float, split_seed: int) -> None:
+        """Write masks, statistics and the file attributes, then move the file into place."""
+        assert self._file is not None
+        masks = split_masks(self.names, valid_fraction, split_seed)
+        for split, names in masks.items():
+            self._file.create_dataset(f"mask/{split}", data=np.array(names, dtype="S"))
+        train = {int(n.split("_")[1]) for n in masks["train"]} or set(range(len(self.names)))
+        stats = self._file.create_group("stats")
+        for key, arrays in self.low_dim.items():
+            s = running_stats([a for i, a in enumerate(arrays) if i in train])
+            g = stats.create_group(key)
+            for k, v in s.items():
+                g.attrs[k] = v
+        self._data.attrs["total"] = self.total
+        self._data.attrs["env_args"] = json.dumps(self.env_args)
+        self._data.attrs["format_version"] = FORMAT_VERSION
+        self._data.attrs["suite"] = self.suite
+        for key, value in self.extra_attrs.items():
+            self._data.attrs[key] = value
+        self._file.close()
+        self._file = None
+        os.replace(self.tmp, self.path)  # atomic on one filesystem
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._file is not None:  # finish() was not reached: leave nothing behind
+            self._file.close()
+            self._file = None
+        self.tmp.unlink(missing_ok=True)

@@ -1,0 +1,201 @@
+"""How aligned the two models are: retrieval, cosine gaps, CKA, per-episode scores, t-SNE.
+
+Embeddings ``z_u``, ``z_e`` are (B, D), row i of each from the same episode; similarities are
+cosine (every function normalises its inputs). Feature matrices for CKA are (N, D) raw
+features of any widths.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def _cosine_matrix(z_u: torch.Tensor, z_e: torch.Tensor) -> torch.Tensor:
+    """(B, D), (B', D) -> (B, B') cosine similarities."""
+    z_u = F.normalize(torch.as_tensor(z_u).detach().float(), dim=-1)
+    z_e = F.normalize(torch.as_tensor(z_e).detach().float(), dim=-1)
+    return z_u @ z_e.T
+
+
+def recall_at_k(
+    z_u: torch.Tensor,
+    z_e: torch.Tensor,
+    ks: Sequence[int] = (1, 5),
+    match: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """Recall@k of cross-modal retrieval in both directions: ``{"u2e@k": ..., "e2u@k": ...}``.
+
+    u->e: each ``z_u[i]`` ranks all ``z_e`` by cosine; e->u the other way round. A query counts
+    as retrieved when one of its k most similar items is correct:
+
+    - ``match`` None: the partner of row i is row i of the other side, and only it (the
+      paper's Recall@1 of spontaneous alignment);
+    - ``match`` (B, B) bool: ``match[i, j]`` says ``z_e[j]`` is correct for ``z_u[i]`` (and
+      ``z_u[i]`` for ``z_e[j]``); a hit on any positive counts, e.g. the same instruction.
+      A query with no positive never counts.
+
+    k larger than B is taken as B (then recall is 1). Compare with :func:`chance_recall_at_k`.
+    """
+    sim = _cosine_matrix(z_u, z_e)  # (B, B)
+    b = sim.shape[0]
+    if sim.shape[1] != b:
+        raise ValueError(f"z_u and z_e must hold the same number of rows, got {tuple(sim.shape)}")
+    if match is None:
+        match = torch.eye(b, dtype=torch.bool)
+    match = torch.as_tensor(match, dtype=torch.bool, device=sim.device)
+    if tuple(match.shape) != (b, b):
+        raise ValueError(f"match must be ({b}, {b}), got {tuple(match.shape)}")
+    out: dict[str, float] = {}
+    for name, s, m in (("u2e", sim, match), ("e2u", sim.T, match.T)):
+        for k in ks:
+            top = s.topk(min(k, b), dim=1).indices  # (B, k) indices of the k most similar
+            hit = m.gather(1, top).any(dim=1)  # (B,)
+            out[f"{name}@{k}"] = hit.float().mean().item()
+    return out
+
+
+def chance_recall_at_k(batch_size: int, k: int, match: torch.Tensor | None = None) -> float:
+    """Expected recall@k of a random ranking, to read :func:`recall_at_k` against.
+
+    One correct item among B: ``min(k, B) / B``. With a ``match`` matrix, a query with P
+    correct items hits with probability ``1 - C(B - P, k) / C(B, k)``, averaged over the
+    queries of both directions.
+    """
+    if batch_size < 1 or k < 1:
+        raise ValueError(f"batch_size and k must be positive, got {batch_size} and {k}")
+    if match is None:
+        return min(k, batch_size) / batch_size
+    m = torch.as_tensor(match, dtype=torch.bool)
+    counts = torch.cat([m.sum(dim=1), m.sum(dim=0)]).tolist()  # P of each u->e, then e->u query
+    k = min(k, batch_size)
+    total = math.comb(batch_size, k)
+    return sum(1 - math.comb(batch_size - p, k) / total for p in counts) / len(counts)
+
+
+def positive_negative_cosine(
+    z_u: torch.Tensor, z_e: torch.Tensor, positives: torch.Tensor
+) -> dict[str, float]:
+    """Mean cosine of positive pairs and of negative pairs: ``{"pos": ..., "neg": ...}``.
+
+    ``positives`` is the (B, B) mask of :func:`~embodied.mirror.loss.positive_mask`. An empty
+    set (no negatives in a one-class batch) gives NaN for its mean.
+    """
+    sim = _cosine_matrix(z_u, z_e)  # (B, B)
+    pos = torch.as_tensor(positives, dtype=torch.bool, device=sim.device)
+    if pos.shape != sim.shape:
+        raise ValueError(f"positives must be {tuple(sim.shape)}, got {tuple(pos.shape)}")
+    return {
+        "pos": sim[pos].mean().item() if pos.any() else math.nan,
+        "neg": sim[~pos].mean().item() if (~pos).any() else math.nan,
+    }
+
+
+def pair_alignment(z_u: torch.Tensor, z_e: torch.Tensor) -> torch.Tensor:
+    """(B,) cosine of each pair (row i of both sides): the per-episode alignment score.
+
+    Averaged over an episode's windows, it is what the paper relates to success (alignment is
+    higher on successful episodes than on failed ones).
+    """
+    z_u, z_e = torch.as_tensor(z_u).detach().float(), torch.as_tensor(z_e).detach().float()
+    if z_u.shape != z_e.shape:
+        raise ValueError(f"z_u {tuple(z_u.shape)} and z_e {tuple(z_e.shape)} must have the same shape")
+    return F.cosine_similarity(z_u, z_e, dim=-1)  # (B,)
+
+
+def linear_cka(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> float:
+    """Linear centered kernel alignment of features ``x`` (N, P) and ``y`` (N, Q); in [0, 1].
+
+    Kornblith et al. 2019, "Similarity of Neural Network Representations Revisited", eq. 5
+    (https://arxiv.org/abs/1905.00414): with column-centred X and Y,
+    ``||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)``. Row i of both must describe the same sample;
+    the widths may differ. Invariant to orthogonal transforms and isotropic scaling of either
+    side, not to arbitrary invertible linear maps. NaN when either side is constant.
+    """
+    x = torch.as_tensor(x).detach().to(torch.float64).flatten(1)  # (N, P)
+    y = torch.as_tensor(y).detach().to(torch.float64).flatten(1)  # (N, Q)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x and y must hold the same samples, got {x.shape[0]} and {y.shape[0]} rows")
+    if x.shape[0] < 2:
+        raise ValueError("linear_cka needs at least 2 samples")
+    x = x - x.mean(dim=0)
+    y = y - y.mean(dim=0)
+    # Feature-space form: P x Q and P x P products, cheaper than N x N Gram matrices when N is large.
+    cross = torch.linalg.matrix_norm(y.T @ x) ** 2
+    norm = torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)
+    return (cross / norm).item() if norm > 0 else math.nan
+
+
+def tsne_plot(
+    z: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray | Sequence[int],
+    class_names: Sequence[str],
+    path: str | Path,
+    *,
+    title: str | None = None,
+    perplexity: float = 30.0,
+    seed: int = 0,
+) -> Path:
+    """Write a PNG of a 2-D t-SNE of embeddings ``z`` (N, D), each point coloured by its class.
+
+    The rows are L2-normalised first, so t-SNE's Euclidean distances rank pairs as the cosine
+    of the shared space does. ``labels`` (N,) index ``class_names``. The perplexity is lowered
+    to (N - 1) / 3 for small N. The file is written whole or not at all. Needs scikit-learn.
+    """
+    try:
+        from sklearn.manifold import TSNE
+    except ImportError as err:  # an optional analysis dependency
+        raise ImportError("tsne_plot needs scikit-learn: pip install scikit-learn") from err
+    from matplotlib.figure import Figure  # a bare Figure draws with Agg; no pyplot global state
+
+    x = F.normalize(torch.as_tensor(z).detach().float().flatten(1), dim=-1).cpu().numpy()  # (N, D)
+    labels = np.asarray(torch.as_tensor(labels).cpu()).reshape(-1)  # (N,)
+    n = len(x)
+    if len(labels) != n:
+        raise ValueError(f"{n} embeddings but {len(labels)} labels")
+    if n < 4:
+        raise ValueError(f"t-SNE needs at least 4 points, got {n}")
+    xy = TSNE(
+        n_components=2, perplexity=min(perplexity, (n - 1) / 3), init="pca", random_state=seed
+    ).fit_transform(x)  # (N, 2)
+
+    classes = np.unique(labels)
+    cmap = _colormap(len(classes))
+    fig = Figure(figsize=(7, 6))
+    ax = fig.add_subplot()
+    for i, c in enumerate(classes):
+        name = class_names[c] if 0 <= c < len(class_names) else f"class {c}"
+        sel = labels == c
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=12, color=cmap(i), label=name)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    if len(classes) <= 30:
+        ax.legend(fontsize=7, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")  # keeps the outside legend
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _colormap(n: int):
+    from matplotlib import colormaps
+
+    if n <= 10:
+        return colormaps["tab10"]
+    if n <= 20:
+        return colormaps["tab20"]
+    return colormaps["turbo"].resampled(n)
