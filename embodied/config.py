@@ -117,16 +117,17 @@ def from_dict(cls: type[T], raw: dict, where: str = "config", prefix: str = "") 
     if registry is not None:
         name = raw.get("name")
         if name is None:
-            raise UserError(f"{where}: {prefix}name is required; one of {', '.join(sorted(registry.configs))}")
+            raise UserError(
+                f"{where}: {prefix}name is required; one of {', '.join(sorted(registry.configs))}"
+            )
         cls = registry.config_class(name)
     hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in raw if k not in fields]
     if unknown:
-        raise UserError(
-            f"{where}: unknown key {prefix + unknown[0]!r}; valid keys{' of ' + prefix[:-1] if prefix else ''}: "
-            f"{', '.join(fields)}"
-        )
+        scope = f" of {prefix[:-1]}" if prefix else ""
+        valid = ", ".join(fields)
+        raise UserError(f"{where}: unknown key {prefix + unknown[0]!r}; valid keys{scope}: {valid}")
     kwargs = {k: _convert(hints[k], v, where, f"{prefix}{k}") for k, v in raw.items()}
     try:
         return cls(**kwargs)
@@ -222,7 +223,7 @@ def field_docs(cls) -> dict[str, str]:
         except (OSError, TypeError):
             continue
         body = tree.body[0].body
-        for stmt, nxt in zip(body, body[1:]):
+        for stmt, nxt in zip(body, body[1:], strict=False):
             if (
                 isinstance(stmt, ast.AnnAssign)
                 and isinstance(stmt.target, ast.Name)
@@ -247,15 +248,19 @@ def describe(cls, prefix: str = "") -> list[str]:
         if sub is not None:
             registry = _registry_of(sub)
             if registry is not None:
-                lines.append(f"{prefix}{f.name}: {docs.get(f.name, '')} One of: {', '.join(sorted(registry.configs))}")
+                lines.append(
+                    f"{prefix}{f.name}: {docs.get(f.name, '')} One of: {', '.join(sorted(registry.configs))}"
+                )
                 for name, variant in sorted(registry.configs.items()):
                     lines.append(f"  [{prefix}{f.name}.name={name}]")
                     lines += ["  " + line for line in describe(variant, f"{prefix}{f.name}.")]
             else:
                 lines += describe(sub, f"{prefix}{f.name}.")
             continue
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else "required"
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else "required")
         )
         lines.append(f"{prefix}{f.name} ({_type_name(tp)}, default {default!r}): {docs.get(f.name, '')}")
     return lines

@@ -1,11 +1,11 @@
 """``embodied-data``: collect demonstrations, and inspect, check, replay and export them.
 
-    embodied-data collect quick                       # a recipe from datasets/recipes/
-    embodied-data collect --tasks mt10 --episodes 50 --out datasets/mt10
-    embodied-data info datasets/quick
-    embodied-data validate datasets/quick/drawer-open-v3.hdf5
-    embodied-data replay datasets/quick/drawer-open-v3.hdf5 --demo demo_0
-    embodied-data video datasets/quick/drawer-open-v3.hdf5 --demo demo_0 --out demo0.mp4
+embodied-data collect quick                       # a recipe from datasets/recipes/
+embodied-data collect --tasks mt10 --episodes 50 --out datasets/mt10
+embodied-data info datasets/quick
+embodied-data validate datasets/quick/drawer-open-v3.hdf5
+embodied-data replay datasets/quick/drawer-open-v3.hdf5 --demo demo_0
+embodied-data video datasets/quick/drawer-open-v3.hdf5 --demo demo_0 --out demo0.mp4
 """
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ def collect_config(args: argparse.Namespace) -> CollectConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="embodied-data", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="embodied-data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="verb", required=True)
     _collect_parser(sub)
     p = sub.add_parser("info", help="summarise demonstration files")
@@ -90,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
                 if s.get("skipped"):
                     print(f"{s['task']}: complete, skipped ({s['path']})")
                 else:
-                    print(f"{s['task']}: {s['demos']} demos from {s['attempts']} episodes "
-                          f"(expert success {s['expert_success']:.0%}) -> {s['path']}")
+                    print(
+                        f"{s['task']}: {s['demos']} demos from {s['attempts']} episodes "
+                        f"(expert success {s['expert_success']:.0%}) -> {s['path']}"
+                    )
             return 0
         if args.verb == "info":
             print(inspect.info(args.paths))

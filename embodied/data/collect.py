@@ -116,7 +116,9 @@ def collect_task(cfg: CollectConfig, task: str, path: Path, progress=None) -> di
     from embodied.data.schema import DemoFileWriter
 
     spec = load_suite(cfg.suite).task(task)
-    env = make_env(cfg.suite, task, cameras=cfg.cameras, image_size=cfg.image_size, horizon=cfg.horizon or None)
+    env = make_env(
+        cfg.suite, task, cameras=cfg.cameras, image_size=cfg.image_size, horizon=cfg.horizon or None
+    )
     expert = env.expert()
     env_args = {"env_name": task, "type": cfg.suite, "env_kwargs": env.env_kwargs()}
     kept = attempts = successes = 0
@@ -144,7 +146,13 @@ def collect_task(cfg: CollectConfig, task: str, path: Path, progress=None) -> di
             raise UserError(f"{task}: the expert succeeded in none of {attempts} episodes; nothing written")
         writer.finish(cfg.valid_fraction, split_seed=cfg.seed)
     env.close()
-    return {"task": task, "path": str(path), "demos": kept, "attempts": attempts, "expert_success": successes / attempts}
+    return {
+        "task": task,
+        "path": str(path),
+        "demos": kept,
+        "attempts": attempts,
+        "expert_success": successes / attempts,
+    }
 
 
 def file_is_complete(path: Path, args: dict) -> bool:
@@ -183,8 +191,10 @@ def collect(cfg: CollectConfig, overwrite: bool = False) -> list[dict]:
             if file_is_complete(path, task_args(cfg, task)):
                 summaries.append({"task": task, "path": str(path), "skipped": True})
                 continue
-            raise UserError(f"{path} exists but was made with other settings (or is damaged); "
-                            "pass --overwrite to replace it")
+            raise UserError(
+                f"{path} exists but was made with other settings (or is damaged); "
+                "pass --overwrite to replace it"
+            )
         todo.append((task, path))
     if not todo:
         return summaries

@@ -122,13 +122,21 @@ class DemoDataset(torch.utils.data.Dataset):
                         streams = ", ".join(sorted(g["obs"].keys()))
                         raise UserError(f"{path}: {demo}: no obs/{key} (streams: {streams})")
                 self.episodes.append(
-                    _Episode(fi, demo, sum(e.length for e in self.episodes), n,
-                             _attr(g, "task", path.stem), _attr(g, "instruction", path.stem))
+                    _Episode(
+                        fi,
+                        demo,
+                        sum(e.length for e in self.episodes),
+                        n,
+                        _attr(g, "task", path.stem),
+                        _attr(g, "instruction", path.stem),
+                    )
                 )
                 for key in wanted:
                     ds = g[f"obs/{key}"]
                     target = images if key.endswith("_image") else low_dim
-                    target.setdefault(key, []).append(ds if key.endswith("_image") else ds[()].astype(np.float32))
+                    target.setdefault(key, []).append(
+                        ds if key.endswith("_image") else ds[()].astype(np.float32)
+                    )
                 low_dim.setdefault(K.ACTIONS, []).append(g["actions"][()].astype(np.float32))
             file_stats.append(self._file_stats(f, demos, low_dim))
         if not self.episodes:
@@ -139,7 +147,9 @@ class DemoDataset(torch.utils.data.Dataset):
         self.camera = camera
         self.video_key = f"{camera}_image" if mode != "window" else None
         self.low_dim = {k: np.concatenate(v) for k, v in low_dim.items()}  # key -> (N, d)
-        self.images = self._load_images(images, image_cache_bytes)  # key -> (N, H, W, 3) or per-episode datasets
+        self.images = self._load_images(
+            images, image_cache_bytes
+        )  # key -> (N, H, W, 3) or per-episode datasets
         self.stats = self._merge(file_stats)
 
         lengths = np.array([e.length for e in self.episodes])
@@ -152,7 +162,9 @@ class DemoDataset(torch.utils.data.Dataset):
         self.classes = classes or _ordered_unique(e.task for e in self.episodes)
         self.instructions = instructions or _ordered_unique(e.instruction for e in self.episodes)
         self.ep_label = self._index(self.classes, [e.task for e in self.episodes], "task")
-        self.ep_instruction = self._index(self.instructions, [e.instruction for e in self.episodes], "instruction")
+        self.ep_instruction = self._index(
+            self.instructions, [e.instruction for e in self.episodes], "instruction"
+        )
 
     # ------------------------------------------------------------------ loading
     @staticmethod
@@ -197,8 +209,10 @@ class DemoDataset(torch.utils.data.Dataset):
         """Statistics stored with the file when it matches the split, else computed here."""
         n = len(demos)
         if self.split == "train" and "stats" in f:
-            stored = {k: {a: np.asarray(f["stats"][k].attrs[a]) for a in ("count", "mean", "std")}
-                      for k in f["stats"]}
+            stored = {
+                k: {a: np.asarray(f["stats"][k].attrs[a]) for a in ("count", "mean", "std")}
+                for k in f["stats"]
+            }
             if all(k in stored for k in low_dim):
                 return stored
         return {k: running_stats(v[-n:]) for k, v in low_dim.items()}
@@ -287,7 +301,7 @@ class DemoDataset(torch.utils.data.Dataset):
         if self.images_in_memory:
             return self.images[key][self.ep_start[ep][:, None] + frame_t]
         out = []
-        for e, ts in zip(ep, frame_t):
+        for e, ts in zip(ep, frame_t, strict=True):
             lo, hi = int(ts.min()), int(ts.max()) + 1
             span = self.images[key][e][lo:hi]  # one contiguous read (whole chunks)
             out.append(span[ts - lo])
@@ -299,8 +313,11 @@ class DemoDataset(torch.utils.data.Dataset):
         for k in self.image_obs_keys:
             h, w, c = self._frame_shape(k)
             shapes[k] = [c, h, w]
-        size = self._frame_shape(self.video_key)[0] if self.video_key else (
-            shapes[self.image_obs_keys[0]][1] if self.image_obs_keys else 0)
+        size = (
+            self._frame_shape(self.video_key)[0]
+            if self.video_key
+            else (shapes[self.image_obs_keys[0]][1] if self.image_obs_keys else 0)
+        )
         return DataSpec(
             obs_shapes=shapes,
             action_dim=int(self.low_dim[K.ACTIONS].shape[1]),
@@ -368,14 +385,23 @@ def collate_batch(batch: dict) -> dict:
 
 
 def make_loader(
-    dataset: DemoDataset, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = True,
+    dataset: DemoDataset,
+    batch_size: int,
+    shuffle: bool = True,
+    seed: int = 0,
+    drop_last: bool = True,
     num_workers: int = 0,
 ) -> torch.utils.data.DataLoader:
     """A DataLoader that fetches whole batches through ``__getitems__`` in a reproducible order."""
     generator = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last and len(dataset) >= batch_size,
-        generator=generator, collate_fn=collate_batch, num_workers=num_workers,
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last and len(dataset) >= batch_size,
+        generator=generator,
+        collate_fn=collate_batch,
+        num_workers=num_workers,
         persistent_workers=num_workers > 0,
     )
 

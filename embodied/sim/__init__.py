@@ -52,4 +52,13 @@ def make_env(
     return env
 
 
-__all__ = ["SUITES", "RenderOptions", "SuiteEnv", "SuiteSpec", "TaskSpec", "image_key", "load_suite", "make_env"]
+__all__ = [
+    "SUITES",
+    "RenderOptions",
+    "SuiteEnv",
+    "SuiteSpec",
+    "TaskSpec",
+    "image_key",
+    "load_suite",
+    "make_env",
+]

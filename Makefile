@@ -1,0 +1,22 @@
+# Set-up and the two entry points of the README. `make` targets install what they need first.
+PY ?= python
+export MUJOCO_GL ?= egl
+
+.PHONY: setup quickstart test test-all lint
+
+setup:  ## install torch (the CPU wheel first, so nothing pulls a CUDA build), the project, test tools
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q --no-deps robomimic==0.3.0  # only its dataset reader, for the compatibility test
+
+quickstart: setup  ## the main job on the built-in default
+	embodied-data collect quick
+
+test: setup  ## the fast suite (slow end-to-end tests: make test-all)
+	$(PY) -m pytest
+
+test-all: setup
+	$(PY) -m pytest -m ""
+
+lint:
+	ruff check . && ruff format --check .
