@@ -120,8 +120,8 @@ class MirrorHead(nn.Module):
             recall = recall_at_k(z_u, z_e, ks=(1,))
             cos = positive_negative_cosine(z_u, z_e, positives)
             metrics = {
-                "loss": float(loss),
-                "temperature": float(tau),
+                "loss": loss.item(),
+                "temperature": float(tau.item() if isinstance(tau, torch.Tensor) else tau),
                 "recall@1_u2e": recall["u2e@1"],
                 "recall@1_e2u": recall["e2u@1"],
                 "cos_pos": cos["pos"],
