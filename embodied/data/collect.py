@@ -7,6 +7,7 @@ Seeds at and above :data:`EVAL_SEED_START` are reserved for evaluation.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import multiprocessing as mp
@@ -123,7 +124,7 @@ def collect_task(cfg: CollectConfig, task: str, path: Path, progress=None) -> di
     env_args = {"env_name": task, "type": cfg.suite, "env_kwargs": env.env_kwargs()}
     kept = attempts = successes = 0
     extra = {"collect_args": json.dumps(task_args(cfg, task), sort_keys=True)}
-    with DemoFileWriter(path, env_args, cfg.suite, extra) as writer:
+    with contextlib.closing(env), DemoFileWriter(path, env_args, cfg.suite, extra) as writer:
         while kept < cfg.episodes and attempts < cfg.episodes * cfg.max_attempts:
             seed = cfg.seed + attempts
             attempts += 1
@@ -145,7 +146,6 @@ def collect_task(cfg: CollectConfig, task: str, path: Path, progress=None) -> di
         if kept == 0:
             raise UserError(f"{task}: the expert succeeded in none of {attempts} episodes; nothing written")
         writer.finish(cfg.valid_fraction, split_seed=cfg.seed)
-    env.close()
     return {
         "task": task,
         "path": str(path),

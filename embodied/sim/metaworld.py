@@ -118,7 +118,8 @@ class MetaWorldEnv(SuiteEnv):
     def set_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
         m, d = self._env.model, self._env.data
         mujoco.mj_setState(m, d, np.asarray(state, dtype=np.float64), _STATE_SPEC)
-        mujoco.mj_forward(m, d)
+        mujoco.mj_forward(m, d)  # it also rewrites qacc_warmstart, and replays drift from that:
+        mujoco.mj_setState(m, d, np.asarray(state, dtype=np.float64), _STATE_SPEC)  # so set it again
         return self._observe(self._env._get_obs())
 
     def expert(self) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
@@ -145,6 +146,14 @@ class MetaWorldEnv(SuiteEnv):
             "image_size": self.image_size,
             "horizon": self.horizon,
         }
+
+    def __reduce__(self):
+        # Meta-World's own pickling rebuilds the model from its XML: the copy would silently lose
+        # the camera orientation fix, the task variant (model.body_pos) and the state. Refuse.
+        raise TypeError(
+            f"{type(self).__name__} cannot be pickled; rebuild it with "
+            f"make_env({self.suite!r}, **env.env_kwargs()) and restore env.get_state()"
+        )
 
     # -- helpers ------------------------------------------------------------------------
     def _observe(self, raw: np.ndarray) -> dict[str, np.ndarray]:
