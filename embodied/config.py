@@ -128,11 +128,23 @@ def from_dict(cls: type[T], raw: dict, where: str = "config", prefix: str = "") 
         scope = f" of {prefix[:-1]}" if prefix else ""
         valid = ", ".join(fields)
         raise UserError(f"{where}: unknown key {prefix + unknown[0]!r}; valid keys{scope}: {valid}")
+    for k, v in raw.items():  # `head.modes=3` alone keeps the default head's name
+        default = _default(fields[k])
+        if isinstance(v, dict) and "name" not in v and _registry_of(type(default)) is not None:
+            raw[k] = {"name": default.name, **v}
     kwargs = {k: _convert(hints[k], v, where, f"{prefix}{k}") for k, v in raw.items()}
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as err:
         raise UserError(f"{where}: {prefix[:-1] or 'config'}: {err}") from None
+
+
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
 
 
 def _convert(tp, value, where: str, key: str):

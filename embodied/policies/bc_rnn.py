@@ -1,0 +1,52 @@
+"""BC-RNN: an LSTM over the observation history (robomimic's ``BC_RNN``, Mandlekar et al. 2021).
+
+robomimic carries the LSTM state through a rollout and restarts it every ``horizon`` steps;
+here the LSTM re-reads the sliding window of the last ``history`` observations at every step,
+which is exactly what it was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from embodied.policies.base import POLICIES, Policy, PolicyConfig
+
+
+@dataclass
+class BCRNNConfig(PolicyConfig):
+    name: str = "bc_rnn"
+    """Registered policy: bc_mlp, bc_rnn or bc_transformer."""
+    history: int = 10
+    """Observation steps the LSTM reads (robomimic's default sequence length is 10)."""
+
+    @property
+    def obs_steps(self) -> int:
+        return self.history
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.history < 1:
+            raise ValueError(f"history must be at least 1, got {self.history}")
+
+
+class LSTMTrunk(nn.Module):
+    def __init__(self, in_dim: int, hidden_dim: int, layers: int, dropout: float) -> None:
+        super().__init__()
+        # nn.LSTM applies dropout between layers only, so it has none to apply with one layer.
+        self.lstm = nn.LSTM(
+            in_dim, hidden_dim, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x)  # (B, T, D) -> (B, T, hidden)
+        return out[:, -1]  # (B, hidden): the state after the current observation
+
+
+@POLICIES.register("bc_rnn", BCRNNConfig)
+class BCRNN(Policy):
+    def build_trunk(self, in_dim: int) -> nn.Module:
+        c = self.config
+        return LSTMTrunk(in_dim, c.hidden_dim, c.num_layers, c.dropout)

@@ -1,0 +1,75 @@
+"""BC-Transformer: a causal transformer over the observation history (robomimic's ``BC_Transformer``).
+
+Each step's features become one token; a causal mask lets a token attend to the past only, and
+the last token (the current step) feeds the head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from embodied.policies.base import POLICIES, Policy, PolicyConfig
+
+
+@dataclass
+class BCTransformerConfig(PolicyConfig):
+    name: str = "bc_transformer"
+    """Registered policy: bc_mlp, bc_rnn or bc_transformer."""
+    dropout: float = 0.1
+    """Dropout inside the transformer blocks."""
+    history: int = 10
+    """Observation steps (tokens) the transformer reads (robomimic's context length is 10)."""
+    num_heads: int = 4
+    """Attention heads per block; must divide hidden_dim."""
+
+    @property
+    def obs_steps(self) -> int:
+        return self.history
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.history < 1:
+            raise ValueError(f"history must be at least 1, got {self.history}")
+        if self.num_heads < 1 or self.hidden_dim % self.num_heads:
+            raise ValueError(f"num_heads ({self.num_heads}) must divide hidden_dim ({self.hidden_dim})")
+
+
+class TransformerTrunk(nn.Module):
+    def __init__(
+        self, in_dim: int, hidden_dim: int, layers: int, heads: int, dropout: float, steps: int
+    ) -> None:
+        super().__init__()
+        self.project = nn.Linear(in_dim, hidden_dim)
+        self.position = nn.Parameter(torch.randn(1, steps, hidden_dim) * 0.02)  # learned, as GPT-2
+        block = nn.TransformerEncoderLayer(
+            hidden_dim,
+            heads,
+            dim_feedforward=4 * hidden_dim,
+            dropout=dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,  # pre-norm trains more stably without warm-up tricks
+        )
+        # enable_nested_tensor only applies to post-norm blocks; off to keep torch quiet.
+        self.encoder = nn.TransformerEncoder(
+            block, layers, norm=nn.LayerNorm(hidden_dim), enable_nested_tensor=False
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.shape[1]
+        h = self.project(x) + self.position[:, :t]  # (B, T, D) -> (B, T, hidden)
+        causal = nn.Transformer.generate_square_subsequent_mask(
+            t, device=x.device
+        )  # (T, T), -inf above the diagonal
+        h = self.encoder(h, mask=causal, is_causal=True)  # (B, T, hidden)
+        return h[:, -1]  # (B, hidden): the current step's token
+
+
+@POLICIES.register("bc_transformer", BCTransformerConfig)
+class BCTransformer(Policy):
+    def build_trunk(self, in_dim: int) -> nn.Module:
+        c = self.config
+        return TransformerTrunk(in_dim, c.hidden_dim, c.num_layers, c.num_heads, c.dropout, self.obs_steps)
