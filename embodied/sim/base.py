@@ -33,7 +33,9 @@ class SuiteEnv(gym.Env):
 
     @abstractmethod
     def get_state(self) -> np.ndarray:
-        """The flattened simulator state, enough to replay from (float64)."""
+        """The flattened simulator state (float64), enough to replay from after ``reset(seed=)``
+        to the episode's seed: the task variant may live in the model, not in this state
+        (Meta-World places many objects through ``model.body_pos``)."""
 
     @abstractmethod
     def set_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
