@@ -33,6 +33,7 @@ from torch import nn
 
 from embodied import keys
 from embodied.config import Registry, from_dict, to_dict
+from embodied.errors import UserError
 from embodied.models.common import DataSpec, FeatureTap
 from embodied.recognizers.augment import prepare_video
 
@@ -117,6 +118,8 @@ class Recognizer(nn.Module):
                 "instruction_logits": self.instruction_head(emb),  # (B, I)
             }
             if tap is not None:
+                if tap.value is None:  # e.g. a container that is never called itself
+                    raise UserError(f"feature tap {self.tap_name!r} is a layer the forward pass never calls")
                 feats = tap.pooled()  # (B, D_u)
                 if feats.dim() != 2 or feats.shape[0] != video.shape[0]:
                     raise ValueError(
@@ -179,7 +182,13 @@ class Recognizer(nn.Module):
             was_training = self.training
             param = next(self.parameters())
             dummy = torch.zeros(
-                1, self.spec.clip_len, 3, self.input_size, self.input_size, dtype=torch.uint8, device=param.device
+                1,
+                self.spec.clip_len,
+                3,
+                self.input_size,
+                self.input_size,
+                dtype=torch.uint8,
+                device=param.device,
             )
             try:
                 self.eval()  # eval so the dry run leaves batch-norm statistics alone

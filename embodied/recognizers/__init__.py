@@ -1,0 +1,27 @@
+"""Recognizers (U, action understanding): which task and instruction a clip shows.
+
+One registry, :data:`RECOGNIZERS`, keyed by the name used in configs:
+
+- ``conv3d``: a small R(2+1)D residual network (:mod:`.conv3d`);
+- ``video_transformer``: tubelet tokens with divided space-time attention (:mod:`.video_transformer`).
+
+The contract (:class:`Recognizer`, in :mod:`.base`): ``forward(video)`` -> class and
+instruction logits, ``loss(batch)``, ``predict(video)``, ``features(video)`` at a configurable
+tap; :func:`classify_video` (:mod:`.inference`) classifies a whole episode.
+"""
+
+from embodied.recognizers import conv3d, video_transformer  # noqa: F401  (register the models)
+from embodied.recognizers.base import RECOGNIZERS, Recognizer, RecognizerConfig, build_recognizer
+from embodied.recognizers.conv3d import Conv3DConfig
+from embodied.recognizers.inference import classify_video
+from embodied.recognizers.video_transformer import VideoTransformerConfig
+
+__all__ = [
+    "RECOGNIZERS",
+    "Conv3DConfig",
+    "Recognizer",
+    "RecognizerConfig",
+    "VideoTransformerConfig",
+    "build_recognizer",
+    "classify_video",
+]
