@@ -225,8 +225,11 @@ class DemoDataset(torch.utils.data.Dataset):
     def _load_images(self, images: dict[str, list], limit: int) -> dict:
         total = sum(int(np.prod(ds.shape)) for dss in images.values() for ds in dss)
         self.images_in_memory = total <= limit
-        if self.images_in_memory:
-            return {k: np.concatenate([ds[()] for ds in dss]) for k, dss in images.items()}
+        if self.images_in_memory:  # stored channels-first once, so a batch is a single gather
+            return {
+                k: np.concatenate([rearrange(ds[()], "n h w c -> n c h w") for ds in dss])
+                for k, dss in images.items()
+            }
         return images  # per-episode h5py datasets, read per sample
 
     @staticmethod
@@ -269,8 +272,7 @@ class DemoDataset(torch.utils.data.Dataset):
         obs_rows = start + obs_t
         obs = {k: torch.from_numpy(self.low_dim[k][obs_rows]) for k in self.obs_keys}  # (B, To, d)
         for k in self.image_obs_keys:
-            frames = self._frames(k, ep, obs_rows - start)  # (B, To, H, W, 3)
-            obs[k] = torch.from_numpy(rearrange(frames, "b t h w c -> b t c h w").copy())
+            obs[k] = torch.from_numpy(self._frames(k, ep, obs_rows - start))  # (B, To, 3, H, W)
         return {
             K.OBS: obs,
             K.ACTIONS: torch.from_numpy(self.low_dim[K.ACTIONS][act_rows]),  # (B, Ta, A)
@@ -290,31 +292,29 @@ class DemoDataset(torch.utils.data.Dataset):
         are padded by repeating their last frame."""
         frame_t = start[:, None] + self.clip_stride * np.arange(self.clip_len)  # (B, T)
         frame_t = np.minimum(frame_t, self.ep_len[ep][:, None] - 1)
-        frames = self._frames(self.video_key, ep, frame_t)  # (B, T, H, W, 3)
-        return torch.from_numpy(rearrange(frames, "b t h w c -> b t c h w").copy())
+        return torch.from_numpy(self._frames(self.video_key, ep, frame_t))  # (B, T, 3, H, W)
 
     def _clips(self, ep: np.ndarray, t: np.ndarray) -> torch.Tensor:
         return self.clip(ep, self.clip_starts(ep, t))
 
     def _frames(self, key: str, ep: np.ndarray, frame_t: np.ndarray) -> np.ndarray:
-        """Frames ``frame_t`` (B, T) (episode-relative) of stream ``key`` -> (B, T, H, W, 3)."""
+        """Frames ``frame_t`` (B, T) (episode-relative) of stream ``key`` -> (B, T, 3, H, W)."""
         if self.images_in_memory:
             return self.images[key][self.ep_start[ep][:, None] + frame_t]
         out = []
         for e, ts in zip(ep, frame_t, strict=True):
             lo, hi = int(ts.min()), int(ts.max()) + 1
-            span = self.images[key][e][lo:hi]  # one contiguous read (whole chunks)
+            span = self.images[key][e][lo:hi]  # one contiguous read (whole chunks), (n, H, W, 3)
             out.append(span[ts - lo])
-        return np.stack(out)
+        return np.ascontiguousarray(rearrange(np.stack(out), "b t h w c -> b t c h w"))
 
     # ------------------------------------------------------------------ description
     def data_spec(self) -> DataSpec:
         shapes = {k: [int(self.low_dim[k].shape[1])] for k in self.obs_keys}
         for k in self.image_obs_keys:
-            h, w, c = self._frame_shape(k)
-            shapes[k] = [c, h, w]
+            shapes[k] = list(self._frame_shape(k))
         size = (
-            self._frame_shape(self.video_key)[0]
+            self._frame_shape(self.video_key)[1]
             if self.video_key
             else (shapes[self.image_obs_keys[0]][1] if self.image_obs_keys else 0)
         )
@@ -332,8 +332,11 @@ class DemoDataset(torch.utils.data.Dataset):
         )
 
     def _frame_shape(self, key: str) -> tuple[int, int, int]:
-        src = self.images[key]
-        return tuple(src.shape[1:]) if self.images_in_memory else tuple(src[0].shape[1:])
+        """(3, H, W) of one frame of ``key``."""
+        if self.images_in_memory:
+            return tuple(self.images[key].shape[1:])
+        h, w, c = self.images[key][0].shape[1:]
+        return c, h, w
 
     def normalization_stats(self) -> dict[str, dict[str, np.ndarray]]:
         """``{key: {"mean", "std"}}`` for low-dim obs keys and actions (training split)."""
