@@ -1,0 +1,94 @@
+"""``embodied-train``: train a policy, a recognizer, both with alignment, or probe frozen models.
+
+    embodied-train policy_quick                          # a config from configs/
+    embodied-train configs/joint_quick.yaml steps=2000 optim.lr=3e-4 mirror.positives=episode
+    embodied-train joint_quick --out runs/joint_seed1 seed=1
+    embodied-train --resume runs/joint_seed1             # continue exactly where it stopped
+    embodied-train --resume runs/joint_seed1 steps=4000  # ... and train longer
+    torchrun --nproc_per_node=2 -m embodied.cli.train joint_quick   # one process per device
+
+CONFIG is a YAML file or the name of one in configs/; ``key.sub=value`` overrides any field
+(values read as YAML). An output folder that exists is refused unless --resume continues it
+or --overwrite replaces it. A resumed run takes its config from the checkpoint; given a
+CONFIG too, the two must agree on everything but the settings listed under --resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from embodied.config import apply_overrides, describe, from_dict, load_config
+from embodied.errors import UserError, run_cli
+from embodied.paths import resolve_resource
+from embodied.train.config import RESUME_FREE_KEYS, TrainConfig
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="embodied-train",
+        description=__doc__ + "\nSettings (key: doc):\n  " + "\n  ".join(describe(TrainConfig)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "config", nargs="?", help="config: a YAML path or a name in configs/ (optional with --resume)"
+    )
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides")
+    p.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the run in DIR from checkpoints/last.pt; may change only: "
+        + ", ".join(RESUME_FREE_KEYS),
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the outputs of an earlier run in the folder"
+    )
+    p.add_argument("--out", metavar="DIR", help="output folder (overrides the config's out)")
+    return p
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    overrides = list(args.overrides)
+    config = args.config
+    if config is not None and "=" in config and not Path(config).exists():
+        overrides.insert(0, config)  # `--resume DIR key=value`: no CONFIG, only overrides
+        config = None
+    if args.resume:
+        if args.out:
+            raise UserError("--out and --resume exclude each other (a resumed run stays in its folder)")
+        if config is not None:
+            cfg = load_config(TrainConfig, resolve_resource(config, "configs"), overrides)
+        else:
+            from embodied.train.checkpoint import checkpoint_path, read_checkpoint
+
+            if not checkpoint_path(args.resume).is_file():
+                raise UserError(f"{args.resume}: no checkpoints/last.pt to resume from")
+            payload = read_checkpoint(args.resume)
+            raw = apply_overrides(json.loads(payload["config"]), overrides)
+            cfg = from_dict(TrainConfig, raw, f"{args.resume} (stored config)")
+        return dataclasses.replace(cfg, out=str(args.resume))
+    if config is None:
+        raise UserError("a CONFIG (a YAML file or a name in configs/) is needed, or --resume DIR")
+    cfg = load_config(TrainConfig, resolve_resource(config, "configs"), overrides)
+    return dataclasses.replace(cfg, out=args.out) if args.out else cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_intermixed_args(argv)  # flags may follow the overrides
+
+    def run() -> int:
+        from embodied.train.loop import train
+        from embodied.train.rollouts import installed_evaluator
+
+        cfg = train_config(args)
+        train(cfg, resume=bool(args.resume), overwrite=args.overwrite, evaluator=installed_evaluator())
+        return 0
+
+    return run_cli(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Checkpoints: plain data only, loadable with ``torch.load(..., weights_only=True)``.
+
+``<out>/checkpoints/last.pt`` (every ``ckpt_every`` steps and at the end) holds everything an
+exact resume needs; ``best.pt`` (lowest validation loss) holds the models only. Both are
+written atomically (a temporary file, then ``os.replace``), so a run killed while saving
+keeps its previous checkpoint. Layout (format version 1)::
+
+    format, format_version   "embodied-train-checkpoint", 1
+    kind                     the run's mode: policy | recognizer | joint | probe
+    config                   JSON of the TrainConfig
+    spec                     JSON of the training data's DataSpec
+    stats                    {key: {"mean": tensor, "std": tensor}} normalisation of the train split
+    models                   {name: {"config": JSON, "spec": JSON, "dims": [..], "state": state dict}}
+                             name in policy, recognizer, mirror; the EMA weights when EMA is on
+    train                    (last.pt only) step, data position, optimizer, scheduler, scaler,
+                             EMA, the trained (non-averaged) weights, best validation, and the
+                             random states of python, numpy and torch of every process
+
+Each model carries its own config and spec, so :func:`load_model` rebuilds it from the file
+alone, without the code that trained it or the dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from embodied.config import from_dict, to_dict
+from embodied.errors import UserError
+from embodied.mirror import MirrorConfig, MirrorHead
+from embodied.models.common import DataSpec
+from embodied.policies import PolicyConfig, build_policy
+from embodied.recognizers import RecognizerConfig, build_recognizer
+from embodied.train.config import TrainConfig
+
+FORMAT = "embodied-train-checkpoint"
+FORMAT_VERSION = 1
+CONFIG_CLASSES = {"policy": PolicyConfig, "recognizer": RecognizerConfig, "mirror": MirrorConfig}
+"""Config class of each model a checkpoint can hold."""
+PROVIDES = {
+    "policy": {"policy"},
+    "recognizer": {"recognizer"},
+    "joint": {"policy", "recognizer"},
+    "probe": {"policy", "recognizer"},
+}
+"""Which trained models a checkpoint of each kind provides."""
+
+
+# --------------------------------------------------------------------------- models
+def build_model(name: str, config, spec: DataSpec, dims: list[int] | None = None) -> nn.Module:
+    """A fresh model ``name`` (policy, recognizer or mirror); the mirror head needs [dim_u, dim_e]."""
+    if name == "policy":
+        return build_policy(config, spec)
+    if name == "recognizer":
+        return build_recognizer(config, spec)
+    if name == "mirror":
+        return MirrorHead(config, *dims)
+    raise ValueError(f"unknown model {name!r}")
+
+
+def model_entry(name: str, model: nn.Module, config, spec: DataSpec, state: dict | None = None) -> dict:
+    """What a checkpoint stores of one model: its config, spec, sizes and weights."""
+    dims = [model.dim_u, model.dim_e] if name == "mirror" else []
+    state = model.state_dict() if state is None else state
+    return {
+        "config": json.dumps(to_dict(config)),
+        "spec": json.dumps(spec.to_json()),
+        "dims": dims,
+        "state": {k: v.detach().cpu().clone() for k, v in state.items()},
+    }
+
+
+def rebuild(name: str, entry: dict, weights: bool = True) -> tuple[nn.Module, object, DataSpec]:
+    """(model, config, spec) from a checkpoint entry; with its stored weights unless ``weights`` is False."""
+    config = from_dict(CONFIG_CLASSES[name], json.loads(entry["config"]), f"checkpoint {name} config")
+    spec = DataSpec.from_json(json.loads(entry["spec"]))
+    model = build_model(name, config, spec, list(entry["dims"]))
+    if weights:
+        model.load_state_dict(entry["state"])
+    return model, config, spec
+
+
+# --------------------------------------------------------------------------- files
+def checkpoint_path(path: str | Path, name: str = "last.pt") -> Path:
+    """A .pt file as given, or ``<run folder>/checkpoints/<name>``."""
+    path = Path(path)
+    return path / "checkpoints" / name if path.is_dir() else path
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """Write atomically: a temporary file beside the target, then one rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load and check a checkpoint file (or a run folder's last.pt); problems are UserErrors."""
+    path = checkpoint_path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such checkpoint")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds of error for a foreign file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path}: not a readable checkpoint ({first})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UserError(f"{path}: not an embodied training checkpoint")
+    version = payload.get("format_version")
+    if version != FORMAT_VERSION:
+        raise UserError(
+            f"{path}: checkpoint format version {version}; this embodied reads version {FORMAT_VERSION}"
+        )
+    return payload
+
+
+def checkpoint_config(payload: dict, path: str | Path) -> TrainConfig:
+    return from_dict(TrainConfig, json.loads(payload["config"]), f"{path} (stored config)")
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild the trained models of a checkpoint (a .pt file or a run folder).
+
+    Returns ``(kind, models, spec, config)``: the run's mode, ``{name: model}`` in eval mode on
+    ``device`` (policy, recognizer and mirror, as the run had them; EMA weights when EMA was
+    on), the training data's :class:`DataSpec` and the :class:`TrainConfig`.
+    """
+    payload = read_checkpoint(path)
+    models = {}
+    for name, entry in payload["models"].items():
+        model, _, _ = rebuild(name, entry)
+        models[name] = model.to(device).eval()
+    spec = DataSpec.from_json(json.loads(payload["spec"]))
+    return payload["kind"], models, spec, checkpoint_config(payload, path)
+
+
+def source_entry(payload: dict, path: str | Path, name: str) -> dict:
+    """The stored model ``name`` of a read checkpoint, for probing; another kind is a UserError."""
+    kind = payload["kind"]
+    if name not in PROVIDES.get(kind, set()) or name not in payload["models"]:
+        raise UserError(f"{checkpoint_path(path)}: a {kind} checkpoint holds no trained {name}")
+    return payload["models"][name]
+
+
+# --------------------------------------------------------------------------- resume
+def config_differences(old: dict, new: dict, free: tuple[str, ...], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts, leaving out ``free`` keys."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        dotted = prefix + key
+        if dotted in free:
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, free, dotted + ".")
+        elif a != b:
+            out.append(f"{dotted}: {a!r} (checkpoint) vs {b!r}")
+    return out
+
+
+SPEC_FIELDS = (
+    "action_dim",
+    "obs_horizon",
+    "action_horizon",
+    "clip_len",
+    "image_size",
+    "classes",
+    "instructions",
+)
+"""What of a DataSpec must match between a checkpoint and the data it goes on with."""
+
+
+def check_spec(
+    expected: DataSpec,
+    got: DataSpec,
+    where: str,
+    keys: list[str] | None = None,
+    fields: tuple[str, ...] = SPEC_FIELDS,
+) -> None:
+    """The data must be what a model was trained on: the same streams (all, or ``keys``) and ``fields``."""
+    if keys is None:
+        if sorted(expected.obs_shapes) != sorted(got.obs_shapes):
+            raise UserError(
+                f"the data does not match {where}: observation keys {sorted(got.obs_shapes)}, "
+                f"the checkpoint's {sorted(expected.obs_shapes)}"
+            )
+        keys = list(expected.obs_shapes)
+    for key in keys:
+        a, b = expected.obs_shapes.get(key), got.obs_shapes.get(key)
+        if a != b:
+            raise UserError(
+                f"the data does not match {where}: observation {key!r} has shape {b}, the checkpoint's {a}"
+            )
+    for name in fields:
+        a, b = getattr(expected, name), getattr(got, name)
+        if a != b:
+            raise UserError(f"the data does not match {where}: {name} {b}, the checkpoint's {a}")
+
+
+# --------------------------------------------------------------------------- random states
+def rng_state() -> dict:
+    """This process's python, numpy and torch (CPU and CUDA) random states as plain data."""
+    version, mt, gauss = random.getstate()
+    np_state = np.random.get_state(legacy=True)  # noqa: NPY002  (the global generator others may draw from)
+    state = {
+        "python": {"version": version, "state": list(mt), "gauss": gauss},
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "gauss": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, n["pos"], n["has_gauss"], n["gauss"]))  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def stats_to_tensors(stats: dict[str, dict[str, np.ndarray]]) -> dict:
+    return {k: {kk: torch.as_tensor(np.asarray(vv)) for kk, vv in v.items()} for k, v in stats.items()}

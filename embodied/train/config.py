@@ -1,0 +1,201 @@
+"""The training config: one typed dataclass for every mode, loaded from YAML with dotted overrides.
+
+    cfg = load_config(TrainConfig, "configs/joint_quick.yaml", ["optim.lr=3e-4", "steps=500"])
+
+Modes (which models train, on which batches):
+
+- ``policy``: the policy E alone, on execution windows;
+- ``recognizer``: the recognizer U alone, on observation clips;
+- ``joint``: both and the mirror head, on paired batches, with
+  ``L = L_AU + lambda_ee * L_EE + mirror.weight * L_align`` (paper: 1 and 0.5);
+- ``probe``: both models loaded frozen from checkpoints (or their architectures randomly
+  initialised, the control); only the mirror head's T_u, T_e train; Recall@k is read on the
+  validation pairs (the paper's "spontaneous alignment").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from embodied.mirror import MirrorConfig
+from embodied.policies import PolicyConfig
+from embodied.recognizers import RecognizerConfig
+
+Mode = Literal["policy", "recognizer", "joint", "probe"]
+
+
+@dataclass
+class DataConfig:
+    paths: list[str] = field(default_factory=lambda: ["datasets/quick"])
+    """Demonstration files, or folders of *.hdf5 files (the train split trains, the valid split validates)."""
+    obs_keys: list[str] | None = None
+    """Low-dim/image streams an execution window holds; None: the keys the policy reads (policy.obs_keys)."""
+    obs_horizon: int = 1
+    """To: observation steps in an execution window."""
+    action_horizon: int = 1
+    """Ta: actions in an execution window's chunk."""
+    clip_len: int = 8
+    """T: frames in an observation clip."""
+    clip_stride: int = 2
+    """Steps between the frames of a clip."""
+    camera: str | None = None
+    """Observer camera of the clips; None: the dataset's first camera."""
+    batch_size: int = 64
+    """Samples per step and per process (with torchrun the global batch is this times the processes)."""
+    num_workers: int = 0
+    """DataLoader worker processes; 0 loads in the training process."""
+    image_cache_bytes: int = 4 << 30
+    """Hold image streams in memory when they fit under this many bytes; else read spans from HDF5."""
+
+    def __post_init__(self) -> None:
+        if not self.paths:
+            raise ValueError("paths must name at least one file or folder")
+        for key in ("obs_horizon", "action_horizon", "clip_len", "clip_stride", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    """Peak learning rate of the policy and the recognizer (AdamW); the mirror head uses mirror.lr."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay, on weight matrices and kernels only (not on biases, norms, embeddings' scales)."""
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """AdamW's beta1, beta2."""
+    schedule: Literal["cosine", "constant"] = "cosine"
+    """Learning rate after the warm-up: cosine decay to 0 at the last step, or constant."""
+    warmup_steps: int = 100
+    """Steps of linear warm-up from 0 to the peak learning rate."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this; 0 = no clipping."""
+    ema: float = 0.0
+    """Decay of an exponential moving average of the weights, used to validate and save; 0 = off."""
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip must be >= 0, got {self.grad_clip}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+
+
+@dataclass
+class ProbeConfig:
+    policy_ckpt: str = ""
+    """Checkpoint (.pt, or a run folder) holding the policy to probe: a policy or joint run."""
+    recognizer_ckpt: str = ""
+    """Checkpoint (.pt, or a run folder) holding the recognizer to probe: a recognizer or joint run."""
+    init: Literal["checkpoint", "random"] = "checkpoint"
+    """Weights of the frozen models: the trained ones, or random (the control: same architectures)."""
+
+    def __post_init__(self) -> None:
+        if not (self.policy_ckpt and self.recognizer_ckpt):
+            raise ValueError("policy_ckpt and recognizer_ckpt are both needed")
+
+
+@dataclass
+class TrainConfig:
+    mode: Mode = "policy"
+    """What trains: policy (E), recognizer (U), joint (both + mirror head) or probe (only T_u, T_e)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """The demonstrations and how batches are cut from them."""
+    policy: PolicyConfig | None = None
+    """The policy E (modes policy, joint), picked by policy.name."""
+    recognizer: RecognizerConfig | None = None
+    """The recognizer U (modes recognizer, joint), picked by recognizer.name."""
+    mirror: MirrorConfig | None = None
+    """The mirror head and alignment loss (modes joint, probe)."""
+    probe: ProbeConfig | None = None
+    """Where probe mode takes its frozen models from; its data window/clip settings come from them too."""
+    lambda_ee: float = 1.0
+    """lambda_EE: weight of the policy's loss L_EE in the joint loss (paper: 1)."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimiser, learning-rate schedule, gradient clipping and EMA."""
+    steps: int = 1000
+    """Optimiser steps in all."""
+    log_every: int = 50
+    """Steps between training-metric lines (metrics.jsonl, TensorBoard)."""
+    val_every: int = 250
+    """Steps between validations on the valid split (and at the end); 0 = never."""
+    val_batches: int = 20
+    """Batches of the valid split per validation (a fixed subset, the same every time)."""
+    ckpt_every: int = 250
+    """Steps between checkpoints (checkpoints/last.pt; also at the end); 0 = only at the end."""
+    rollout_every: int = 0
+    """Steps between policy rollouts in the simulator (needs embodied.eval); 0 = never."""
+    rollout_episodes: int = 10
+    """Rollout episodes per task at each rollout."""
+    seed: int = 0
+    """Seed of the weights, the data order and every random draw of training."""
+    out: str = "runs/train"
+    """Output folder: config.yaml, metrics.jsonl, TensorBoard events, checkpoints/, summary.json."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: CUDA when present (with mixed precision: bf16, or fp16 with loss scaling), else CPU."""
+
+    def __post_init__(self) -> None:
+        need = {
+            "policy": {"policy"},
+            "recognizer": {"recognizer"},
+            "joint": {"policy", "recognizer", "mirror"},
+            "probe": {"mirror", "probe"},
+        }[self.mode]
+        for section in ("policy", "recognizer", "mirror", "probe"):
+            present = getattr(self, section) is not None
+            if section in need and not present:
+                raise ValueError(f"mode {self.mode} needs a {section} section")
+            if section not in need and present:
+                hint = " (probe takes its models from probe.*_ckpt)" if self.mode == "probe" else ""
+                raise ValueError(f"mode {self.mode} does not use the {section} section; remove it{hint}")
+        if self.mode in ("joint", "probe") and self.data.batch_size < 2:
+            raise ValueError(
+                f"InfoNCE needs a batch of at least 2 pairs, got data.batch_size={self.data.batch_size}"
+            )
+        if self.rollout_every and self.mode not in ("policy", "joint"):
+            raise ValueError(
+                f"rollouts need a trained policy; mode {self.mode} has none (set rollout_every=0)"
+            )
+        if self.lambda_ee < 0:
+            raise ValueError(f"lambda_ee must be >= 0, got {self.lambda_ee}")
+        if self.steps < 1 or self.log_every < 1:
+            raise ValueError(f"steps and log_every must be at least 1, got {self.steps}, {self.log_every}")
+        for key in ("val_every", "ckpt_every", "rollout_every"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.val_batches < 1 or self.rollout_episodes < 1:
+            raise ValueError("val_batches and rollout_episodes must be at least 1")
+
+    @property
+    def data_mode(self) -> Literal["window", "clip", "paired"]:
+        """The batches this mode trains on."""
+        return {"policy": "window", "recognizer": "clip"}.get(self.mode, "paired")
+
+
+RESUME_FREE_KEYS = (
+    "steps",
+    "log_every",
+    "val_every",
+    "val_batches",
+    "ckpt_every",
+    "rollout_every",
+    "rollout_episodes",
+    "out",
+    "device",
+    "data.paths",
+    "data.num_workers",
+    "data.image_cache_bytes",
+)
+"""Settings a resumed run may change: they change neither the weights so far nor the data order
+(moved data is checked against the checkpoint's data spec and sample count instead)."""

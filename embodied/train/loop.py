@@ -1,0 +1,718 @@
+"""The training loop: one :func:`update_step` and a thin loop around it (LeRobot's shape).
+
+    run = train(load_config(TrainConfig, "configs/joint_quick.yaml"))
+
+What one run does, in order:
+
+1. resolve the config (probe mode takes its data settings from the probed checkpoints) and,
+   when resuming, check it against the checkpoint's;
+2. build the train split (windows, clips or pairs, per mode) and the valid split, and fit
+   the policy's normalisation on the train split;
+3. build the models (or load the frozen ones, for a probe), the optimiser (the mirror head in
+   its own group at ``mirror.lr``), the warm-up + cosine/constant schedule, EMA, AMP on CUDA;
+4. train: ``update_step`` per batch; every ``log_every`` steps a metrics line; every
+   ``val_every`` a validation (with the EMA weights when on; best.pt on a new lowest loss);
+   every ``rollout_every`` simulator rollouts when ``embodied.eval`` is installed; every
+   ``ckpt_every`` last.pt;
+5. at the end, a last validation and checkpoint, ``summary.json`` and a printed summary.
+
+Exact resume: batch ``b`` is a pure function of the seed and ``b`` (:mod:`.sampling`), and
+the checkpoint holds every random state, so a run killed at any point and resumed from its
+last checkpoint ends with the same weights as one never stopped. Validation and rollouts draw
+their random numbers from forked generators, so they never change training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from embodied import keys as K
+from embodied.config import to_dict
+from embodied.data.reader import DemoDataset
+from embodied.errors import UserError
+from embodied.mirror import MirrorHead, chance_recall_at_k, positive_mask, recall_at_k
+from embodied.models.common import DataSpec
+from embodied.train import checkpoint as ckpt
+from embodied.train.config import RESUME_FREE_KEYS, TrainConfig
+from embodied.train.distributed import Processes, start
+from embodied.train.optim import EMA, make_scheduler, param_groups
+from embodied.train.rollouts import PolicyEvaluator, numeric_results
+from embodied.train.sampling import ShardedBatches, fixed_subset, train_loader
+
+RECALL_KS = (1, 5)
+"""Recall@k reported on the validation pairs (joint and probe)."""
+
+
+# --------------------------------------------------------------------------- the loss
+class TrainModule(nn.Module):
+    """Every model of a run and the total loss of one batch; what DDP wraps.
+
+    The models expose ``loss()``, not ``forward()``; DDP synchronises gradients only through
+    its wrapped module's forward, so the total loss is computed here.
+    """
+
+    def __init__(self, mode: str, models: dict[str, nn.Module], lambda_ee: float) -> None:
+        super().__init__()
+        self.mode = mode
+        self.models = nn.ModuleDict(models)
+        self.lambda_ee = lambda_ee
+
+    def train(self, mode: bool = True) -> TrainModule:
+        super().train(mode)
+        if self.mode == "probe":  # frozen models stay in eval: no dropout, no augmentation, fixed BN
+            self.models["policy"].eval()
+            self.models["recognizer"].eval()
+        return self
+
+    def compute(self, batch: dict) -> tuple[torch.Tensor, dict[str, float], tuple | None]:
+        """(total loss, metrics, (f_u, f_e) features or None) of one batch."""
+        m = self.models
+        metrics: dict[str, float] = {}
+        features = None
+        if self.mode == "policy":
+            loss, part = m["policy"].loss(batch)
+            metrics |= _prefixed("policy", part)
+        elif self.mode == "recognizer":
+            loss, part = m["recognizer"].loss(batch)
+            metrics |= _prefixed("recognizer", part)
+        else:
+            if self.mode == "joint":
+                out_u = m["recognizer"](batch[K.VIDEO], with_features=True)
+                loss_u, part_u = m["recognizer"].loss(batch, outputs=out_u)
+                loss_e, part_e, f_e = m["policy"].loss_and_features(batch)  # (B, D_e)
+                f_u = out_u["features"]  # (B, D_u)
+                metrics |= _prefixed("recognizer", part_u) | _prefixed("policy", part_e)
+            else:  # probe: frozen models, only T_u and T_e learn
+                with torch.no_grad():
+                    f_u = m["recognizer"].features(batch[K.VIDEO])  # (B, D_u)
+                    f_e = m["policy"].features(batch)  # (B, D_e)
+            loss_a, part_a = m["mirror"](
+                f_u.float(), f_e.float(), batch[K.EPISODE], batch[K.INSTRUCTION], batch[K.LABEL]
+            )
+            metrics |= _prefixed("mirror", part_a)
+            if self.mode == "joint":  # L = L_AU + lambda_EE * L_EE + lambda_align * L_align
+                loss = loss_u + self.lambda_ee * loss_e + m["mirror"].config.weight * loss_a
+            else:
+                loss = loss_a
+            features = (f_u.detach(), f_e.detach())
+        metrics["loss"] = loss.item()
+        return loss, metrics, features
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, metrics, _ = self.compute(batch)
+        return loss, metrics
+
+
+def _prefixed(name: str, metrics: dict[str, float]) -> dict[str, float]:
+    return {f"{name}/{k}": v for k, v in metrics.items()}
+
+
+# --------------------------------------------------------------------------- one step
+def update_step(
+    model: nn.Module,
+    batch: dict,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    grad_clip: float = 0.0,
+    autocast=contextlib.nullcontext,
+    scaler: torch.amp.GradScaler | None = None,
+    ema: EMA | None = None,
+) -> dict[str, float]:
+    """One optimiser step on one batch: forward, backward, clip, step, schedule, EMA; its metrics."""
+    model.train()
+    with autocast():
+        loss, metrics = model(batch)
+    if scaler is not None:  # fp16: scale the loss so small gradients do not underflow
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else math.inf)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
+    if ema is not None:
+        ema.update()
+    metrics["grad_norm"] = float(grad_norm)
+    metrics["lr"] = optimizer.param_groups[0]["lr"]
+    return metrics
+
+
+# --------------------------------------------------------------------------- set-up
+def resolve(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, dict]]:
+    """The config with data settings made explicit, and the probed models' checkpoint entries.
+
+    Probe mode reads windows and clips as the probed models were trained on them: To and Ta
+    from the policy's data, the clip length, stride and camera from the recognizer's.
+    """
+    sources: dict[str, dict] = {}
+    data = cfg.data
+    if cfg.mode == "probe":
+        for name, path in (("policy", cfg.probe.policy_ckpt), ("recognizer", cfg.probe.recognizer_ckpt)):
+            payload = ckpt.read_checkpoint(path)
+            entry = ckpt.source_entry(payload, path, name)
+            sources[name] = entry | {"run": ckpt.checkpoint_config(payload, path)}
+        pspec = DataSpec.from_json(json.loads(sources["policy"]["spec"]))
+        rspec = DataSpec.from_json(json.loads(sources["recognizer"]["spec"]))
+        rdata = sources["recognizer"]["run"].data
+        data = dataclasses.replace(
+            data,
+            obs_keys=list(json.loads(sources["policy"]["config"])["obs_keys"]),
+            obs_horizon=pspec.obs_horizon,
+            action_horizon=pspec.action_horizon,
+            clip_len=rspec.clip_len,
+            clip_stride=rdata.clip_stride,
+            camera=rdata.camera,
+        )
+    elif data.obs_keys is None:
+        data = dataclasses.replace(data, obs_keys=list(cfg.policy.obs_keys) if cfg.policy else [])
+    return dataclasses.replace(cfg, data=data), sources
+
+
+def build_datasets(cfg: TrainConfig, vocab: DataSpec | None) -> tuple[DemoDataset, DemoDataset | None]:
+    """The train split, and the valid split when validation is on (same tasks and instructions)."""
+    d = cfg.data
+    common = dict(
+        mode=cfg.data_mode,
+        obs_keys=d.obs_keys,
+        obs_horizon=d.obs_horizon,
+        action_horizon=d.action_horizon,
+        clip_len=d.clip_len,
+        clip_stride=d.clip_stride,
+        camera=d.camera,
+        image_cache_bytes=d.image_cache_bytes,
+    )
+    train_ds = DemoDataset(
+        d.paths,
+        split="train",
+        training=True,
+        classes=vocab.classes if vocab else None,
+        instructions=vocab.instructions if vocab else None,
+        **common,
+    )
+    if not cfg.val_every:
+        return train_ds, None
+    common["camera"] = train_ds.camera
+    try:
+        valid_ds = DemoDataset(
+            d.paths,
+            split="valid",
+            training=False,
+            classes=train_ds.classes,
+            instructions=train_ds.instructions,
+            **common,
+        )
+    except UserError as err:
+        raise UserError(f"{err} (validation needs the valid split; val_every=0 trains without)") from None
+    return train_ds, valid_ds
+
+
+def build_models(cfg: TrainConfig, spec: DataSpec, stats: dict, sources: dict[str, dict]):
+    """{name: model} and {name: (config, spec)} each model is saved with."""
+    models: dict[str, nn.Module] = {}
+    made_with: dict[str, tuple] = {}
+    if cfg.mode == "probe":
+        for name, entry in sources.items():
+            pretrained = cfg.probe.init == "checkpoint"
+            model, mcfg, mspec = ckpt.rebuild(name, entry, weights=pretrained)
+            if name == "policy":
+                ckpt.check_spec(
+                    mspec,
+                    spec,
+                    f"the probed policy ({cfg.probe.policy_ckpt})",
+                    keys=mcfg.obs_keys,
+                    fields=("action_dim", "obs_horizon", "action_horizon"),
+                )
+                if not pretrained:
+                    model.fit_normalization(stats)
+            model.requires_grad_(False)
+            models[name], made_with[name] = model, (mcfg, mspec)
+    else:
+        if cfg.policy is not None:
+            models["policy"] = ckpt.build_model("policy", cfg.policy, spec)
+            models["policy"].fit_normalization(stats)
+            made_with["policy"] = (cfg.policy, spec)
+        if cfg.recognizer is not None:
+            models["recognizer"] = ckpt.build_model("recognizer", cfg.recognizer, spec)
+            made_with["recognizer"] = (cfg.recognizer, spec)
+    if cfg.mirror is not None:
+        dims = [models["recognizer"].feature_dim, models["policy"].feature_dim]
+        models["mirror"] = MirrorHead(cfg.mirror, *dims)
+        made_with["mirror"] = (cfg.mirror, spec)
+    return models, made_with
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002  (code that draws from numpy's global generator)
+    torch.manual_seed(seed)
+
+
+def precision(device: torch.device):
+    """(autocast context factory, grad scaler or None): bf16 (or fp16 with loss scaling) on CUDA."""
+    if device.type != "cuda":
+        return contextlib.nullcontext, None
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {
+        k: to_device(v, device) if isinstance(v, dict) else v.to(device, non_blocking=True)
+        for k, v in batch.items()
+    }
+
+
+# --------------------------------------------------------------------------- output folder
+OUTPUTS = ("config.yaml", "metrics.jsonl", "summary.json", "checkpoints")
+"""What a run writes in its folder, besides TensorBoard's events.out.tfevents.* files."""
+
+
+def check_out(out: Path, resume: bool, overwrite: bool) -> None:
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite exclude each other")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: output folder is a file")
+    if resume:
+        if not ckpt.checkpoint_path(out).is_file():
+            raise UserError(f"{out}: no checkpoints/last.pt to resume from (start again with --overwrite)")
+    elif out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"{out}: output folder exists; --resume {out} continues it, --overwrite starts again")
+
+
+def clear_outputs(out: Path) -> None:
+    """Remove what an earlier run wrote here (only that: other files stay)."""
+    for name in OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    for path in out.glob("events.out.tfevents.*"):
+        path.unlink()
+
+
+class RunLog:
+    """metrics.jsonl (one JSON line per event), TensorBoard scalars and the progress bar; rank 0 only."""
+
+    def __init__(self, out: Path | None, start: int, total: int) -> None:
+        self.out = out
+        self.bar = tqdm(
+            total=total, initial=start, disable=out is None, unit="step", dynamic_ncols=True, mininterval=1.0
+        )
+        self.jsonl = self.tb = None
+        if out is None:
+            return
+        path = out / "metrics.jsonl"
+        if start and path.exists():  # resumed: drop what the killed run logged after its checkpoint
+            kept = [line for line in path.read_text().splitlines() if _step_of(line) <= start]
+            path.write_text("".join(line + "\n" for line in kept))
+        self.jsonl = path.open("a")
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tb = SummaryWriter(str(out), purge_step=start + 1 if start else None)
+
+    def event(self, kind: str, step: int, metrics: dict[str, float]) -> None:
+        if self.jsonl is None:
+            return
+        clean = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()
+        }
+        self.jsonl.write(json.dumps({"event": kind, "step": step, **clean}) + "\n")
+        self.jsonl.flush()
+        for k, v in metrics.items():
+            if isinstance(v, (int, float)):
+                self.tb.add_scalar(f"{kind}/{k}", v, step)
+
+    def note(self, text: str) -> None:
+        if self.out is not None:
+            tqdm.write(text, file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.jsonl is not None:
+            self.jsonl.close()
+            self.tb.close()
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return 1 << 62
+
+
+class Averager:
+    """Mean of each metric over the steps since the last reset (NaN values left out)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, metrics: dict[str, float], weight: int = 1) -> None:
+        for k, v in metrics.items():
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                self.sums[k] = self.sums.get(k, 0.0) + weight * v
+                self.counts[k] = self.counts.get(k, 0) + weight
+
+    def mean(self) -> dict[str, float]:
+        return {k: self.sums[k] / self.counts[k] for k in self.sums}
+
+
+# --------------------------------------------------------------------------- validation
+@torch.no_grad()
+def validate(
+    module: TrainModule,
+    dataset: DemoDataset,
+    indices: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    autocast,
+) -> dict[str, float]:
+    """Mean metrics over fixed validation batches; with a mirror head, Recall@k over all the pairs."""
+    was_training = module.training
+    module.eval()
+    avg = Averager()
+    feats_u, feats_e, ids = [], [], {K.EPISODE: [], K.INSTRUCTION: [], K.LABEL: []}
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            for lo in range(0, len(indices), batch_size):
+                batch = to_device(dataset.__getitems__(indices[lo : lo + batch_size]), device)
+                with autocast():
+                    _, metrics, features = module.compute(batch)
+                avg.add(metrics, weight=len(batch[K.LABEL]))
+                if features is not None:
+                    feats_u.append(features[0].float())
+                    feats_e.append(features[1].float())
+                    for k in ids:
+                        ids[k].append(batch[k])
+    finally:
+        module.train(was_training)
+    result = avg.mean()
+    if feats_u:
+        mirror = module.models["mirror"]
+        z_u, z_e = mirror.embed(torch.cat(feats_u).float(), torch.cat(feats_e).float())  # (N, dim) each
+        ids = {k: torch.cat(v) for k, v in ids.items()}
+        match = positive_mask(mirror.config.positives, ids[K.EPISODE], ids[K.INSTRUCTION], ids[K.LABEL])
+        recall = recall_at_k(z_u, z_e, ks=RECALL_KS, match=match)
+        result |= {f"recall@{k}_{d}": recall[f"{d}@{k}"] for k in RECALL_KS for d in ("u2e", "e2u")}
+        result |= {f"chance@{k}": chance_recall_at_k(len(z_u), k, match.cpu()) for k in RECALL_KS}
+        result["pairs"] = float(len(z_u))
+    return result
+
+
+def validation_indices(dataset: DemoDataset, cfg: TrainConfig) -> np.ndarray:
+    """A fixed subset of whole batches (a lone pair teaches InfoNCE nothing)."""
+    n = len(dataset)
+    per = min(cfg.data.batch_size, n)
+    count = min(cfg.val_batches * per, (n // per) * per)
+    return fixed_subset(n, count, cfg.seed)
+
+
+# --------------------------------------------------------------------------- the run
+def train(
+    cfg: TrainConfig, resume: bool = False, overwrite: bool = False, evaluator: PolicyEvaluator | None = None
+) -> dict:
+    """Run (or, with ``resume``, continue) the training ``cfg`` describes; returns the summary.
+
+    ``evaluator`` rolls the policy out every ``rollout_every`` steps (see :mod:`.rollouts`).
+    """
+    procs = start(cfg.device)
+    try:
+        return _train(cfg, procs, resume, overwrite, evaluator)
+    finally:
+        procs.close()
+
+
+def _train(
+    cfg: TrainConfig, procs: Processes, resume: bool, overwrite: bool, evaluator: PolicyEvaluator | None
+) -> dict:
+    out = Path(cfg.out)
+    if procs.is_main:
+        check_out(out, resume, overwrite)
+    saved = ckpt.read_checkpoint(out) if resume else None
+    if saved and saved["kind"] != cfg.mode:
+        raise UserError(f"{out} holds a {saved['kind']} run; the config's mode is {cfg.mode}")
+    cfg, sources = resolve(cfg)
+    vocab = DataSpec.from_json(json.loads(saved["spec"])) if saved else None
+    if cfg.mode == "probe":
+        vocab = DataSpec.from_json(json.loads(sources["policy"]["spec"]))
+    train_ds, valid_ds = build_datasets(cfg, vocab)
+    if cfg.data_mode != "window":
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, camera=train_ds.camera))
+    spec = train_ds.data_spec()
+    stats = train_ds.normalization_stats()
+    if saved:
+        stored = json.loads(saved["config"])
+        diffs = ckpt.config_differences(stored, to_dict(cfg), RESUME_FREE_KEYS)
+        if diffs:
+            raise UserError(
+                f"{out}: the config differs from the checkpoint's: {diffs[0]}"
+                + (f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else "")
+            )
+        ckpt.check_spec(vocab, spec, f"the checkpoint in {out}")
+
+    seed_everything(cfg.seed)  # the same initial weights in every process
+    models, made_with = build_models(cfg, spec, stats, sources)
+    module = TrainModule(cfg.mode, models, cfg.lambda_ee).to(procs.device)
+    lrs = {"mirror": cfg.mirror.lr} if cfg.mirror else {}
+    groups = param_groups(models, cfg.optim, lrs)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
+    scheduler = make_scheduler(optimizer, cfg.optim, cfg.steps)
+    autocast, scaler = precision(procs.device)
+    ema = EMA(module, cfg.optim.ema) if cfg.optim.ema > 0 else None
+    seed_everything(cfg.seed + procs.rank)  # each process its own dropout and augmentation draws
+
+    sampler = ShardedBatches(len(train_ds), cfg.data.batch_size, cfg.seed, procs.rank, procs.world_size)
+    if sampler.batches_per_epoch == 0:
+        raise UserError(
+            f"the train split has {sampler.per_rank} samples per process, fewer than "
+            f"data.batch_size={cfg.data.batch_size}"
+        )
+    step, best = 0, {"loss": math.inf, "step": 0}
+    last: dict[str, dict] = {}
+    if saved:
+        step, best, last = _restore(saved, module, optimizer, scheduler, scaler, ema, sampler, procs)
+    sampler.start = step
+    if step >= cfg.steps:
+        if procs.is_main:
+            print(f"{out}: already trained {step} of {cfg.steps} steps; nothing to do")
+        return json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+
+    model: nn.Module = module
+    if procs.distributed:
+        ids = [procs.device.index] if procs.device.type == "cuda" else None
+        # find_unused_parameters: a head left out of the loss (e.g. instruction_loss_weight=0)
+        # must not stall the gradient all-reduce.
+        model = DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+
+    if procs.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            clear_outputs(out)
+        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    log = RunLog(out if procs.is_main else None, step, cfg.steps)
+    if procs.is_main:
+        n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}
+        log.note(
+            f"{cfg.mode}: {len(train_ds)} train samples, "
+            + ", ".join(f"{k} {v / 1e6:.2f}M params" for k, v in n_params.items())
+            + f", device {procs.device}, {procs.world_size} process(es)"
+            + (f", resumed at step {step}" if step else "")
+        )
+        if cfg.rollout_every and evaluator is None:
+            log.note("rollouts skipped: embodied.eval is not installed")
+    val_indices = validation_indices(valid_ds, cfg) if valid_ds is not None else None
+
+    def save(kind: str) -> None:
+        """last.pt (everything to resume; every process's random state) or best.pt (models only)."""
+        rngs = procs.gather(ckpt.rng_state()) if kind == "last" else None
+        if not procs.is_main:
+            return
+        with ema.applied() if ema else contextlib.nullcontext():
+            entries = {name: ckpt.model_entry(name, models[name], *made_with[name]) for name in models}
+        payload = {
+            "format": ckpt.FORMAT,
+            "format_version": ckpt.FORMAT_VERSION,
+            "kind": cfg.mode,
+            "config": json.dumps(to_dict(cfg)),
+            "spec": json.dumps(spec.to_json()),
+            "stats": ckpt.stats_to_tensors(stats),
+            "models": entries,
+        }
+        if kind == "last":
+            epoch, pos = sampler.position(step)
+            payload["train"] = {
+                "step": step,
+                "epoch": epoch,
+                "batch_in_epoch": pos,
+                "batches_per_epoch": sampler.batches_per_epoch,
+                "num_samples": len(train_ds),
+                "world_size": procs.world_size,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler else {},
+                "ema": ema.state_dict() if ema else {},
+                "weights": {k: v.detach().cpu() for k, v in module.state_dict().items()} if ema else {},
+                "best": best,
+                "last": last,
+                "rng": rngs,
+            }
+        ckpt.save_checkpoint(out / "checkpoints" / f"{kind}.pt", payload)
+
+    def run_validation() -> None:
+        with ema.applied() if ema else contextlib.nullcontext():
+            metrics = validate(module, valid_ds, val_indices, cfg.data.batch_size, procs.device, autocast)
+        last["val"] = metrics
+        log.event("val", step, metrics)
+        if metrics.get("loss", math.inf) < best["loss"]:
+            best.update(loss=metrics["loss"], step=step)
+            save("best")
+
+    def run_rollouts() -> None:
+        from embodied.data.collect import EVAL_SEED_START  # held-out seeds, never used for demonstrations
+
+        policy = models["policy"]
+        with ema.applied() if ema else contextlib.nullcontext(), torch.random.fork_rng(devices=[]):
+            policy.eval()
+            try:
+                result = evaluator(policy, spec, list(spec.classes), cfg.rollout_episodes, EVAL_SEED_START)
+            finally:
+                module.train()
+        last["rollout"] = numeric_results(result)
+        log.event("rollout", step, last["rollout"])
+
+    global_batch = cfg.data.batch_size * procs.world_size
+    avg, started, tick = Averager(), time.time(), time.time()
+    first = step
+    batches = iter(train_loader(train_ds, sampler, cfg.data.num_workers))
+    try:
+        while step < cfg.steps:
+            batch = to_device(next(batches), procs.device)
+            metrics = update_step(
+                model, batch, optimizer, scheduler, cfg.optim.grad_clip, autocast, scaler, ema
+            )
+            step += 1
+            avg.add(metrics)
+            log.bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                mean = avg.mean()
+                now = time.time()
+                mean["samples_per_s"] = global_batch * avg.counts.get("loss", 1) / max(now - tick, 1e-9)
+                avg, tick = Averager(), now
+                last["train"] = mean
+                log.event("train", step, mean)
+                log.bar.set_postfix(
+                    loss=f"{mean['loss']:.4f}", samples_s=f"{mean['samples_per_s']:.0f}", refresh=False
+                )
+            final = step == cfg.steps
+            if procs.is_main and valid_ds is not None and (final or step % cfg.val_every == 0):
+                run_validation()
+            if (
+                procs.is_main
+                and evaluator is not None
+                and cfg.rollout_every
+                and (final or step % cfg.rollout_every == 0)
+            ):
+                run_rollouts()
+            if final or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
+                save("last")
+        procs.broadcast_buffers(module)  # every process ends with the model rank 0 saved
+    finally:
+        del batches
+        log.close()
+
+    summary = {}
+    if procs.is_main:
+        wall = time.time() - started
+        summary = {
+            "mode": cfg.mode,
+            "steps": step,
+            "resumed_from": first or None,
+            "out": str(out),
+            "wall_time_s": round(wall, 2),
+            "samples_per_s": round(global_batch * (step - first) / max(wall, 1e-9), 1),
+            "processes": procs.world_size,
+            "device": str(procs.device),
+            "best_val_loss": best["loss"] if math.isfinite(best["loss"]) else None,
+            "best_step": best["step"],
+            "train": last.get("train", {}),
+            "val": last.get("val", {}),
+            "rollout": last.get("rollout", {}),
+            "checkpoints": {
+                k: str(out / "checkpoints" / f"{k}.pt")
+                for k in ("last", "best")
+                if (out / "checkpoints" / f"{k}.pt").exists()
+            },
+        }
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False, default=str) + "\n")
+        print(format_summary(summary))
+    return summary
+
+
+def _restore(
+    saved: dict, module, optimizer, scheduler, scaler, ema, sampler: ShardedBatches, procs: Processes
+) -> tuple[int, dict, dict]:
+    """Load a last.pt's training state; returns (step, best, last metrics)."""
+    state = saved["train"]
+    if state["world_size"] != procs.world_size:
+        raise UserError(
+            f"the checkpoint was trained by {state['world_size']} process(es); resume with as many "
+            f"(torchrun --nproc_per_node={state['world_size']}), not {procs.world_size}"
+        )
+    if (state["num_samples"], state["batches_per_epoch"]) != (sampler.num_samples, sampler.batches_per_epoch):
+        raise UserError(
+            f"the train split has {sampler.num_samples} samples; the checkpoint's had "
+            f"{state['num_samples']} (the data changed since)"
+        )
+    if state["weights"]:
+        module.load_state_dict(state["weights"])
+    else:
+        for name, entry in saved["models"].items():
+            module.models[name].load_state_dict(entry["state"])
+    if ema is not None:
+        ema.load_state_dict(state["ema"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state["scaler"]:
+        scaler.load_state_dict(state["scaler"])
+    ckpt.set_rng_state(state["rng"][procs.rank])
+    return int(state["step"]), dict(state["best"]), dict(state["last"])
+
+
+def format_summary(s: dict) -> str:
+    """A few lines for the terminal."""
+    speed = f"{s['wall_time_s']:.0f} s ({s['samples_per_s']:.0f} samples/s)"
+    lines = [f"done: {s['mode']}, {s['steps']} steps in {speed}"]
+    parts = []
+    if "loss" in s["train"]:
+        parts.append(f"train loss {s['train']['loss']:.4f}")
+    val = s["val"]
+    if "loss" in val:
+        parts.append(f"val loss {val['loss']:.4f} (best {s['best_val_loss']:.4f} at step {s['best_step']})")
+    for key in ("recognizer/class_acc", "policy/mse"):
+        if key in val:
+            parts.append(f"val {key} {val[key]:.3f}")
+    if parts:
+        lines.append(" | ".join(parts))
+    if "recall@1_u2e" in val:
+        lines.append(
+            "val Recall@1 u->e {:.3f}, e->u {:.3f}; Recall@5 u->e {:.3f}, e->u {:.3f} "
+            "(chance @1 {:.3f}, @5 {:.3f}; {:.0f} pairs)".format(
+                val["recall@1_u2e"],
+                val["recall@1_e2u"],
+                val["recall@5_u2e"],
+                val["recall@5_e2u"],
+                val["chance@1"],
+                val["chance@5"],
+                val["pairs"],
+            )
+        )
+    shown = ("success_rate", "ci_low", "ci_high", "mean_return")
+    rollout = {k: v for k, v in s["rollout"].items() if k in shown} or s["rollout"]
+    if rollout:
+        lines.append("rollout " + ", ".join(f"{k} {v:.3f}" for k, v in rollout.items()))
+    if s["checkpoints"]:
+        lines.append("checkpoints: " + ", ".join(s["checkpoints"].values()))
+    return "\n".join(lines)
