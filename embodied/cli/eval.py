@@ -1,0 +1,277 @@
+"""``embodied-eval``: roll a trained policy out: success with intervals, videos, the recognizer's verdict.
+
+embodied-eval runs/joint_quick                          # the run's checkpoints/last.pt, 50 episodes per task
+embodied-eval runs/joint_quick/checkpoints/best.pt --episodes 20 --tasks drawer-open-v3
+embodied-eval runs/policy_mt10 --workers 4 --videos 2 --cameras corner corner2
+embodied-eval runs/policy_mt10 --videos-only --videos 3 --gif
+
+Writes ``results.json`` (everything, per episode too) and ``results.md`` (a table per task and
+overall, with 95 % Wilson intervals) into --out (default: ``<run folder>/eval/``), videos into
+its ``videos/`` folder, and prints the table. Episode i of every task uses seed
+--seed-start + i; the default start is above every demonstration seed. A checkpoint with a
+recognizer also gets its validation accuracy and its verdict on the rollouts (does it
+recognize the instructed task?); with a mirror head too, each episode's alignment, related
+to success. Ctrl-C writes the episodes finished so far.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from embodied.errors import UserError, run_cli
+
+# Heavy modules (torch, the models) are imported inside main(): worker processes started by
+# `spawn` import the console script's module, and should not pay for them.
+
+
+def parser() -> argparse.ArgumentParser:
+    from embodied.data.collect import EVAL_SEED_START
+
+    p = argparse.ArgumentParser(
+        prog="embodied-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("checkpoint", help="a checkpoint .pt file, or a run folder (its checkpoints/last.pt)")
+    p.add_argument("--episodes", type=int, default=50, help="episodes per task (default 50)")
+    p.add_argument(
+        "--tasks", nargs="+", help="tasks or task sets to evaluate (default: every task trained on)"
+    )
+    p.add_argument("--suite", help="the suite the tasks are expected from (default: the checkpoint's)")
+    p.add_argument("--workers", type=int, default=2, help="environments in parallel processes; 0: in process")
+    p.add_argument(
+        "--seed-start",
+        type=int,
+        default=EVAL_SEED_START,
+        help=f"seed of each task's first episode ({EVAL_SEED_START})",
+    )
+    p.add_argument("--horizon", type=int, default=0, help="episode step limit; 0: each task's default")
+    p.add_argument(
+        "--videos", type=int, default=0, metavar="K", help="write the first K episodes of each task as videos"
+    )
+    p.add_argument(
+        "--cameras", nargs="+", help="cameras of the videos, side by side (default: the observer camera)"
+    )
+    p.add_argument("--gif", action="store_true", help="videos as GIF instead of MP4")
+    p.add_argument("--fps", type=int, default=20, help="video frames per second")
+    p.add_argument(
+        "--videos-only",
+        action="store_true",
+        help="only render K (--videos, default 1) episodes per task as videos",
+    )
+    p.add_argument(
+        "--judge-episodes",
+        type=int,
+        metavar="N",
+        help="episodes per task the recognizer judges (default: all; 0: none). Recording the observer "
+        "camera costs a render per step",
+    )
+    p.add_argument(
+        "--data",
+        nargs="+",
+        help="demonstrations for the recognizer's validation accuracy "
+        "(default: the training run's data.paths)",
+    )
+    p.add_argument("--device", default="cpu", help="torch device of the models (default cpu)")
+    p.add_argument("--out", help="output folder (default: <run folder>/eval)")
+    return p
+
+
+def run_folder(checkpoint: Path) -> Path:
+    """The training run's folder of a checkpoint file or folder."""
+    if checkpoint.is_dir():
+        return checkpoint
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+
+
+def checkpoint_suite(config, spec) -> str:
+    """The suite of the training data: the demonstration files' own record, else the one suite
+    holding every trained task (the files may have moved since training)."""
+    import h5py
+
+    from embodied.data.reader import expand_paths
+    from embodied.eval.rollout import suite_of
+
+    try:
+        files = expand_paths(config.data.paths)
+    except UserError:
+        files = []
+    for path in files:
+        try:
+            with h5py.File(path, "r") as f:
+                suite = f["data"].attrs.get("suite")
+        except (OSError, KeyError):
+            continue
+        if suite:
+            return suite.decode() if isinstance(suite, bytes) else str(suite)
+    return suite_of(spec.classes)
+
+
+def select_tasks(requested: list[str] | None, suite: str, spec, asked_suite: str | None) -> list[str]:
+    """The tasks to evaluate: those requested (names or sets of the suite), all of them trained on."""
+    from embodied.sim import load_suite
+
+    if asked_suite is not None and asked_suite != suite:
+        raise UserError(f"the checkpoint's policy was trained on {suite} tasks, not {asked_suite}")
+    if not requested:
+        return list(spec.classes)
+    tasks = load_suite(suite).resolve_tasks(requested)
+    missing = [t for t in tasks if t not in spec.classes]
+    if missing:
+        raise UserError(
+            f"the checkpoint was trained on {', '.join(spec.classes)}; not on {', '.join(missing)}"
+        )
+    return tasks
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return run_cli(lambda: evaluate(args))
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from embodied.data.collect import EVAL_SEED_START
+    from embodied.eval.judge import RolloutJudge, judge_summary, per_task_agreement, recognizer_accuracy
+    from embodied.eval.report import results_payload, success_table, write_results
+    from embodied.eval.rollout import EvaluationInterrupted, evaluate_policy, instruction_ids
+    from embodied.sim import load_suite
+    from embodied.train.checkpoint import checkpoint_path, load_model
+
+    minimum = {"episodes": 1, "fps": 1, "workers": 0, "videos": 0, "horizon": 0, "judge_episodes": 0}
+    for name, low in minimum.items():
+        value = getattr(args, name)
+        if value is not None and value < low:
+            raise UserError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
+    import torch
+
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise UserError(f"--device {args.device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {args.device}: CUDA is not available here")
+    path = Path(args.checkpoint)
+    kind, models, spec, config = load_model(path, device=device)
+    suite = checkpoint_suite(config, spec)
+    tasks = select_tasks(args.tasks, suite, spec, args.suite)
+    suite_spec = load_suite(suite)
+    observer = config.data.camera or suite_spec.observer_camera
+    cameras = tuple(args.cameras or (observer,))
+    suite_spec.check_cameras(cameras)
+    out = Path(args.out) if args.out else run_folder(path) / "eval"
+    policy, recognizer, mirror = models.get("policy"), models.get("recognizer"), models.get("mirror")
+    if args.seed_start < EVAL_SEED_START:
+        print(
+            f"warning: seeds below {EVAL_SEED_START} are demonstration seeds; the results are not held out",
+            file=sys.stderr,
+        )
+    horizon = args.horizon or None
+    common = dict(
+        seed_start=args.seed_start,
+        workers=args.workers,
+        horizon=horizon,
+        cameras=cameras,
+        video_dir=out / "videos",
+        gif=args.gif,
+        fps=args.fps,
+        suite=suite,
+        progress=True,
+    )
+
+    if args.videos_only:
+        if policy is None:
+            raise UserError(f"{checkpoint_path(path)}: a {kind} checkpoint holds no policy to roll out")
+        k = args.videos or 1
+        results = evaluate_policy(policy, spec, tasks, k, video_episodes=k, **common)
+        for e in results.episodes:
+            outcome = "success" if e.success else f"failed ({e.failure})"
+            print(f"{e.video}: {e.task} seed {e.seed}, {e.length} steps, {outcome}")
+        return 0
+
+    settings = {
+        "episodes": args.episodes,
+        "workers": args.workers,
+        "seed_start": args.seed_start,
+        "horizon": horizon,
+        "videos": args.videos,
+        "cameras": list(cameras),
+        "observer": observer,
+        "device": args.device,
+    }
+    rec_acc = None
+    if recognizer is not None:
+        paths = args.data or config.data.paths
+        try:
+            rec_acc = recognizer_accuracy(
+                recognizer, spec, paths, config.data.camera, config.data.clip_stride
+            )
+        except UserError as err:  # moved or missing data: the rollouts are still worth running
+            rec_acc = {"error": str(err)}
+            print(f"note: recognizer validation accuracy skipped: {err}", file=sys.stderr)
+
+    results, judge, interrupted = None, None, False
+    if policy is not None:
+        judge_n = args.episodes if args.judge_episodes is None else min(args.judge_episodes, args.episodes)
+        on_episode = None
+        if recognizer is not None and judge_n > 0:
+            on_episode = RolloutJudge(
+                recognizer,
+                spec,
+                observer,
+                config.data.clip_stride,
+                policy=policy if mirror is not None else None,
+                mirror=mirror,
+                instruction_ids=instruction_ids(spec, suite, tasks),
+            )
+        else:
+            judge_n = 0
+        try:
+            results = evaluate_policy(
+                policy,
+                spec,
+                tasks,
+                args.episodes,
+                video_episodes=min(args.videos, args.episodes),
+                observer=observer if judge_n else None,
+                observer_episodes=judge_n,
+                on_episode=on_episode,
+                **common,
+            )
+        except EvaluationInterrupted as stop:
+            results, interrupted = stop.results, True
+        if judge_n:
+            judge = {**judge_summary(results.episodes), "per_task": per_task_agreement(results.episodes)}
+    elif recognizer is None:
+        raise UserError(
+            f"{checkpoint_path(path)}: a {kind} checkpoint holds neither a policy nor a recognizer"
+        )
+    else:
+        print(
+            f"note: a {kind} checkpoint has no policy: no rollouts, the recognizer's accuracy only",
+            file=sys.stderr,
+        )
+
+    settings["tasks"] = tasks
+    payload = results_payload(
+        results,
+        checkpoint=str(checkpoint_path(path)),
+        kind=kind,
+        settings=settings,
+        recognizer=rec_acc,
+        judge=judge or None,
+    )
+    json_path, md_path, md = write_results(out, payload)
+    print(success_table(payload) if results is not None else md)
+    if judge and judge.get("agreement"):
+        a = judge["agreement"]
+        print(f"recognizer agrees with the instructed task in {a['rate']:.0%} of {a['n']} judged episodes")
+    print(f"wrote {json_path} and {md_path}")
+    if interrupted:
+        done = len(results.episodes)
+        print(f"interrupted: {done} finished episode(s) written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

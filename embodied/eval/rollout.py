@@ -1,0 +1,573 @@
+"""Policy rollouts in the simulator: success with Wilson intervals, returns, lengths, episodes.
+
+    results = evaluate_policy(policy, spec, ["drawer-open-v3"], episodes=50)
+    results.success_rate, results.ci_low, results.ci_high      # overall, pooled over tasks
+    results.tasks["drawer-open-v3"].success_rate                 # per task
+    results.episodes[0]                                          # EpisodeRecord(task, seed, ...)
+
+Seeds: episode i of every task runs with seed ``seed_start + i``; the default start,
+:data:`~embodied.data.collect.EVAL_SEED_START`, is above every demonstration seed, and the
+same seeds for every method and training seed make their results paired.
+
+Batching and episode boundaries
+-------------------------------
+The environments run in gymnasium's ``AsyncVectorEnv`` (``workers`` processes; 0 or 1: one
+environment in process, ``SyncVectorEnv``), and the policy acts for all of them at once:
+``predict_action`` on the stacked observations (W, ...) with each environment's instruction.
+A policy keeps rollout state for the whole batch (observation history, action queue,
+temporal ensemble) and ``reset()`` clears all of it, so one environment cannot start its next
+episode while the others go on. Evaluation therefore runs in lock-step *waves*: the planned
+episodes (task after task, seed after seed) are taken W at a time; every environment of a
+wave resets to its own task and seed, ``policy.reset()`` is called once, and all step together
+until each has ended; an environment whose episode has ended idles (it answers at once,
+without simulating; its actions are ignored) until the wave's longest episode ends::
+
+    wave k, W = 3      step 0   1   2  ...                      policy.reset() once, at step 0
+      env 0  (a, s)    act act act success | idle idle idle
+      env 1  (a, s+1)  act act act act act act ... horizon
+      env 2  (a, s+2)  act act error (recorded, failed) | idle ...
+
+The cost is the idle slots of a wave, small when episodes have similar lengths (the usual
+failure runs to the horizon); the gain is that every policy, with or without history, sees
+exactly the episodes it would see alone, whatever W. ``tools/bench_eval.py`` measures it.
+
+Robustness: an environment that raises, or returns NaN, ends its episode as a failure with
+the reason in :attr:`EpisodeRecord.failure`; the evaluation goes on (the worker rebuilds its
+environment). Ctrl-C raises :class:`EvaluationInterrupted`, a ``KeyboardInterrupt`` holding
+the results of the episodes finished so far.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from embodied.data.collect import EVAL_SEED_START
+from embodied.errors import UserError
+from embodied.eval.envs import EpisodePlan, Recording, default_env_fn, make_eval_env
+from embodied.eval.stats import wilson_interval
+from embodied.models.common import DataSpec
+from embodied.sim import image_key, load_suite
+from embodied.sim.spec import known_suites
+
+HORIZON = "horizon"
+"""Failure reason of an episode that ran to its step limit without success."""
+
+
+@dataclass
+class EpisodeRecord:
+    task: str
+    """Task of the episode."""
+    seed: int
+    """Its seed (``seed_start + i`` for the i-th episode of the task)."""
+    success: bool
+    """The task's success signal was seen at some step."""
+    episode_return: float
+    """Sum of the rewards."""
+    length: int
+    """Environment steps taken."""
+    steps_to_success: int | None
+    """Steps until the first success (None when never)."""
+    failure: str | None
+    """Why it failed: ``horizon`` (ran out of steps), or an error (the environment raised,
+    non-finite observation or action, unstable simulation); None on success."""
+    video: str | None = None
+    """Path of the episode's video, if one was written."""
+    extra: dict = field(default_factory=dict)
+    """Further per-episode results, e.g. the recognizer's verdict (:mod:`embodied.eval.judge`)."""
+
+
+@dataclass
+class TaskSummary:
+    episodes: int
+    """Episodes run."""
+    successes: int
+    """Successful episodes."""
+    success_rate: float | None
+    """successes / episodes (None without episodes)."""
+    ci_low: float
+    """Lower end of the 95 % Wilson interval of the success rate."""
+    ci_high: float
+    """Upper end of the 95 % Wilson interval of the success rate."""
+    mean_return: float | None
+    """Mean episode return."""
+    mean_length: float | None
+    """Mean episode length, in steps."""
+    mean_steps_to_success: float | None
+    """Mean steps to the first success, over successful episodes (None without any)."""
+    errors: int
+    """Episodes ended by an error (counted as failures)."""
+
+
+def summarize(records: Sequence[EpisodeRecord]) -> TaskSummary:
+    """Success rate with its Wilson interval, and means, over ``records``."""
+    n = len(records)
+    k = sum(r.success for r in records)
+    low, high = wilson_interval(k, n)
+    to_success = [r.steps_to_success for r in records if r.success and r.steps_to_success is not None]
+    return TaskSummary(
+        episodes=n,
+        successes=k,
+        success_rate=k / n if n else None,
+        ci_low=low,
+        ci_high=high,
+        mean_return=float(np.mean([r.episode_return for r in records])) if n else None,
+        mean_length=float(np.mean([r.length for r in records])) if n else None,
+        mean_steps_to_success=float(np.mean(to_success)) if to_success else None,
+        errors=sum(r.failure not in (None, HORIZON) for r in records),
+    )
+
+
+@dataclass
+class EvalResults:
+    """The outcome of :func:`evaluate_policy`. The overall numbers are also at the top level
+    (``success_rate``, ``ci_low``, ...), so a training log can take the plain numbers."""
+
+    suite: str
+    """Suite the tasks belong to."""
+    task_names: list[str]
+    """Tasks evaluated, in order."""
+    episodes_per_task: int
+    """Episodes planned per task."""
+    seed_start: int
+    """Seed of each task's first episode."""
+    success_rate: float | None
+    """Overall success rate, pooled over every episode."""
+    ci_low: float
+    """Lower end of the overall 95 % Wilson interval."""
+    ci_high: float
+    """Upper end of the overall 95 % Wilson interval."""
+    mean_return: float | None
+    """Overall mean return."""
+    mean_length: float | None
+    """Overall mean episode length."""
+    env_steps: int
+    """Environment steps taken (idle slots not counted)."""
+    wall_s: float
+    """Seconds from the first reset to the end (worker start-up not included)."""
+    startup_s: float
+    """Seconds to start the workers and build their environments."""
+    steps_per_s: float
+    """env_steps / wall_s."""
+    workers: int
+    """Environments run in parallel."""
+    interrupted: bool
+    """True when Ctrl-C stopped the evaluation: only the finished episodes are counted."""
+    tasks: dict[str, TaskSummary]
+    """Per-task summaries, in task order."""
+    overall: TaskSummary
+    """Summary over every episode."""
+    episodes: list[EpisodeRecord]
+    """Every finished episode, in plan order."""
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def build_results(
+    records: list[EpisodeRecord],
+    *,
+    suite: str,
+    tasks: list[str],
+    episodes: int,
+    seed_start: int,
+    workers: int,
+    wall_s: float = 0.0,
+    startup_s: float = 0.0,
+    interrupted: bool = False,
+) -> EvalResults:
+    """Summarise episode records into :class:`EvalResults` (per task and overall)."""
+    overall = summarize(records)
+    steps = sum(r.length for r in records)
+    return EvalResults(
+        suite=suite,
+        task_names=list(tasks),
+        episodes_per_task=episodes,
+        seed_start=seed_start,
+        success_rate=overall.success_rate,
+        ci_low=overall.ci_low,
+        ci_high=overall.ci_high,
+        mean_return=overall.mean_return,
+        mean_length=overall.mean_length,
+        env_steps=steps,
+        wall_s=wall_s,
+        startup_s=startup_s,
+        steps_per_s=steps / wall_s if wall_s > 0 else 0.0,
+        workers=workers,
+        interrupted=interrupted,
+        tasks={t: summarize([r for r in records if r.task == t]) for t in tasks},
+        overall=overall,
+        episodes=list(records),
+    )
+
+
+class EvaluationInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`evaluate_policy`; ``results`` holds the episodes finished so far."""
+
+    def __init__(self, results: EvalResults) -> None:
+        super().__init__("evaluation interrupted")
+        self.results = results
+
+
+# --------------------------------------------------------------------------- set-up
+def suite_of(tasks: Sequence[str]) -> str:
+    """The one known suite whose spec holds every task of ``tasks``."""
+    matches = [s for s in known_suites() if all(t in load_suite(s).tasks for t in tasks)]
+    if len(matches) != 1:
+        found = "no suite" if not matches else f"several suites ({', '.join(matches)})"
+        raise UserError(f"tasks {', '.join(tasks)}: {found} holds them all; name the suite")
+    return matches[0]
+
+
+def instruction_ids(spec: DataSpec, suite: str, tasks: Sequence[str]) -> dict[str, int]:
+    """The policy's instruction id of each task: the suite's instruction's position in
+    ``spec.instructions``, or, for data worded otherwise with one instruction per task, the
+    task's class index."""
+    suite_spec = load_suite(suite)
+    ids = {}
+    for task in tasks:
+        if spec.classes and task not in spec.classes:
+            raise UserError(f"the policy was trained on {', '.join(spec.classes)}; {task} is not among them")
+        text = suite_spec.task(task).instruction
+        if not spec.instructions:
+            ids[task] = 0
+        elif text in spec.instructions:
+            ids[task] = spec.instructions.index(text)
+        elif spec.classes and len(spec.instructions) == len(spec.classes):
+            # Data with its own wording, one instruction per task: the reader lists both in
+            # the order the episodes first show them, so they correspond one to one.
+            ids[task] = spec.classes.index(task)
+        else:
+            raise UserError(
+                f"task {task}'s instruction {text!r} is not one the policy was trained with "
+                f"({'; '.join(spec.instructions)})"
+            )
+    return ids
+
+
+def policy_cameras(policy, spec: DataSpec, suite: str) -> tuple[tuple[str, ...], int | None]:
+    """Cameras whose images the policy reads, and their size (None when it reads none)."""
+    keys = list(getattr(getattr(policy, "config", None), "obs_keys", None) or spec.obs_shapes)
+    cameras = load_suite(suite).cameras
+    found = tuple(c for c in cameras if image_key(c) in keys)
+    sizes = {spec.obs_shapes[image_key(c)][-1] for c in found if image_key(c) in spec.obs_shapes}
+    if len(sizes) > 1:
+        raise UserError(f"the policy reads images of several sizes ({sorted(sizes)}); one is supported")
+    return found, (sizes.pop() if sizes else None)
+
+
+def make_vector_env(
+    suite: str,
+    plan: list[EpisodePlan],
+    num_envs: int,
+    cameras: tuple[str, ...],
+    image_size: int,
+    horizon: int | None,
+    terminate_on_success: bool,
+    env_fn: Callable[..., gym.Env],
+    in_process: bool,
+    context: str | None,
+) -> gym.vector.VectorEnv:
+    """``num_envs`` :class:`~embodied.eval.envs.EvalEnv` s, each built for its first planned episode."""
+    fns = [
+        functools.partial(
+            make_eval_env,
+            i,
+            suite,
+            plan[min(i, len(plan) - 1)],
+            cameras,
+            image_size,
+            horizon,
+            terminate_on_success,
+            env_fn=env_fn,
+            main_pid=None if in_process else os.getpid(),
+        )
+        for i in range(num_envs)
+    ]
+    if in_process:
+        return gym.vector.SyncVectorEnv(fns)
+    # spawn: workers must not inherit the parent's GL contexts or torch's thread pools.
+    return gym.vector.AsyncVectorEnv(fns, context=context)
+
+
+def _to_tensors(obs: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    """Stacked observations -> the policy's input: (W, d) float32; images (W, H, W, 3) -> (W, 3, H, W)."""
+    out = {}
+    for key, value in obs.items():
+        x = torch.from_numpy(np.ascontiguousarray(value))
+        if x.dim() == 4 and x.shape[-1] == 3:
+            x = x.permute(0, 3, 1, 2)  # (W, H, W, 3) -> (W, 3, H, W)
+        out[key] = x.to(device)
+    return out
+
+
+def _info_at(info: dict, key: str, i: int):
+    """Env i's ``info[key]`` from a vector env's batched info (None when env i did not set it)."""
+    if key not in info or not info.get(f"_{key}", np.ones(i + 1, bool))[i]:
+        return None
+    return info[key][i]
+
+
+class _Wave:
+    """Per-environment bookkeeping of one wave."""
+
+    def __init__(self, plans: list[EpisodePlan | None]) -> None:
+        n = len(plans)
+        self.plans = plans
+        self.done = np.array([p is None for p in plans])  # idle slots are done from the start
+        self.ret = np.zeros(n)
+        self.length = np.zeros(n, dtype=np.int64)
+        self.success_step: list[int | None] = [None] * n
+        self.error: list[str | None] = [None] * n
+        self.reported = np.zeros(n, dtype=bool)
+
+    def start(self, info: dict) -> None:
+        for i in range(len(self.plans)):
+            err = _info_at(info, "error", i)
+            if err is not None and not self.done[i]:
+                self.error[i], self.done[i] = str(err), True
+
+    def update(self, reward, terminated, truncated, info) -> None:
+        for i in np.flatnonzero(~self.done):
+            err = _info_at(info, "error", i)
+            if err is not None:  # the step did not complete: it is not counted
+                self.error[i], self.done[i] = str(err), True
+                continue
+            self.ret[i] += float(reward[i])
+            self.length[i] += 1
+            if self.success_step[i] is None and _info_at(info, "success", i):
+                self.success_step[i] = int(self.length[i])
+            if terminated[i] or truncated[i]:
+                self.done[i] = True
+
+    def record(self, i: int) -> EpisodeRecord:
+        plan = self.plans[i]
+        success = self.success_step[i] is not None
+        return EpisodeRecord(
+            task=plan.task,
+            seed=plan.seed,
+            success=success,
+            episode_return=float(self.ret[i]),
+            length=int(self.length[i]),
+            steps_to_success=self.success_step[i],
+            failure=None if success else (self.error[i] or HORIZON),
+        )
+
+
+# --------------------------------------------------------------------------- evaluation
+def evaluate_policy(
+    policy,
+    spec: DataSpec,
+    tasks: Sequence[str],
+    episodes: int,
+    seed_start: int = EVAL_SEED_START,
+    workers: int = 2,
+    horizon: int | None = None,
+    cameras: Sequence[str] = (),
+    video_episodes: int = 0,
+    *,
+    video_dir: str | Path | None = None,
+    gif: bool = False,
+    fps: int = 20,
+    observer: str | None = None,
+    observer_episodes: int = 0,
+    suite: str | None = None,
+    image_size: int | None = None,
+    terminate_on_success: bool = True,
+    on_episode: Callable[[EpisodeRecord, Recording | None], None] | None = None,
+    env_fn: Callable[..., gym.Env] = default_env_fn,
+    context: str | None = "spawn",
+    torch_threads: int | None = 1,
+    progress: bool = False,
+) -> EvalResults:
+    """Roll ``policy`` out for ``episodes`` episodes of each task; see the module doc.
+
+    - ``policy``: ``predict_action(obs, instruction_id) -> (W, A)`` and ``reset()`` (the
+      contract of :class:`embodied.policies.Policy`); put in eval mode for the evaluation.
+    - ``spec``: the policy's :class:`DataSpec`; its classes must include every task, and its
+      instructions give each task's instruction id.
+    - ``workers``: environments in parallel, each in its own process; 0 or 1: one, in process.
+    - ``horizon``: step limit of every episode (None: each task's default).
+    - ``cameras``, ``video_episodes``: the first ``video_episodes`` episodes of each task are
+      written as videos of ``cameras`` side by side to ``video_dir`` (GIF with ``gif``).
+    - ``observer``, ``observer_episodes``: the first ``observer_episodes`` episodes of each
+      task also record the ``observer`` camera and the observations, passed to ``on_episode``
+      (the recognizer's judgement, :mod:`embodied.eval.judge`).
+    - ``suite``: None: the one suite that holds every task.
+    - ``image_size``: side of every rendered image; None: the policy's image size, else the
+      data's (``spec.image_size``), else 84.
+    - ``on_episode(record, recording)``: called in the main process for every finished
+      episode, in plan order, with its frames and observations when they were recorded.
+    - ``env_fn(suite, task, **make_env kwargs)``: builds one environment (tests inject
+      failures through it); must be picklable for worker processes.
+    - ``context``: how worker processes start. ``spawn`` (default) gives clean processes
+      that inherit no GL context or torch thread pool; a script that calls this with
+      ``workers > 1`` therefore needs the usual ``if __name__ == "__main__":`` guard.
+    - ``torch_threads``: torch's intra-op threads in this process during the evaluation
+      (restored after). The workers keep the cores busy, and a small batch on a busy CPU
+      with several threads is slow: bc_mlp at W = 2 took 95 ms a step with 2 threads and
+      0.5 ms with 1 on the 2-core test machine under load. None leaves torch's setting.
+    """
+    tasks = list(tasks)
+    if not tasks:
+        raise UserError("no task to evaluate")
+    if episodes < 1:
+        raise UserError(f"episodes must be at least 1, got {episodes}")
+    if video_episodes > 0 and not cameras:
+        raise UserError("videos need at least one camera")
+    if video_episodes > 0 and video_dir is None:
+        raise ValueError("video_episodes > 0 needs a video_dir")
+    if observer_episodes > 0 and not observer:
+        raise ValueError("observer_episodes > 0 needs an observer camera")
+    suite = suite or suite_of(tasks)
+    suite_spec = load_suite(suite)
+    suite_spec.check_cameras([*cameras, *([observer] if observer else [])])
+    instructions = instruction_ids(spec, suite, tasks)
+    base_cameras, policy_size = policy_cameras(policy, spec, suite)
+    if policy_size is not None and image_size is not None and image_size != policy_size:
+        raise UserError(f"the policy reads {policy_size} px images; image_size {image_size} differs")
+    image_size = int(policy_size or image_size or spec.image_size or 84)
+
+    plan: list[EpisodePlan] = []
+    for task in tasks:
+        for i in range(episodes):
+            record = tuple(cameras) if i < video_episodes else ()
+            if i < observer_episodes and observer not in record:
+                record = (*record, observer)
+            plan.append(EpisodePlan(task, seed_start + i, record, keep_obs=i < observer_episodes))
+    num_envs = max(1, min(workers, len(plan)))
+    in_process = workers <= 1
+
+    params = list(policy.parameters()) if hasattr(policy, "parameters") else []
+    device = params[0].device if params else torch.device("cpu")
+
+    records: list[EpisodeRecord] = []
+    started = time.perf_counter()
+    envs = make_vector_env(
+        suite,
+        plan,
+        num_envs,
+        base_cameras,
+        image_size,
+        horizon,
+        terminate_on_success,
+        env_fn,
+        in_process,
+        context,
+    )
+    startup_s = time.perf_counter() - started
+    # Changed here and restored in the `finally` below, together with the policy's mode.
+    threads, was_training = torch.get_num_threads(), getattr(policy, "training", False)
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
+    if hasattr(policy, "eval"):
+        policy.eval()
+    started = time.perf_counter()
+    wave: _Wave | None = None
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(plan), desc="episodes", unit="ep", dynamic_ncols=True)
+
+    def finish(i: int, recording: Recording | None) -> None:
+        record = wave.record(i)
+        if recording is not None and record.seed - seed_start < video_episodes:
+            from embodied.eval.video import write_episode_video
+
+            name = f"{record.task}_seed{record.seed}.{'gif' if gif else 'mp4'}"
+            path = write_episode_video(
+                Path(video_dir) / name,
+                {c: recording.frames[c] for c in cameras},
+                record.task,
+                record.seed,
+                record.steps_to_success,
+                record.failure,
+                fps=fps,
+            )
+            record.video = str(path)
+        if on_episode is not None:
+            on_episode(record, recording)
+        records.append(record)
+        wave.reported[i] = True
+        if bar is not None:
+            bar.update(1)
+            done = [r.success for r in records]
+            bar.set_postfix(success=f"{sum(done)}/{len(done)}", refresh=False)
+
+    closed = False
+    try:
+        for first in range(0, len(plan), num_envs):
+            plans: list[EpisodePlan | None] = list(plan[first : first + num_envs])
+            plans += [None] * (num_envs - len(plans))
+            wave = _Wave(plans)
+            obs, info = envs.reset(options={"plan": plans})
+            wave.start(info)
+            policy.reset()
+            instruction = torch.tensor(
+                [instructions[p.task] if p is not None else 0 for p in plans], dtype=torch.long, device=device
+            )  # (W,)
+            while not wave.done.all():
+                with torch.inference_mode():  # a little cheaper than no_grad for a step-by-step call
+                    action = policy.predict_action(_to_tensors(obs, device), instruction)  # (W, A)
+                action = action.float().cpu().numpy()
+                action[wave.done] = 0.0  # ignored by idle environments
+                obs, reward, terminated, truncated, info = envs.step(action)
+                wave.update(reward, terminated, truncated, info)
+            recorded = any(p is not None and (p.record or p.keep_obs) for p in plans)
+            recordings = envs.call("take_recording") if recorded else (None,) * num_envs
+            for i, p in enumerate(plans):
+                if p is not None:
+                    finish(i, recordings[i])
+        # Stop the clock before closing: waiting for the workers to exit is not evaluation.
+        wall_s = time.perf_counter() - started
+    except KeyboardInterrupt:
+        # Keep what finished: earlier waves, and episodes of this wave that had ended.
+        if wave is not None:
+            for i in np.flatnonzero(wave.done & ~wave.reported):
+                if wave.plans[i] is not None:
+                    records.append(wave.record(i))
+        if in_process:
+            envs.close()
+        else:
+            envs.close(terminate=True)  # a worker may be mid-step: do not wait for it
+        closed = True
+        results = build_results(
+            records,
+            suite=suite,
+            tasks=tasks,
+            episodes=episodes,
+            seed_start=seed_start,
+            workers=num_envs,
+            wall_s=time.perf_counter() - started,
+            startup_s=startup_s,
+            interrupted=True,
+        )
+        raise EvaluationInterrupted(results) from None
+    finally:
+        if bar is not None:
+            bar.close()
+        if not closed:
+            envs.close()
+        if hasattr(policy, "train"):
+            policy.train(was_training)
+        torch.set_num_threads(threads)
+    return build_results(
+        records,
+        suite=suite,
+        tasks=tasks,
+        episodes=episodes,
+        seed_start=seed_start,
+        workers=num_envs,
+        wall_s=wall_s,
+        startup_s=startup_s,
+    )

@@ -1,0 +1,152 @@
+"""Rollout videos: one or several cameras side by side, with the task, step and outcome drawn on.
+
+Each frame is a caption strip above the camera images, scaled up by a whole factor (nearest
+neighbour, so pixels stay sharp) until they are at least :data:`MIN_SIDE` pixels high::
+
+    +------------------------------------------+
+    | drawer-open-v3  seed 1000000             |   caption: task and seed,
+    | step 37/120  success                     |   step and outcome (green once succeeded)
+    +---------------------+--------------------+
+    |   camera 1          |   camera 2         |
+    +---------------------+--------------------+
+
+Text is drawn with Pillow's default font (no font files needed). MP4 (H.264, yuv420p, so
+frame sides are padded to even numbers) or GIF; the file is written to a temporary name
+beside the target and renamed, so a video is there whole or not at all.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from embodied.errors import UserError
+
+MIN_SIDE = 192
+"""Camera images are scaled by a whole factor to at least this height, for legible videos."""
+CAPTION_HEIGHT = 30
+"""Height of the caption strip, in pixels (two lines of the default font)."""
+GREEN, RED, WHITE = (80, 220, 100), (235, 80, 70), (235, 235, 235)
+
+
+def scale_for(height: int) -> int:
+    """The whole factor that brings ``height`` to at least :data:`MIN_SIDE`."""
+    return max(1, math.ceil(MIN_SIDE / height))
+
+
+def frame_shape(height: int, width: int, n_cameras: int) -> tuple[int, int]:
+    """(H, W) of a video frame built from ``n_cameras`` images of ``height`` x ``width``."""
+    s = scale_for(height)
+    h, w = CAPTION_HEIGHT + height * s, width * s * n_cameras
+    return h + h % 2, w + w % 2  # even sides for yuv420p
+
+
+Segment = tuple[str, tuple[int, int, int]]
+"""A piece of caption text and its RGB colour."""
+
+
+def compose_frame(images: Sequence[np.ndarray], lines: Sequence[Sequence[Segment]]) -> np.ndarray:
+    """Camera images (H, W, 3) uint8 side by side under caption lines of coloured segments -> (H', W', 3)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    h = images[0].shape[0]
+    s = scale_for(h)
+    scaled = [img.repeat(s, axis=0).repeat(s, axis=1) for img in images]  # n x (H*s, W*s, 3)
+    row = np.concatenate(scaled, axis=1)  # (H*s, W*s*n, 3)
+    out_h, out_w = frame_shape(h, images[0].shape[1], len(images))
+    canvas = np.zeros((out_h, out_w, 3), dtype=np.uint8)
+    canvas[CAPTION_HEIGHT : CAPTION_HEIGHT + row.shape[0], : row.shape[1]] = row
+    pil = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(pil)
+    font = ImageFont.load_default()
+    y = 3
+    for segments in lines:
+        x = 4
+        for text, colour in segments:
+            draw.text((x, y), text, fill=colour, font=font)
+            x += int(draw.textlength(text, font=font))
+        y += (CAPTION_HEIGHT - 4) // 2
+    return np.asarray(pil)
+
+
+def episode_frames(
+    frames: dict[str, np.ndarray],
+    task: str,
+    seed: int,
+    steps_to_success: int | None,
+    failure: str | None,
+) -> Iterable[np.ndarray]:
+    """The captioned video frames of an episode: frame t shows the observation after t steps.
+
+    ``frames``: camera -> (L + 1, H, W, 3) uint8 (the initial observation and one per step).
+    """
+    streams = list(frames.values())
+    n = len(streams[0])
+    if any(len(s) != n for s in streams):
+        raise ValueError(f"camera streams differ in length: {[len(s) for s in streams]}")
+    steps = n - 1
+    for t in range(n):
+        if steps_to_success is not None and t >= steps_to_success:
+            status = ("success", GREEN)
+        elif t == steps and failure is not None:
+            status = ("failed: no success" if failure == "horizon" else f"failed: {failure}"[:60], RED)
+        else:
+            status = ("", WHITE)
+        lines = [[(f"{task}  seed {seed}", WHITE)], [(f"step {t}/{steps}  ", WHITE), status]]
+        yield compose_frame([s[t] for s in streams], lines)
+
+
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: int = 20) -> Path:
+    """Write frames (H, W, 3) uint8 as MP4 or GIF (by ``path``'s suffix), atomically."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".mp4", ".gif"):
+        raise UserError(f"{path}: unknown video type {suffix or '(none)'}; use .mp4 or .gif")
+    if fps <= 0:
+        raise UserError(f"fps must be positive, got {fps}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{path}: cannot create its folder ({err.strerror or err})") from None
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.part{suffix}")  # the suffix tells imageio the format
+    try:
+        if suffix == ".mp4":
+            with imageio.get_writer(
+                tmp,
+                format="FFMPEG",
+                fps=fps,
+                codec="libx264",
+                macro_block_size=1,
+                pixelformat="yuv420p",
+                quality=8,
+                ffmpeg_log_level="error",
+            ) as writer:
+                for frame in frames:
+                    writer.append_data(frame)
+        else:
+            imageio.mimwrite(tmp, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
+        os.replace(tmp, path)
+    except OSError as err:  # a folder in the way, no permission, a full disk
+        raise UserError(f"{path}: cannot write ({err.strerror or err})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_episode_video(
+    path: str | Path,
+    frames: dict[str, np.ndarray],
+    task: str,
+    seed: int,
+    steps_to_success: int | None,
+    failure: str | None,
+    fps: int = 20,
+) -> Path:
+    """One episode's captioned video (see :func:`episode_frames`) at ``path`` (.mp4 or .gif)."""
+    return write_video(path, episode_frames(frames, task, seed, steps_to_success, failure), fps)
