@@ -439,3 +439,14 @@ def test_mujoco_gl_defaults_to_egl(given, expected):
     out = subprocess.run([sys.executable, "-c", code], env=environ, cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == expected
+
+
+def test_rendering_other_cameras_leaves_the_observed_streams_alone():
+    env = make_env("metaworld", "reach-v3", cameras=("corner",), image_size=32)
+    obs, _ = env.reset(seed=0)
+    extra = env.render_cameras(("topview",))
+    assert set(extra) == {"topview"} and extra["topview"].shape == (32, 32, 3)
+    obs2, *_ = env.step(np.zeros(4, dtype=np.float32))
+    assert set(k for k in obs2 if k.endswith("_image")) == {"corner_image"}
+    assert env.render().shape == (32, 32, 3)
+    env.close()

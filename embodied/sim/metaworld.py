@@ -69,6 +69,7 @@ class MetaWorldEnv(SuiteEnv):
             if self.cameras
             else None
         )
+        self._extra_renderer: CameraRenderer | None = None  # for cameras other than the observed ones
         self._raw_obs: np.ndarray | None = None
         self._t = 0
         self._expert = None
@@ -106,9 +107,10 @@ class MetaWorldEnv(SuiteEnv):
         return self.render_cameras(cams)[cams[0]]
 
     def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        for renderer in (self._renderer, self._extra_renderer):
+            if renderer is not None:
+                renderer.close()
+        self._renderer = self._extra_renderer = None
         self._env.close()
 
     # -- the SuiteEnv additions -----------------------------------------------------------
@@ -133,14 +135,18 @@ class MetaWorldEnv(SuiteEnv):
         return lambda obs: np.clip(policy.get_action(self._raw_obs), -1.0, 1.0).astype(np.float32)
 
     def render_cameras(self, cameras: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-        cameras = self.cameras if cameras is None else cameras
-        if self._renderer is None or self._renderer.cameras != cameras:
-            if self._renderer is not None:
-                self._renderer.close()
-            self._renderer = CameraRenderer(
+        cameras = tuple(self.cameras if cameras is None else cameras)
+        if cameras and cameras == self.cameras:
+            return self._renderer.render(self._env.data)
+        # Other cameras get a renderer of their own: the observation renderer stays as it is.
+        if self._extra_renderer is None or self._extra_renderer.cameras != cameras:
+            if self._extra_renderer is not None:
+                self._extra_renderer.close()
+            load_suite(self.suite).check_cameras(cameras)
+            self._extra_renderer = CameraRenderer(
                 self._env.model, cameras, self.image_size, self.image_size, self._render_options
             )
-        return self._renderer.render(self._env.data)
+        return self._extra_renderer.render(self._env.data)
 
     def env_kwargs(self) -> dict:
         return {
