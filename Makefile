@@ -9,8 +9,11 @@ setup:  ## install torch (the CPU wheel first, so nothing pulls a CUDA build), t
 	$(PY) -m pip install -q -e ".[test]"
 	$(PY) -m pip install -q --no-deps robomimic==0.3.0  # only its dataset reader, for the compatibility test
 
-quickstart: setup  ## the main job on the built-in default
+quickstart: setup  ## the main job on the built-in default: demos, mirror joint training, evaluation, a video
 	embodied-data collect quick
+	OMP_NUM_THREADS=1 embodied-train joint_quick --overwrite
+	OMP_NUM_THREADS=1 embodied-eval runs/joint_quick --episodes 10 --videos 1
+	@echo "results: runs/joint_quick/eval/results.md; rollout videos: runs/joint_quick/eval/videos/"
 
 test: setup  ## the fast suite (slow end-to-end tests: make test-all)
 	$(PY) -m pytest
