@@ -14,7 +14,8 @@ What one run does, in order:
    ``val_every`` a validation (with the EMA weights when on; best.pt on a new lowest loss);
    every ``rollout_every`` simulator rollouts when ``embodied.eval`` is installed; every
    ``ckpt_every`` last.pt;
-5. at the end, a last validation and checkpoint, ``summary.json`` and a printed summary.
+5. at the end, a last validation (joint and probe: with ``tsne.png`` of the shared space) and
+   checkpoint, ``summary.json`` and a printed summary.
 
 Exact resume: batch ``b`` is a pure function of the seed and ``b`` (:mod:`.sampling`), and
 the checkpoint holds every random state, so a run killed at any point and resumed from its
@@ -32,6 +33,7 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +47,16 @@ from embodied import keys as K
 from embodied.config import to_dict
 from embodied.data.reader import DemoDataset
 from embodied.errors import UserError
-from embodied.mirror import MirrorHead, chance_recall_at_k, positive_mask, recall_at_k
+from embodied.mirror import (
+    MirrorHead,
+    chance_recall_at_k,
+    linear_cka,
+    pair_alignment,
+    positive_mask,
+    positive_negative_cosine,
+    recall_at_k,
+    tsne_plot,
+)
 from embodied.models.common import DataSpec
 from embodied.train import checkpoint as ckpt
 from embodied.train.config import RESUME_FREE_KEYS, TrainConfig
@@ -56,6 +67,8 @@ from embodied.train.sampling import ShardedBatches, fixed_subset, train_loader
 
 RECALL_KS = (1, 5)
 """Recall@k reported on the validation pairs (joint and probe)."""
+TSNE_PAIRS = 500
+"""Validation pairs drawn in tsne.png (two points each; t-SNE's cost grows faster than linearly)."""
 
 
 # --------------------------------------------------------------------------- the loss
@@ -285,7 +298,7 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 
 # --------------------------------------------------------------------------- output folder
-OUTPUTS = ("config.yaml", "metrics.jsonl", "summary.json", "checkpoints")
+OUTPUTS = ("config.yaml", "metrics.jsonl", "summary.json", "tsne.png", "checkpoints")
 """What a run writes in its folder, besides TensorBoard's events.out.tfevents.* files."""
 
 
@@ -389,8 +402,17 @@ def validate(
     batch_size: int,
     device: torch.device,
     autocast,
+    tsne: Path | None = None,
+    class_names: Sequence[str] = (),
 ) -> dict[str, float]:
-    """Mean metrics over fixed validation batches; with a mirror head, Recall@k over all the pairs."""
+    """Mean metrics over fixed validation batches; with a mirror head, alignment over all the pairs.
+
+    Besides the batch means (``loss``, ``policy/*``, ``recognizer/*``, ``mirror/*``), joint and
+    probe runs get, over every validation pair at once (see :func:`alignment_metrics`):
+    Recall@1/5 both ways and their chance levels, ``cos_pos``/``cos_neg``, ``pair_cos`` and the
+    linear CKA of the raw features. With ``tsne`` a path, the first :data:`TSNE_PAIRS` pairs'
+    ``z_u`` and ``z_e`` are drawn there, coloured by class (``class_names``).
+    """
     was_training = module.training
     module.eval()
     avg = Averager()
@@ -412,19 +434,55 @@ def validate(
     result = avg.mean()
     if feats_u:
         mirror = module.models["mirror"]
-        z_u, z_e = mirror.embed(torch.cat(feats_u).float(), torch.cat(feats_e).float())  # (N, dim) each
+        f_u, f_e = torch.cat(feats_u), torch.cat(feats_e)  # (N, D_u), (N, D_e): the raw features
+        z_u, z_e = mirror.embed(f_u, f_e)  # (N, dim) each
         ids = {k: torch.cat(v) for k, v in ids.items()}
         match = positive_mask(mirror.config.positives, ids[K.EPISODE], ids[K.INSTRUCTION], ids[K.LABEL])
-        recall = recall_at_k(z_u, z_e, ks=RECALL_KS, match=match)
-        result |= {f"recall@{k}_{d}": recall[f"{d}@{k}"] for k in RECALL_KS for d in ("u2e", "e2u")}
-        result |= {f"chance@{k}": chance_recall_at_k(len(z_u), k, match.cpu()) for k in RECALL_KS}
-        result["pairs"] = float(len(z_u))
+        result |= alignment_metrics(f_u, f_e, z_u, z_e, match)
+        if tsne is not None:
+            n = min(len(z_u), TSNE_PAIRS)  # the subset is in random order: the first n are a fair sample
+            tsne_plot(
+                torch.cat([z_u[:n], z_e[:n]]),  # (2n, dim)
+                torch.cat([ids[K.LABEL][:n], ids[K.LABEL][:n]]),  # (2n,)
+                class_names,
+                tsne,
+                title=f"shared space: z_u and z_e of {n} validation pairs",
+            )
+    return result
+
+
+def alignment_metrics(
+    f_u: torch.Tensor, f_e: torch.Tensor, z_u: torch.Tensor, z_e: torch.Tensor, match: torch.Tensor
+) -> dict[str, float]:
+    """How aligned the N validation pairs are, all at once (row i of each side from one episode).
+
+    - ``recall@{1,5}_{u2e,e2u}``: retrieval among all N, a hit on any positive of ``match``
+      (the configured level), against ``chance@{1,5}``, a random ranking's expectation;
+    - ``cos_pos`` / ``cos_neg``: mean cosine in the shared space of positive / negative pairs
+      (NaN, logged as null, when there is none);
+    - ``pair_cos``: mean cosine of each pair with its own partner (the per-episode score);
+    - ``cka``: linear CKA of the raw features ``f_u`` (N, D_u) and ``f_e`` (N, D_e), before
+      ``T_u``, ``T_e``: the alignment the two models hold by themselves;
+    - ``pairs``: N.
+    """
+    recall = recall_at_k(z_u, z_e, ks=RECALL_KS, match=match)
+    result = {f"recall@{k}_{d}": recall[f"{d}@{k}"] for k in RECALL_KS for d in ("u2e", "e2u")}
+    result |= {f"chance@{k}": chance_recall_at_k(len(z_u), k, match.cpu()) for k in RECALL_KS}
+    cos = positive_negative_cosine(z_u, z_e, match)
+    result |= {"cos_pos": cos["pos"], "cos_neg": cos["neg"]}
+    result["pair_cos"] = pair_alignment(z_u, z_e).mean().item()
+    result["cka"] = linear_cka(f_u, f_e) if len(f_u) > 1 else math.nan
+    result["pairs"] = float(len(z_u))
     return result
 
 
 def validation_indices(dataset: DemoDataset, cfg: TrainConfig) -> np.ndarray:
     """A fixed subset of whole batches (a lone pair teaches InfoNCE nothing)."""
     n = len(dataset)
+    if cfg.mirror is not None and n < 2:
+        raise UserError(
+            f"the valid split holds {n} pair; InfoNCE needs at least 2 (val_every=0 trains without)"
+        )
     per = min(cfg.data.batch_size, n)
     count = min(cfg.val_batches * per, (n // per) * per)
     return fixed_subset(n, count, cfg.seed)
@@ -500,6 +558,7 @@ def _train(
             print(f"{out}: already trained {step} of {cfg.steps} steps; nothing to do")
         return json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
 
+    val_indices = validation_indices(valid_ds, cfg) if valid_ds is not None else None
     model: nn.Module = module
     if procs.distributed:
         ids = [procs.device.index] if procs.device.type == "cuda" else None
@@ -523,7 +582,6 @@ def _train(
         )
         if cfg.rollout_every and evaluator is None:
             log.note("rollouts skipped: embodied.eval is not installed")
-    val_indices = validation_indices(valid_ds, cfg) if valid_ds is not None else None
 
     def save(kind: str) -> None:
         """last.pt (everything to resume; every process's random state) or best.pt (models only)."""
@@ -561,9 +619,12 @@ def _train(
             }
         ckpt.save_checkpoint(out / "checkpoints" / f"{kind}.pt", payload)
 
-    def run_validation() -> None:
+    def run_validation(final: bool) -> None:
+        tsne = out / "tsne.png" if final and cfg.mirror is not None else None
         with ema.applied() if ema else contextlib.nullcontext():
-            metrics = validate(module, valid_ds, val_indices, cfg.data.batch_size, procs.device, autocast)
+            metrics = validate(
+                module, valid_ds, val_indices, cfg.data.batch_size, procs.device, autocast, tsne, spec.classes
+            )
         last["val"] = metrics
         log.event("val", step, metrics)
         if metrics.get("loss", math.inf) < best["loss"]:
@@ -608,7 +669,7 @@ def _train(
                 )
             final = step == cfg.steps
             if procs.is_main and valid_ds is not None and (final or step % cfg.val_every == 0):
-                run_validation()
+                run_validation(final)
             if (
                 procs.is_main
                 and evaluator is not None
@@ -637,9 +698,10 @@ def _train(
             "device": str(procs.device),
             "best_val_loss": best["loss"] if math.isfinite(best["loss"]) else None,
             "best_step": best["step"],
-            "train": last.get("train", {}),
-            "val": last.get("val", {}),
-            "rollout": last.get("rollout", {}),
+            # NaN (e.g. cos_neg of a one-class validation set) is not JSON: null, as in metrics.jsonl
+            "train": _nan_to_none(last.get("train", {})),
+            "val": _nan_to_none(last.get("val", {})),
+            "rollout": _nan_to_none(last.get("rollout", {})),
             "checkpoints": {
                 k: str(out / "checkpoints" / f"{k}.pt")
                 for k in ("last", "best")
@@ -709,6 +771,13 @@ def format_summary(s: dict) -> str:
                 val["pairs"],
             )
         )
+    if "cka" in val:
+        lines.append(
+            "val cosine of positives {}, of negatives {}, of partners {}; "
+            "linear CKA of the raw features {}".format(
+                *(_fmt(val.get(k)) for k in ("cos_pos", "cos_neg", "pair_cos", "cka"))
+            )
+        )
     shown = ("success_rate", "ci_low", "ci_high", "mean_return")
     rollout = {k: v for k, v in s["rollout"].items() if k in shown} or s["rollout"]
     if rollout:
@@ -716,3 +785,11 @@ def format_summary(s: dict) -> str:
     if s["checkpoints"]:
         lines.append("checkpoints: " + ", ".join(s["checkpoints"].values()))
     return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def _nan_to_none(metrics: dict) -> dict:
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in metrics.items()}
