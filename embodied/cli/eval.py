@@ -4,6 +4,8 @@ embodied-eval runs/joint_quick                          # the run's checkpoints/
 embodied-eval runs/joint_quick/checkpoints/best.pt --episodes 20 --tasks drawer-open-v3
 embodied-eval runs/policy_mt10 --workers 4 --videos 2 --cameras corner corner2
 embodied-eval runs/policy_mt10 --videos-only --videos 3 --gif
+embodied-eval runs/recognizer_mt10                      # a recognizer alone: its report on the valid split
+embodied-eval runs/joint_quick --classify rollout.mp4 other.gif   # which task does each video show?
 
 Writes ``results.json`` (everything, per episode too) and ``results.md`` (a table per task and
 overall, with 95 % Wilson intervals) into --out (default: ``<run folder>/eval/``), videos into
@@ -12,6 +14,20 @@ its ``videos/`` folder, and prints the table. Episode i of every task uses seed
 recognizer also gets its validation accuracy and its verdict on the rollouts (does it
 recognize the instructed task?); with a mirror head too, each episode's alignment, related
 to success. Ctrl-C writes the episodes finished so far.
+
+The recognizer's report on the validation split of the demonstrations (--data, default the
+training run's data) goes into the same folder: ``recognition.json`` (clip- and video-level
+top-1 and top-5, per-class accuracy, the confusion matrix, early recognition),
+``confusion.png``, ``early_recognition.json`` and ``early_recognition.png`` (accuracy after
+seeing the first 10, 25, 50 and 100 % of each episode). Where a clip's span is longer than
+the frames available (a short episode, an early prefix, a short video), the last frame is
+repeated.
+
+--classify VIDEO ... classifies video files (MP4, GIF; one frame per environment step, e.g. a
+policy's rollout) with the checkpoint's recognizer and prints the predicted task and
+instruction with their probabilities and the top 5; nothing is rolled out or written. The
+captioned rollout videos embodied-eval writes are recognized and their first camera's image
+is used (--crop).
 """
 
 from __future__ import annotations
@@ -72,6 +88,25 @@ def parser() -> argparse.ArgumentParser:
         help="demonstrations for the recognizer's validation accuracy "
         "(default: the training run's data.paths)",
     )
+    p.add_argument(
+        "--classify",
+        nargs="+",
+        metavar="VIDEO",
+        help="only classify these video files (mp4, gif) with the recognizer: task, instruction, top 5",
+    )
+    p.add_argument(
+        "--clips",
+        type=int,
+        default=5,
+        help="clips averaged per video: --classify, the recognizer report and its verdicts (default 5)",
+    )
+    p.add_argument(
+        "--crop",
+        default="auto",
+        metavar="auto|none|TOP,LEFT,HEIGHT,WIDTH",
+        help="part of each --classify frame the recognizer sees; auto: the first camera of an "
+        "embodied-eval rollout video, else the whole frame (default auto)",
+    )
     p.add_argument("--device", default="cpu", help="torch device of the models (default cpu)")
     p.add_argument("--out", help="output folder (default: <run folder>/eval)")
     return p
@@ -124,6 +159,42 @@ def select_tasks(requested: list[str] | None, suite: str, spec, asked_suite: str
     return tasks
 
 
+def parse_crop(text: str):
+    """--crop: "auto", None for "none", or (top, left, height, width)."""
+    if text in ("auto", "none"):
+        return None if text == "none" else text
+    try:
+        crop = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        crop = ()
+    if len(crop) != 4 or min(crop[:2]) < 0 or min(crop[2:]) < 1:
+        raise UserError(f"--crop {text!r}: give auto, none or TOP,LEFT,HEIGHT,WIDTH in pixels")
+    return crop
+
+
+def classify_videos(args: argparse.Namespace, path: Path, kind: str, recognizer, spec, config) -> int:
+    """--classify: each video's predicted task and instruction, with probabilities and the top 5."""
+    from embodied.recognizers.evaluate import classify_file
+    from embodied.train.checkpoint import checkpoint_path
+
+    if recognizer is None:
+        raise UserError(f"{checkpoint_path(path)}: a {kind} checkpoint holds no recognizer to classify with")
+    crop = parse_crop(args.crop)
+    for video in args.classify:  # every name checked before any is classified
+        if not Path(video).is_file():
+            raise UserError(f"{video}: no such video file")
+    for video in args.classify:
+        pred = classify_file(
+            recognizer, video, spec, clip_stride=config.data.clip_stride, num_clips=args.clips, crop=crop
+        )
+        line = f"{video}: {pred.task} (p={pred.probability:.3f})"
+        if pred.instruction is not None:
+            line += f', instruction "{pred.instruction}" (p={pred.instruction_probability:.3f})'
+        print(line)
+        print(f"  top {len(pred.top)}: " + ", ".join(f"{name} {p:.3f}" for name, p in pred.top))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     return run_cli(lambda: evaluate(args))
@@ -134,10 +205,19 @@ def evaluate(args: argparse.Namespace) -> int:
     from embodied.eval.judge import RolloutJudge, judge_summary, per_task_agreement, recognizer_accuracy
     from embodied.eval.report import results_payload, success_table, write_results
     from embodied.eval.rollout import EvaluationInterrupted, evaluate_policy, instruction_ids
+    from embodied.recognizers.evaluate import REPORT_FILES
     from embodied.sim import load_suite
     from embodied.train.checkpoint import checkpoint_path, load_model
 
-    minimum = {"episodes": 1, "fps": 1, "workers": 0, "videos": 0, "horizon": 0, "judge_episodes": 0}
+    minimum = {
+        "episodes": 1,
+        "fps": 1,
+        "workers": 0,
+        "videos": 0,
+        "horizon": 0,
+        "judge_episodes": 0,
+        "clips": 1,
+    }
     for name, low in minimum.items():
         value = getattr(args, name)
         if value is not None and value < low:
@@ -152,6 +232,8 @@ def evaluate(args: argparse.Namespace) -> int:
         raise UserError(f"--device {args.device}: CUDA is not available here")
     path = Path(args.checkpoint)
     kind, models, spec, config = load_model(path, device=device)
+    if args.classify:
+        return classify_videos(args, path, kind, models.get("recognizer"), spec, config)
     suite = checkpoint_suite(config, spec)
     tasks = select_tasks(args.tasks, suite, spec, args.suite)
     suite_spec = load_suite(suite)
@@ -203,9 +285,17 @@ def evaluate(args: argparse.Namespace) -> int:
         paths = args.data or config.data.paths
         try:
             rec_acc = recognizer_accuracy(
-                recognizer, spec, paths, config.data.camera, config.data.clip_stride
+                recognizer,
+                spec,
+                paths,
+                config.data.camera,
+                config.data.clip_stride,
+                clips_per_video=args.clips,
+                out_dir=out,
             )
         except UserError as err:  # moved or missing data: the rollouts are still worth running
+            if policy is None:  # ... but without a policy the report is all there is to do
+                raise
             rec_acc = {"error": str(err)}
             print(f"note: recognizer validation accuracy skipped: {err}", file=sys.stderr)
 
@@ -219,6 +309,7 @@ def evaluate(args: argparse.Namespace) -> int:
                 spec,
                 observer,
                 config.data.clip_stride,
+                num_clips=args.clips,
                 policy=policy if mirror is not None else None,
                 mirror=mirror,
                 instruction_ids=instruction_ids(spec, suite, tasks),
@@ -266,6 +357,10 @@ def evaluate(args: argparse.Namespace) -> int:
         a = judge["agreement"]
         print(f"recognizer agrees with the instructed task in {a['rate']:.0%} of {a['n']} judged episodes")
     print(f"wrote {json_path} and {md_path}")
+    if rec_acc is not None and "error" not in rec_acc:
+        early = ", ".join(f"{e['fraction']:.0%} {e['accuracy']:.2f}" for e in rec_acc["early_recognition"])
+        print(f"recognizer early recognition (video top-1 after seeing): {early}")
+        print(f"wrote the recognizer report into {out}: {', '.join(REPORT_FILES)}")
     if interrupted:
         done = len(results.episodes)
         print(f"interrupted: {done} finished episode(s) written", file=sys.stderr)

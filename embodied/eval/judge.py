@@ -1,9 +1,9 @@
 """The recognizer (U) as a judge: its own accuracy, and its verdict on the policy's rollouts.
 
-1. :func:`recognizer_accuracy`: accuracy on the validation split of the demonstrations, at the
-   clip level (evaluation clips of the trained length and stride, centred on evenly spread
-   steps, as validation during training cuts them) and at the video level (each validation
-   demo's whole observer stream through :func:`~embodied.recognizers.classify_video`).
+1. :func:`recognizer_accuracy`: the recognizer's report on the validation split of the
+   demonstrations (:func:`~embodied.recognizers.evaluate.evaluate_recognizer`): clip- and
+   video-level top-1/top-5, per-class accuracy, the confusion matrix and early recognition,
+   as JSON, and its files (``recognition.json``, ``confusion.png``, ``early_recognition.*``).
 2. :class:`RolloutJudge`, an ``on_episode`` callback of
    :func:`~embodied.eval.rollout.evaluate_policy`: it classifies each recorded rollout's
    observer-camera video (the initial frame and one per step) and says whether the recognized
@@ -31,6 +31,7 @@ is the mean over k of ``pair_alignment(T_u(f_u(clip_k)), T_e(f_e(window_k)))``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,6 +44,7 @@ from embodied.eval.stats import wilson_interval
 from embodied.mirror import pair_alignment
 from embodied.models.common import DataSpec
 from embodied.recognizers import classify_video
+from embodied.recognizers.evaluate import FRACTIONS, evaluate_recognizer, open_clips, write_report
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -50,68 +52,40 @@ def _device(model: torch.nn.Module) -> torch.device:
 
 
 # --------------------------------------------------------------------------- accuracy
-@torch.no_grad()
 def recognizer_accuracy(
     recognizer,
     spec: DataSpec,
     paths: Sequence[str],
     camera: str | None,
     clip_stride: int,
-    max_clips: int = 512,
-    batch_size: int = 32,
-    num_clips: int = 4,
+    clips_per_video: int = 5,
+    clips_per_episode: int = 10,
+    fractions: Sequence[float] = FRACTIONS,
+    batch_size: int = 64,
+    out_dir: str | Path | None = None,
 ) -> dict:
-    """Clip- and video-level accuracy of ``recognizer`` on the ``valid`` split of ``paths``.
+    """The recognizer's report on the ``valid`` split of ``paths``, as JSON (``recognition.json``).
 
-    Clip level: at most ``max_clips`` evaluation clips, at evenly spread steps of the split.
-    Video level: every validation demo, averaged over ``num_clips`` clips by ``classify_video``.
-    A missing split or file is a :class:`~embodied.errors.UserError` (the caller may skip it).
+    Its keys include ``camera``, ``clips``, ``clip_accuracy``, ``videos``, ``video_accuracy``
+    and ``video_accuracy_ci`` (see :class:`~embodied.recognizers.evaluate.RecognizerReport` for
+    the rest). With ``out_dir`` the report's files are written there too. A missing split, file
+    or camera stream is a :class:`~embodied.errors.UserError` (the caller may skip it).
     """
-    import h5py
-
-    from embodied.data.reader import DemoDataset
-
-    ds = DemoDataset(
-        list(paths),
-        split="valid",
-        mode="clip",
-        obs_keys=[],
-        clip_len=spec.clip_len,
-        clip_stride=clip_stride,
-        camera=camera,
-        training=False,
-        classes=list(spec.classes),
-        instructions=list(spec.instructions),
-    )
-    device = _device(recognizer)
-    was_training = recognizer.training
-    recognizer.eval()
+    dataset = open_clips(paths, spec, camera, clip_stride, split="valid")
     try:
-        idx = np.unique(np.linspace(0, len(ds) - 1, min(max_clips, len(ds))).round().astype(np.int64))
-        correct = 0
-        for lo in range(0, len(idx), batch_size):
-            batch = ds.__getitems__(idx[lo : lo + batch_size])
-            logits = recognizer.predict(batch[keys.VIDEO].to(device))  # (B, C)
-            correct += int((logits.argmax(-1).cpu() == batch[keys.LABEL]).sum())
-        video_correct = 0
-        key = f"{ds.camera}_image"
-        for e, episode in enumerate(ds.episodes):
-            with h5py.File(ds.files[episode.file], "r") as f:
-                frames = f["data"][episode.demo]["obs"][key][()]  # (T, H, W, 3) uint8
-            _, top = classify_video(recognizer, frames, spec.clip_len, clip_stride, num_clips)
-            video_correct += int(top == int(ds.ep_label[e]))
+        report = evaluate_recognizer(
+            recognizer,
+            dataset,
+            clips_per_video=clips_per_video,
+            fractions=fractions,
+            clips_per_episode=clips_per_episode,
+            batch_size=batch_size,
+        )
     finally:
-        recognizer.train(was_training)
-        ds.close()
-    n_videos = len(ds.episodes)
-    return {
-        "camera": ds.camera,
-        "clips": int(len(idx)),
-        "clip_accuracy": correct / len(idx),
-        "videos": n_videos,
-        "video_accuracy": video_correct / n_videos,
-        "video_accuracy_ci": list(wilson_interval(video_correct, n_videos)),
-    }
+        dataset.close()
+    if out_dir is not None:
+        write_report(report, out_dir)
+    return report.to_json()
 
 
 # --------------------------------------------------------------------------- rollouts

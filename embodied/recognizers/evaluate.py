@@ -1,0 +1,661 @@
+"""How well a recognizer recognizes: held-out demonstrations, early recognition, any video file.
+
+:func:`evaluate_recognizer` reads every episode of a clip-mode
+:class:`~embodied.data.reader.DemoDataset` (the ``valid`` split, ``training=False``) and
+classifies clips of ``clip_len`` frames at the dataset's ``clip_stride``, all cut from that one
+episode's observer stream:
+
+- **clip level**: ``clips_per_episode`` clips with evenly spaced starts, from the episode's
+  first frame to the last start that fits (duplicates dropped, so a short episode counts fewer
+  clips); every clip counts once, wherever it lies in the episode;
+- **video level**: the softmax averaged over ``clips_per_video`` evenly spaced clips (the
+  placement of :func:`~embodied.recognizers.classify_video`), one verdict per episode; from it
+  the per-class accuracy and the confusion matrix (rows: true class, columns: predicted);
+- **early recognition**: for each fraction f the model sees only the first ceil(f * L) frames
+  of an episode of L frames, and the video-level verdict is taken from ``clips_per_video``
+  clips spread over that prefix. Recognizing an action before it ends is what makes it useful
+  to a robot.
+
+Padding (the one policy everywhere, the dataset reader's too): when the frames available (the
+episode, or the prefix) are fewer than a clip's span ``(clip_len - 1) * stride + 1``, the clip's
+frame indices past the last available frame are clamped to it: **the last frame is repeated**,
+as if the robot held still. No clip ever takes a frame from another episode or, in early
+recognition, from beyond the prefix.
+
+Top-k accuracy uses k = min(``top_k``, number of classes), so with 5 classes or fewer top-5 is
+1 by definition. When the instructions are not one per class (more or fewer instructions than
+classes), instruction accuracy is reported too, from the instruction head.
+
+:func:`write_report` writes ``recognition.json`` (every number), ``confusion.png``,
+``early_recognition.json`` (fraction -> accuracy) and ``early_recognition.png``, each
+atomically. :func:`classify_file` and :func:`classify_frames` classify a video that was never in
+a dataset, such as a policy's rollout, and return the predicted task with its probability.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from embodied.errors import UserError
+from embodied.recognizers.inference import sample_clip_indices
+
+FRACTIONS = (0.1, 0.25, 0.5, 1.0)
+"""Fractions of an episode seen, for the early-recognition curve."""
+FORMAT = "embodied-recognizer-report"
+FORMAT_VERSION = 1
+REPORT_FILES = ("recognition.json", "confusion.png", "early_recognition.json", "early_recognition.png")
+"""What :func:`write_report` writes."""
+
+
+# --------------------------------------------------------------------------- which frames
+def prefix_length(length: int, fraction: float) -> int:
+    """Frames seen after ``fraction`` of an episode of ``length`` frames: ceil(f * L), at least 1."""
+    return max(1, min(length, math.ceil(fraction * length - 1e-9)))  # 1e-9: 0.1 * 30 is 3.0000000000000004
+
+
+@dataclass
+class ClipPlan:
+    """Frame indices (K, T) into one episode of every clip the evaluation classifies."""
+
+    clip: np.ndarray
+    """Clip level: distinct evenly spaced clips over the whole episode."""
+    video: np.ndarray
+    """Video level: ``clips_per_video`` evenly spaced clips over the whole episode."""
+    early: dict[float, np.ndarray]
+    """Fraction -> ``clips_per_video`` clips within the first :func:`prefix_length` frames."""
+
+
+def plan_clips(
+    length: int,
+    clip_len: int,
+    stride: int,
+    clips_per_episode: int = 10,
+    clips_per_video: int = 5,
+    fractions: Sequence[float] = FRACTIONS,
+) -> ClipPlan:
+    """The clips of an episode of ``length`` frames (see the module doc; padding repeats the last frame)."""
+    clip = np.unique(sample_clip_indices(length, clip_len, stride, clips_per_episode), axis=0)
+    video = sample_clip_indices(length, clip_len, stride, clips_per_video)
+    early = {
+        f: sample_clip_indices(prefix_length(length, f), clip_len, stride, clips_per_video) for f in fractions
+    }
+    return ClipPlan(clip, video, early)
+
+
+def episode_frames(dataset, episode: int) -> np.ndarray:
+    """(L, 3, H, W) uint8: the whole observer stream of one episode of a clip-mode dataset."""
+    length = int(dataset.ep_len[episode])
+    # one read of the episode (one contiguous HDF5 span when the images are not in memory)
+    return dataset._frames(dataset.video_key, np.array([episode]), np.arange(length)[None])[0]
+
+
+# --------------------------------------------------------------------------- the model
+def _device(model: torch.nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _instruction_head_trained(model) -> bool:
+    return getattr(getattr(model, "config", None), "instruction_loss_weight", 1.0) > 0
+
+
+@torch.no_grad()
+def clip_probabilities(
+    model: torch.nn.Module, clips: torch.Tensor | np.ndarray, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Softmax of the class (K, C) and instruction (K, I) logits of clips (K, T, 3, H, W) uint8.
+
+    The model is called as a recognizer is (``model(video)`` -> ``class_logits``,
+    ``instruction_logits``), in whatever mode it is in; instruction probabilities are None when
+    it gives no instruction logits.
+    """
+    clips = torch.as_tensor(clips)
+    device = _device(model)
+    cls, ins = [], []
+    for lo in range(0, len(clips), batch_size):
+        out = model(clips[lo : lo + batch_size].to(device))
+        if not isinstance(out, dict):  # a bare logits model
+            out = {"class_logits": out}
+        cls.append(out["class_logits"].float().softmax(-1).cpu())  # (b, C)
+        if "instruction_logits" in out:
+            ins.append(out["instruction_logits"].float().softmax(-1).cpu())  # (b, I)
+    class_p = torch.cat(cls).numpy()
+    return class_p, (torch.cat(ins).numpy() if ins else None)
+
+
+def _top(probs: np.ndarray, k: int) -> np.ndarray:
+    """(N, k) class indices by falling probability (ties: the lower index first)."""
+    return np.argsort(-probs, axis=-1, kind="stable")[:, :k]
+
+
+# --------------------------------------------------------------------------- the report
+@dataclass
+class RecognizerReport:
+    """Everything :func:`evaluate_recognizer` measured; :meth:`to_json` is ``recognition.json``."""
+
+    classes: list[str]
+    """Class names, in label order (the model's ``spec.classes``)."""
+    camera: str | None
+    """Observer camera the clips came from."""
+    clip_len: int
+    clip_stride: int
+    clips_per_video: int
+    top_k: int
+    """k of the top-k numbers: min(the requested k, number of classes)."""
+    clips: int
+    """Clips counted at the clip level."""
+    clip_accuracy: float
+    """Clip-level top-1."""
+    clip_topk: float
+    """Clip-level top-k."""
+    videos: int
+    """Episodes (videos) counted at the video level."""
+    video_accuracy: float
+    """Video-level top-1."""
+    video_accuracy_ci: list[float]
+    """95 % Wilson interval of the video-level top-1."""
+    video_topk: float
+    """Video-level top-k."""
+    per_class: dict[str, dict]
+    """Class -> ``videos``, ``correct``, ``accuracy`` (video level; None without a video)."""
+    confusion: list[list[int]]
+    """Video-level counts: ``confusion[true][predicted]``."""
+    early_recognition: list[dict]
+    """Per fraction: ``fraction``, ``mean_frames`` seen, ``accuracy`` (top-1), ``topk`` (video level)."""
+    instruction: dict | None = None
+    """Instruction head's ``clip_accuracy``, ``video_accuracy``, if instructions are not one per class."""
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, **asdict(self)}
+
+    def early_json(self) -> dict:
+        """The content of ``early_recognition.json``: fraction -> accuracy (and top-k, frames seen)."""
+        return {
+            "format": "embodied-early-recognition",
+            "format_version": FORMAT_VERSION,
+            "videos": self.videos,
+            "clips_per_video": self.clips_per_video,
+            "clip_len": self.clip_len,
+            "clip_stride": self.clip_stride,
+            "top_k": self.top_k,
+            "accuracy": {str(e["fraction"]): e["accuracy"] for e in self.early_recognition},
+            "topk": {str(e["fraction"]): e["topk"] for e in self.early_recognition},
+            "mean_frames": {str(e["fraction"]): e["mean_frames"] for e in self.early_recognition},
+        }
+
+
+@torch.no_grad()
+def evaluate_recognizer(
+    model: torch.nn.Module,
+    dataset,
+    clips_per_video: int = 5,
+    fractions: Sequence[float] = FRACTIONS,
+    clips_per_episode: int = 10,
+    top_k: int = 5,
+    batch_size: int = 64,
+) -> RecognizerReport:
+    """Clip- and video-level top-1/top-k, per-class accuracy, confusion and early recognition.
+
+    ``dataset``: a :class:`~embodied.data.reader.DemoDataset` in clip (or paired) mode, usually
+    the ``valid`` split with ``training=False``, built with the model's ``classes`` (see
+    :func:`open_clips`). Every episode is read once; each distinct clip is classified once,
+    in eval mode (the model is put back in its mode). See the module doc for the protocol.
+    """
+    if dataset.video_key is None:
+        raise ValueError("the dataset gives no clips: build it with mode='clip' (or 'paired')")
+    if clips_per_video < 1 or clips_per_episode < 1 or top_k < 1:
+        raise ValueError("clips_per_video, clips_per_episode and top_k must be at least 1")
+    fractions = sorted({float(f) for f in fractions})
+    if not all(0.0 < f <= 1.0 for f in fractions):
+        raise ValueError(f"fractions must lie in (0, 1], got {fractions}")
+    classes = list(dataset.classes)
+    spec = getattr(model, "spec", None)
+    if spec is not None and spec.classes and list(spec.classes) != classes:
+        raise UserError(
+            "the dataset's classes are not the model's (build it with classes=spec.classes): "
+            f"{', '.join(classes)} vs {', '.join(spec.classes)}"
+        )
+    n_classes = len(classes)
+    k = min(top_k, n_classes)
+    with_instruction = len(dataset.instructions) != n_classes and _instruction_head_trained(model)
+
+    clip_hit, clip_hitk, n_clips = 0, 0, 0
+    ins_clip_hit, ins_video_hit = 0, 0
+    video_pred, video_hitk = [], []
+    early_hit = {f: [0, 0] for f in fractions}  # fraction -> [top-1 hits, top-k hits]
+    early_frames = {f: [] for f in fractions}
+    was_training = model.training
+    model.eval()
+    try:
+        for e in range(len(dataset.episodes)):
+            length = int(dataset.ep_len[e])
+            label, instruction = int(dataset.ep_label[e]), int(dataset.ep_instruction[e])
+            plan = plan_clips(
+                length, dataset.clip_len, dataset.clip_stride, clips_per_episode, clips_per_video, fractions
+            )
+            sets = [plan.clip, plan.video, *(plan.early[f] for f in fractions)]
+            # each distinct clip once: the video clips are the 100 % clips, early ones often repeat
+            unique, inverse = np.unique(np.concatenate(sets), axis=0, return_inverse=True)  # (U, T), (N,)
+            frames = episode_frames(dataset, e)  # (L, 3, H, W)
+            class_p, ins_p = clip_probabilities(model, torch.from_numpy(frames[unique]), batch_size)
+            bounds = np.cumsum([0, *(len(s) for s in sets)])
+            per_set = [inverse.reshape(-1)[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+            clip_rows, video_rows, early_rows = per_set[0], per_set[1], per_set[2:]
+
+            tops = _top(class_p[clip_rows], k)  # (K, k)
+            clip_hit += int((tops[:, 0] == label).sum())
+            clip_hitk += int((tops == label).any(-1).sum())
+            n_clips += len(clip_rows)
+            video = _top(class_p[video_rows].mean(0, keepdims=True), k)[0]  # (k,)
+            video_pred.append(int(video[0]))
+            video_hitk.append(bool(label in video))
+            for f, rows in zip(fractions, early_rows, strict=True):
+                top = _top(class_p[rows].mean(0, keepdims=True), k)[0]
+                early_hit[f][0] += int(top[0] == label)
+                early_hit[f][1] += int(label in top)
+                early_frames[f].append(prefix_length(length, f))
+            if with_instruction and ins_p is None:  # a model without an instruction head
+                with_instruction = False
+            if with_instruction:
+                ins_clip_hit += int((ins_p[clip_rows].argmax(-1) == instruction).sum())
+                ins_video_hit += int(ins_p[video_rows].mean(0).argmax() == instruction)
+    finally:
+        model.train(was_training)
+
+    from embodied.eval.stats import wilson_interval  # numpy only (embodied.eval imports no torch)
+
+    labels = np.asarray(dataset.ep_label, dtype=np.int64)
+    preds = np.asarray(video_pred, dtype=np.int64)
+    n_videos = len(preds)
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(confusion, (labels, preds), 1)
+    per_class = {}
+    for c, name in enumerate(classes):
+        n, hit = int(confusion[c].sum()), int(confusion[c, c])
+        per_class[name] = {"videos": n, "correct": hit, "accuracy": hit / n if n else None}
+    video_hit = int((preds == labels).sum())
+    return RecognizerReport(
+        classes=classes,
+        camera=dataset.camera,
+        clip_len=dataset.clip_len,
+        clip_stride=dataset.clip_stride,
+        clips_per_video=clips_per_video,
+        top_k=k,
+        clips=n_clips,
+        clip_accuracy=clip_hit / n_clips,
+        clip_topk=clip_hitk / n_clips,
+        videos=n_videos,
+        video_accuracy=video_hit / n_videos,
+        video_accuracy_ci=list(wilson_interval(video_hit, n_videos)),
+        video_topk=sum(video_hitk) / n_videos,
+        per_class=per_class,
+        confusion=confusion.tolist(),
+        early_recognition=[
+            {
+                "fraction": f,
+                "mean_frames": float(np.mean(early_frames[f])),
+                "accuracy": early_hit[f][0] / n_videos,
+                "topk": early_hit[f][1] / n_videos,
+            }
+            for f in fractions
+        ],
+        instruction=(
+            {"clip_accuracy": ins_clip_hit / n_clips, "video_accuracy": ins_video_hit / n_videos}
+            if with_instruction
+            else None
+        ),
+    )
+
+
+def open_clips(paths, spec, camera: str | None, clip_stride: int, split: str = "valid"):
+    """The clip-mode :class:`~embodied.data.reader.DemoDataset` to evaluate a recognizer of ``spec`` on.
+
+    Clip length from ``spec``, the model's classes and instructions (a task the model does not
+    know is a UserError); a missing file, split or camera stream is a UserError too.
+    """
+    from embodied.data.reader import DemoDataset
+
+    return DemoDataset(
+        [paths] if isinstance(paths, (str, Path)) else list(paths),
+        split=split,
+        mode="clip",
+        obs_keys=[],
+        clip_len=spec.clip_len,
+        clip_stride=clip_stride,
+        camera=camera,
+        training=False,
+        classes=list(spec.classes) or None,
+        instructions=list(spec.instructions) or None,
+    )
+
+
+# --------------------------------------------------------------------------- tables and files
+def report_table(report: RecognizerReport) -> str:
+    """The report as Markdown tables: accuracy by level, early recognition, per class."""
+    k = report.top_k
+    low, high = report.video_accuracy_ci
+    lines = [
+        f"| level | top-1 | top-{k} | n |",
+        "|---|---:|---:|---:|",
+        f"| clip | {report.clip_accuracy:.3f} | {report.clip_topk:.3f} | {report.clips} clips |",
+        f"| video ({report.clips_per_video} clips) | {report.video_accuracy:.3f} [{low:.2f}, {high:.2f}] "
+        f"| {report.video_topk:.3f} | {report.videos} videos |",
+    ]
+    if report.instruction:
+        ins = report.instruction
+        lines.append(
+            f"| instruction (clip / video) | {ins['clip_accuracy']:.3f} / {ins['video_accuracy']:.3f} | | |"
+        )
+    early = report.early_recognition
+    lines += [
+        "",
+        "| episode seen | " + " | ".join(f"{e['fraction']:.0%}" for e in early) + " |",
+        "|---|" + "---:|" * len(early),
+        "| top-1 | " + " | ".join(f"{e['accuracy']:.3f}" for e in early) + " |",
+        f"| top-{k} | " + " | ".join(f"{e['topk']:.3f}" for e in early) + " |",
+        "| mean frames | " + " | ".join(f"{e['mean_frames']:.1f}" for e in early) + " |",
+        "",
+        "| class | videos | correct | accuracy | most often taken for |",
+        "|---|---:|---:|---:|---|",
+    ]
+    confusion = np.asarray(report.confusion)
+    for c, (name, entry) in enumerate(report.per_class.items()):
+        row = confusion[c].copy()
+        row[c] = 0
+        other = f"{report.classes[int(row.argmax())]} ({int(row.max())})" if row.max() > 0 else ""
+        acc = "–" if entry["accuracy"] is None else f"{entry['accuracy']:.3f}"
+        lines.append(f"| {name} | {entry['videos']} | {entry['correct']} | {acc} | {other} |")
+    return "\n".join(lines)
+
+
+def _atomically(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(temporary path)`` beside ``path``, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # fails first where a file is in the way
+        try:
+            write(tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as err:
+        raise UserError(f"{path}: cannot write ({err.strerror or err})") from None
+    return path
+
+
+def _json_writer(payload: dict) -> Callable[[Path], None]:
+    text = json.dumps(payload, indent=1, allow_nan=False) + "\n"
+    return lambda tmp: tmp.write_text(text)
+
+
+def _figure_writer(fig) -> Callable[[Path], None]:
+    return lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+
+
+def confusion_figure(report: RecognizerReport):
+    """A matplotlib Figure of the video-level confusion matrix: counts in the cells, colour by row share."""
+    from matplotlib.figure import Figure  # a bare Figure draws with Agg; no pyplot global state
+
+    counts = np.asarray(report.confusion)  # (C, C) rows true, columns predicted
+    n = len(counts)
+    share = counts / np.maximum(counts.sum(1, keepdims=True), 1)  # (C, C) each row sums to 1 (or 0)
+    side = max(4.0, 0.4 * n + 2.5)
+    font = 9 if n <= 12 else max(4, 9 - (n - 12) // 6)
+    fig = Figure(figsize=(side + 1.2, side))
+    ax = fig.add_subplot()
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class's videos")
+    ticks = np.arange(n)
+    ax.set_xticks(ticks, labels=report.classes, rotation=60, ha="right", fontsize=font)
+    ax.set_yticks(ticks, labels=report.classes, fontsize=font)
+    for i in range(n):
+        for j in range(n):
+            if counts[i, j]:
+                colour = "white" if share[i, j] > 0.5 else "black"
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", color=colour, fontsize=font)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(
+        f"Video-level confusion ({report.videos} videos, {report.clips_per_video} clips each): "
+        f"top-1 {report.video_accuracy:.1%}",
+        fontsize=10,
+    )
+    return fig
+
+
+def early_figure(report: RecognizerReport):
+    """A matplotlib Figure of video-level accuracy against the share of the episode seen."""
+    from matplotlib.figure import Figure
+
+    x = [100 * e["fraction"] for e in report.early_recognition]
+    top1 = [e["accuracy"] for e in report.early_recognition]
+    topk = [e["topk"] for e in report.early_recognition]
+    fig = Figure(figsize=(6.0, 4.0))
+    ax = fig.add_subplot()
+    ax.plot(x, top1, "o-", label="top-1")
+    if report.top_k > 1:
+        ax.plot(x, topk, "s--", alpha=0.7, label=f"top-{report.top_k}")
+    for xi, yi in zip(x, top1, strict=True):
+        ax.annotate(f"{yi:.2f}", (xi, yi), textcoords="offset points", xytext=(0, -14), ha="center")
+    ax.set_xlim(0, 105)
+    ax.set_ylim(0, 1.05)
+    ax.set_xticks(x, labels=[f"{v:g}%" for v in x])
+    ax.set_xlabel("share of the episode seen (first frames)")
+    ax.set_ylabel("video-level accuracy")
+    ax.set_title(f"Early recognition ({report.videos} videos)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return fig
+
+
+def write_report(report: RecognizerReport, out_dir: str | Path) -> list[Path]:
+    """Write :data:`REPORT_FILES` into ``out_dir``, each atomically; returns their paths."""
+    out = Path(out_dir)
+    return [
+        _atomically(out / "recognition.json", _json_writer(report.to_json())),
+        _atomically(out / "confusion.png", _figure_writer(confusion_figure(report))),
+        _atomically(out / "early_recognition.json", _json_writer(report.early_json())),
+        _atomically(out / "early_recognition.png", _figure_writer(early_figure(report))),
+    ]
+
+
+# --------------------------------------------------------------------------- any video
+class VideoPrediction(NamedTuple):
+    """A video's verdict: the first three fields are (task, probability, top-k)."""
+
+    task: str
+    """The most probable task class."""
+    probability: float
+    """Its probability (softmax averaged over the clips)."""
+    top: list[tuple[str, float]]
+    """The top-k (task, probability) pairs, most probable first."""
+    instruction: str | None
+    """The most probable instruction; None when the instruction head was not trained."""
+    instruction_probability: float | None
+
+
+Crop = tuple[int, int, int, int]
+"""(top, left, height, width) in pixels."""
+
+
+def eval_video_region(height: int, width: int, image_size: int) -> tuple[Crop, int] | None:
+    """Where the first camera's image lies in a frame of an ``embodied-eval`` rollout video.
+
+    Those frames are a caption strip above the camera images, each scaled up by a whole factor
+    (see :mod:`embodied.eval.video`). If a (height, width) frame has exactly that layout for
+    ``image_size`` px cameras (one or more side by side), returns the first image's crop and
+    the scale factor; else None.
+    """
+    from embodied.eval.video import CAPTION_HEIGHT, frame_shape, scale_for
+
+    scale = scale_for(image_size)
+    for cameras in range(1, 9):
+        if frame_shape(image_size, image_size, cameras) == (height, width):
+            side = image_size * scale
+            return (CAPTION_HEIGHT, 0, side, side), scale
+    return None
+
+
+def _crop_frames(frames: np.ndarray, image_size: int, crop: Crop | str | None) -> np.ndarray:
+    """The part of each frame (N, H, W, 3) the recognizer should see (see :func:`classify_frames`)."""
+    h, w = frames.shape[1:3]
+    if crop == "auto":
+        found = eval_video_region(h, w, image_size)
+        if found is None:
+            return frames
+        (top, left, side, _), scale = found
+        image = frames[:, top : top + side, left : left + side].astype(np.float32)  # (N, S*s, S*s, 3)
+        # undo the whole-factor upscaling by averaging each s x s block (exact on lossless video,
+        # and it averages out compression noise)
+        blocks = image.reshape(len(frames), image_size, scale, image_size, scale, 3)
+        return blocks.mean(axis=(2, 4)).round().astype(np.uint8)  # (N, S, S, 3)
+    if crop is None or crop == "none":
+        return frames
+    if isinstance(crop, str):
+        raise ValueError(f"crop must be 'auto', 'none', None or (top, left, height, width), got {crop!r}")
+    top, left, ch, cw = (int(v) for v in crop)
+    if top < 0 or left < 0 or ch < 1 or cw < 1 or top + ch > h or left + cw > w:
+        raise UserError(
+            f"crop (top {top}, left {left}, height {ch}, width {cw}) is outside the {h} x {w} frames"
+        )
+    return frames[:, top : top + ch, left : left + cw]
+
+
+@torch.no_grad()
+def classify_frames(
+    model: torch.nn.Module,
+    frames: np.ndarray,
+    spec,
+    *,
+    clip_stride: int,
+    num_clips: int = 5,
+    top_k: int = 5,
+    crop: Crop | str | None = "auto",
+) -> VideoPrediction:
+    """Classify a video given as frames (N, H, W, 3) uint8, e.g. a policy's rollout.
+
+    ``spec``: the model's :class:`~embodied.models.common.DataSpec` (class and instruction names,
+    clip length, frame size); ``clip_stride``: the training stride (``config.data.clip_stride``
+    of the checkpoint). One frame per environment step, as the demonstrations were recorded.
+
+    ``crop``: which part of each frame to use. ``"auto"``: a frame with the exact layout of an
+    ``embodied-eval`` rollout video (a caption strip, cameras scaled up side by side) gives its
+    first camera's image at its original size, anything else is used whole; ``None`` or
+    ``"none"``: the whole frame; or ``(top, left, height, width)``. The frames are then resized
+    to the training frame size (bilinear, antialiased; a non-square frame is squashed, not
+    cropped), and ``num_clips`` clips are spread over the video and their softmax averaged, as
+    :func:`evaluate_recognizer` does for a video (a video shorter than a clip's span repeats
+    its last frame). The model runs in eval mode and is put back in its mode.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise ValueError(f"frames must be (N, H, W, 3) uint8 with N >= 1, got {frames.shape} {frames.dtype}")
+    size = int(spec.image_size)
+    frames = _crop_frames(frames, size, crop)
+    idx = sample_clip_indices(len(frames), spec.clip_len, clip_stride, num_clips)  # (K, T)
+    used = np.unique(idx)  # resize each needed frame once, however many clips share it
+    video = torch.from_numpy(np.ascontiguousarray(frames[used]))  # (U, H, W, 3) uint8
+    video = rearrange(video, "u h w c -> u c h w").float()  # (U, 3, H, W)
+    if video.shape[-2:] != (size, size):
+        video = F.interpolate(video, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    video = video.round().clamp(0, 255).to(torch.uint8)  # (U, 3, S, S) as the dataset holds frames
+    clips = video[torch.from_numpy(np.searchsorted(used, idx))]  # (K, T, 3, S, S)
+    was_training = model.training
+    model.eval()
+    try:
+        class_p, ins_p = clip_probabilities(model, clips)
+    finally:
+        model.train(was_training)
+    probs = class_p.mean(0)  # (C,)
+    names = list(spec.classes) or [str(i) for i in range(len(probs))]
+    top = [(names[i], float(probs[i])) for i in _top(probs[None], min(top_k, len(probs)))[0]]
+    instruction, instruction_p = None, None
+    if ins_p is not None and _instruction_head_trained(model):
+        ins = ins_p.mean(0)  # (I,)
+        best = int(ins.argmax())
+        instruction = spec.instructions[best] if best < len(spec.instructions) else str(best)
+        instruction_p = float(ins[best])
+    return VideoPrediction(top[0][0], top[0][1], top, instruction, instruction_p)
+
+
+def read_video_file(path: str | Path) -> np.ndarray:
+    """Every frame of a video file (MP4, GIF, anything imageio reads) as (N, H, W, 3) uint8.
+
+    Grey frames are repeated to RGB, an alpha channel is dropped. A missing, unreadable or empty
+    file is a :class:`~embodied.errors.UserError` naming it.
+    """
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such video file")
+    try:
+        if path.suffix.lower() == ".gif":
+            frames = [np.asarray(f) for f in imageio.mimread(path, memtest=False)]
+        else:  # iterate: the ffmpeg reader's length may be unknown (a huge number)
+            with imageio.get_reader(path) as reader:
+                frames = [np.asarray(f) for f in reader]
+    except Exception as err:  # imageio and its plugins raise many kinds of error for a bad file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path}: cannot read the video ({first})") from None
+    if not frames:
+        raise UserError(f"{path}: the video has no frames")
+    if len({f.shape for f in frames}) > 1:
+        raise UserError(f"{path}: frames of different sizes")
+    video = np.stack(frames)
+    if video.dtype != np.uint8:
+        raise UserError(f"{path}: {video.dtype} pixels; only 8-bit video is read")
+    if video.ndim == 3:  # (N, H, W) grey
+        video = video[..., None]
+    if video.ndim != 4 or video.shape[-1] not in (1, 3, 4):
+        raise UserError(f"{path}: frames of shape {video.shape[1:]} are not images")
+    if video.shape[-1] == 1:
+        video = np.repeat(video, 3, axis=-1)
+    return np.ascontiguousarray(video[..., :3])
+
+
+def classify_file(
+    model: torch.nn.Module,
+    path: str | Path,
+    spec,
+    *,
+    clip_stride: int,
+    num_clips: int = 5,
+    top_k: int = 5,
+    crop: Crop | str | None = "auto",
+) -> VideoPrediction:
+    """Classify a video file (see :func:`read_video_file` and :func:`classify_frames`)."""
+    frames = read_video_file(path)
+    return classify_frames(
+        model, frames, spec, clip_stride=clip_stride, num_clips=num_clips, top_k=top_k, crop=crop
+    )
+
+
+__all__ = [
+    "FRACTIONS",
+    "REPORT_FILES",
+    "ClipPlan",
+    "RecognizerReport",
+    "VideoPrediction",
+    "classify_file",
+    "classify_frames",
+    "clip_probabilities",
+    "evaluate_recognizer",
+    "open_clips",
+    "plan_clips",
+    "prefix_length",
+    "read_video_file",
+    "report_table",
+    "write_report",
+]
