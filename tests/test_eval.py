@@ -239,11 +239,12 @@ def test_async_workers_are_deterministic_and_survive_broken_environments(in_proc
     other episodes come out exactly as in process (the seeds fix them)."""
     from embodied.eval.rollout import evaluate_policy
 
+    before = signal.getsignal(signal.SIGINT)  # a background job (CI) may start with SIGINT ignored
     r = evaluate_policy(
         GoalPolicy(), make_spec(), TASKS, episodes=2, workers=2, horizon=HORIZON, env_fn=faulty_env
     )
     # Only the workers leave Ctrl-C to the main process (AsyncVectorEnv builds one env here too).
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
     by_seed = {(e.task, e.seed): e for e in r.episodes}
     crashed, poisoned = by_seed[("reach-v3", S + 1)], by_seed[("drawer-close-v3", S)]
     assert not crashed.success and "RuntimeError: simulated crash" in crashed.failure and crashed.length == 4
@@ -521,6 +522,8 @@ def test_ctrl_c_in_a_terminal_writes_the_finished_episodes(trained_run, tmp_path
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        # a terminal's job gets Ctrl-C even when this test runs as a background job (SIGINT ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     seen, progressed = [], threading.Event()
 
