@@ -674,7 +674,6 @@ def export_video(path: str, demo: str, out: str, camera: str | None = None, fps:
     MP4 keeps every frame; frames of odd width or height are padded by one edge pixel.
     GIF players see the same timing, but Pillow merges identical consecutive frames.
     """
-    import imageio.v2 as imageio
 
     path, out_path = Path(path), Path(out)
     suffix = out_path.suffix.lower()
@@ -707,37 +706,14 @@ def export_video(path: str, demo: str, out: str, camera: str | None = None, fps:
             f"{path}: {demo}/obs/{key}: shape {frames.shape} {frames.dtype}, expected (T, H, W, 3) uint8"
         )
 
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"{out_path}: cannot create its folder ({err.strerror or _one_line(err)})") from None
-    tmp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.part{suffix}")
+    from embodied.eval.video import write_video  # the one atomic MP4/GIF writer
+
     note = ""
-    try:
-        if suffix == ".mp4":
-            h, w = frames.shape[1:3]
-            if h % 2 or w % 2:  # yuv420p needs even sides
-                frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-                note = f", padded to {frames.shape[2]}x{frames.shape[1]}"
-            with imageio.get_writer(
-                tmp,
-                format="FFMPEG",
-                fps=fps,
-                codec="libx264",
-                macro_block_size=1,
-                pixelformat="yuv420p",
-                quality=8,
-                ffmpeg_log_level="error",
-            ) as writer:
-                for frame in frames:
-                    writer.append_data(frame)
-        else:
-            imageio.mimwrite(tmp, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
-        os.replace(tmp, out_path)
-    except OSError as err:  # a folder in the way, no permission, a full disk
-        raise UserError(f"{out_path}: cannot write ({err.strerror or _one_line(err)})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    h, w = frames.shape[1:3]
+    if suffix == ".mp4" and (h % 2 or w % 2):  # yuv420p needs even sides
+        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        note = f", padded to {frames.shape[2]}x{frames.shape[1]}"
+    write_video(out_path, frames, fps)
     t, h, w = frames.shape[:3]
     return f"{out_path}: {t} frames of {key} ({w}x{h}{note}) at {fps} fps from {path} {demo}"
 
