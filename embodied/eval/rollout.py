@@ -11,25 +11,44 @@ same seeds for every method and training seed make their results paired.
 
 Batching and episode boundaries
 -------------------------------
-The environments run in gymnasium's ``AsyncVectorEnv`` (``workers`` processes; 0 or 1: one
-environment in process, ``SyncVectorEnv``), and the policy acts for all of them at once:
-``predict_action`` on the stacked observations (W, ...) with each environment's instruction.
+N = ``workers`` x ``envs_per_worker`` environments run in an
+:class:`~embodied.eval.envs.EnvPool`: ``workers`` processes (0 or 1: in this process), each
+stepping its ``envs_per_worker`` environments one after the other. The policy acts for all N
+at once: ``predict_action`` on the stacked observations (N, ...) with each environment's
+instruction. Why several environments per worker: a policy call costs about the same for 2
+rows as for 16 (a small MLP spends its ~0.4 ms in per-module overhead), and the workers wait
+while it runs, so with one environment per worker it added 40-60 % to a lock-step of two
+Meta-World environments (0.5-1 ms with the pipe round trip); with eight per worker it is
+paid once per eight environment steps of each worker (``tools/bench_eval.py`` measures it).
+Overlapping
+the policy with the stepping instead (two halves of the environments, each with its own copy
+of the policy, one stepping while the other's actions are computed) was measured slower on
+a 2-core machine: the workers already use the cores, and the halves double the round trips.
+
 A policy keeps rollout state for the whole batch (observation history, action queue,
 temporal ensemble) and ``reset()`` clears all of it, so one environment cannot start its next
 episode while the others go on. Evaluation therefore runs in lock-step *waves*: the planned
-episodes (task after task, seed after seed) are taken W at a time; every environment of a
-wave resets to its own task and seed, ``policy.reset()`` is called once, and all step together
-until each has ended; an environment whose episode has ended idles (it answers at once,
-without simulating; its actions are ignored) until the wave's longest episode ends::
+episodes are taken N at a time; every environment of a wave resets to its own task and seed,
+``policy.reset()`` is called once, and all step together until each has ended; an environment
+whose episode has ended idles (it is no longer stepped; its row of the policy's batch keeps
+its last observation and its action is ignored) until the wave's longest episode ends::
 
-    wave k, W = 3      step 0   1   2  ...                      policy.reset() once, at step 0
+    wave k, N = 3      step 0   1   2  ...                      policy.reset() once, at step 0
       env 0  (a, s)    act act act success | idle idle idle
       env 1  (a, s+1)  act act act act act act ... horizon
       env 2  (a, s+2)  act act error (recorded, failed) | idle ...
 
 The cost is the idle slots of a wave, small when episodes have similar lengths (the usual
-failure runs to the horizon); the gain is that every policy, with or without history, sees
-exactly the episodes it would see alone, whatever W. ``tools/bench_eval.py`` measures it.
+failure runs to the horizon), and an idle environment costs nothing but its row of the
+policy's batch; the gain is that every policy, with or without history, sees exactly the
+episodes it would see alone, whatever N.
+
+Order: building a Meta-World environment costs as much as ~600 steps, and an environment is
+rebuilt when its task changes. So when N is at least the number of tasks the episodes run
+seed after seed, task after task (every wave holds every task), and each wave's episodes go
+to environments already built for their task (:func:`place`); with fewer environments than
+tasks, task after task. ``on_episode`` sees the episodes in the order they run;
+:attr:`EvalResults.episodes` lists them in plan order (task after task, seed after seed).
 
 Robustness: an environment that raises, or returns NaN, ends its episode as a failure with
 the reason in :attr:`EpisodeRecord.failure`; the evaluation goes on (the worker rebuilds its
@@ -41,7 +60,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +72,7 @@ import torch
 
 from embodied.data.collect import EVAL_SEED_START
 from embodied.errors import UserError
-from embodied.eval.envs import EpisodePlan, Recording, default_env_fn, make_eval_env
+from embodied.eval.envs import EnvPool, EpisodePlan, Recording, default_env_fn, make_eval_env
 from embodied.eval.stats import wilson_interval
 from embodied.models.common import DataSpec
 from embodied.sim import image_key, load_suite
@@ -159,7 +178,9 @@ class EvalResults:
     steps_per_s: float
     """env_steps / wall_s."""
     workers: int
-    """Environments run in parallel."""
+    """Worker processes that stepped the environments (1: in this process)."""
+    envs_per_worker: int
+    """Environments each worker stepped; ``workers x envs_per_worker`` ran together."""
     interrupted: bool
     """True when Ctrl-C stopped the evaluation: only the finished episodes are counted."""
     tasks: dict[str, TaskSummary]
@@ -167,7 +188,7 @@ class EvalResults:
     overall: TaskSummary
     """Summary over every episode."""
     episodes: list[EpisodeRecord]
-    """Every finished episode, in plan order."""
+    """Every finished episode, in plan order (task after task, seed after seed)."""
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -181,6 +202,7 @@ def build_results(
     episodes: int,
     seed_start: int,
     workers: int,
+    envs_per_worker: int = 1,
     wall_s: float = 0.0,
     startup_s: float = 0.0,
     interrupted: bool = False,
@@ -203,6 +225,7 @@ def build_results(
         startup_s=startup_s,
         steps_per_s=steps / wall_s if wall_s > 0 else 0.0,
         workers=workers,
+        envs_per_worker=envs_per_worker,
         interrupted=interrupted,
         tasks={t: summarize([r for r in records if r.task == t]) for t in tasks},
         overall=overall,
@@ -265,19 +288,26 @@ def policy_cameras(policy, spec: DataSpec, suite: str) -> tuple[tuple[str, ...],
     return found, (sizes.pop() if sizes else None)
 
 
-def make_vector_env(
+DEFAULT_ENVS_PER_WORKER = 8
+"""Environments per worker process when not given (in process: 1): enough to amortise a small
+policy's call (~0.4-0.7 ms for 2 to 16 rows) over ~8 environment steps (~0.2-0.4 ms each) of
+each worker; more would lengthen start-up (~0.15 s to build each) for little gain."""
+
+
+def make_env_pool(
     suite: str,
     plan: list[EpisodePlan],
     num_envs: int,
+    workers: int,
     cameras: tuple[str, ...],
     image_size: int,
     horizon: int | None,
     terminate_on_success: bool,
     env_fn: Callable[..., gym.Env],
-    in_process: bool,
     context: str | None,
-) -> gym.vector.VectorEnv:
-    """``num_envs`` :class:`~embodied.eval.envs.EvalEnv` s, each built for its first planned episode."""
+) -> EnvPool:
+    """``num_envs`` :class:`~embodied.eval.envs.EvalEnv` s in ``workers`` processes (0: in
+    process), each built for its first planned episode."""
     fns = [
         functools.partial(
             make_eval_env,
@@ -289,40 +319,63 @@ def make_vector_env(
             horizon,
             terminate_on_success,
             env_fn=env_fn,
-            main_pid=None if in_process else os.getpid(),
         )
         for i in range(num_envs)
     ]
-    if in_process:
-        return gym.vector.SyncVectorEnv(fns)
     # spawn: workers must not inherit the parent's GL contexts or torch's thread pools.
-    return gym.vector.AsyncVectorEnv(fns, context=context)
+    return EnvPool(fns, workers, context=context)
 
 
 def _to_tensors(obs: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
-    """Stacked observations -> the policy's input: (W, d) float32; images (W, H, W, 3) -> (W, 3, H, W)."""
+    """Stacked observations -> the policy's input: (N, d) float32; images (N, H, W, 3) -> (N, 3, H, W)."""
     out = {}
     for key, value in obs.items():
         x = torch.from_numpy(np.ascontiguousarray(value))
         if x.dim() == 4 and x.shape[-1] == 3:
-            x = x.permute(0, 3, 1, 2)  # (W, H, W, 3) -> (W, 3, H, W)
+            x = x.permute(0, 3, 1, 2)  # (N, H, W, 3) -> (N, 3, H, W)
         out[key] = x.to(device)
     return out
 
 
-def _info_at(info: dict, key: str, i: int):
-    """Env i's ``info[key]`` from a vector env's batched info (None when env i did not set it)."""
-    if key not in info or not info.get(f"_{key}", np.ones(i + 1, bool))[i]:
-        return None
-    return info[key][i]
+def _env_key(plan: EpisodePlan) -> tuple:
+    """What an environment is built for (:class:`~embodied.eval.envs.EvalEnv` rebuilds on a change)."""
+    return plan.task, plan.record
+
+
+def place(
+    episodes: Sequence[EpisodePlan], built: Sequence[tuple]
+) -> tuple[list[EpisodePlan | None], list[int]]:
+    """Assign a wave's ``episodes`` to environments: each to one already built for its task and
+    cameras when there is one (building a Meta-World environment costs as much as a few hundred
+    steps), the rest to the remaining environments. Returns the episode of each environment
+    (None: it sits the wave out) and the environment of each episode.
+
+    Environments are taken in index order, which alternates between workers (environment i
+    lives in worker i % W), so a part-filled wave still spreads over the workers. Which
+    environment runs an episode does not change its outcome: the seed fixes it.
+    """
+    slots: list[EpisodePlan | None] = [None] * len(built)
+    where: list[int | None] = [None] * len(episodes)
+    free = list(range(len(built)))
+    for k, episode in enumerate(episodes):
+        match = next((i for i in free if built[i] == _env_key(episode)), None)
+        if match is not None:
+            slots[match], where[k] = episode, match
+            free.remove(match)
+    for k in [k for k, w in enumerate(where) if w is None]:
+        i = free.pop(0)
+        slots[i], where[k] = episodes[k], i
+    return slots, where
 
 
 class _Wave:
     """Per-environment bookkeeping of one wave."""
 
-    def __init__(self, plans: list[EpisodePlan | None]) -> None:
+    def __init__(self, plans: list[EpisodePlan | None], in_run_order: Sequence[int]) -> None:
         n = len(plans)
         self.plans = plans
+        # Environments in the order their episodes run.
+        self.in_run_order = list(in_run_order)
         self.done = np.array([p is None for p in plans])  # idle slots are done from the start
         self.ret = np.zeros(n)
         self.length = np.zeros(n, dtype=np.int64)
@@ -330,23 +383,26 @@ class _Wave:
         self.error: list[str | None] = [None] * n
         self.reported = np.zeros(n, dtype=bool)
 
-    def start(self, info: dict) -> None:
-        for i in range(len(self.plans)):
-            err = _info_at(info, "error", i)
+    def start(self, infos: list[dict]) -> None:
+        for i, info in enumerate(infos):
+            err = info.get("error")
             if err is not None and not self.done[i]:
                 self.error[i], self.done[i] = str(err), True
 
-    def update(self, reward, terminated, truncated, info) -> None:
-        for i in np.flatnonzero(~self.done):
-            err = _info_at(info, "error", i)
+    def update(self, stepped: np.ndarray, reward, terminated, truncated, infos: list[dict]) -> None:
+        """The step of environments ``stepped`` (those whose episode was running); row j of the
+        results is environment ``stepped[j]``."""
+        for j, i in enumerate(stepped):
+            info = infos[j]
+            err = info.get("error")
             if err is not None:  # the step did not complete: it is not counted
                 self.error[i], self.done[i] = str(err), True
                 continue
-            self.ret[i] += float(reward[i])
+            self.ret[i] += float(reward[j])
             self.length[i] += 1
-            if self.success_step[i] is None and _info_at(info, "success", i):
+            if self.success_step[i] is None and info.get("success"):
                 self.success_step[i] = int(self.length[i])
-            if terminated[i] or truncated[i]:
+            if terminated[j] or truncated[j]:
                 self.done[i] = True
 
     def record(self, i: int) -> EpisodeRecord:
@@ -375,6 +431,7 @@ def evaluate_policy(
     cameras: Sequence[str] = (),
     video_episodes: int = 0,
     *,
+    envs_per_worker: int | None = None,
     video_dir: str | Path | None = None,
     gif: bool = False,
     fps: int = 20,
@@ -391,11 +448,15 @@ def evaluate_policy(
 ) -> EvalResults:
     """Roll ``policy`` out for ``episodes`` episodes of each task; see the module doc.
 
-    - ``policy``: ``predict_action(obs, instruction_id) -> (W, A)`` and ``reset()`` (the
+    - ``policy``: ``predict_action(obs, instruction_id) -> (N, A)`` and ``reset()`` (the
       contract of :class:`embodied.policies.Policy`); put in eval mode for the evaluation.
     - ``spec``: the policy's :class:`DataSpec`; its classes must include every task, and its
       instructions give each task's instruction id.
-    - ``workers``: environments in parallel, each in its own process; 0 or 1: one, in process.
+    - ``workers``: worker processes stepping the environments; 0 or 1: none, all in this process.
+    - ``envs_per_worker``: environments each worker steps (the policy acts for
+      ``workers x envs_per_worker`` at once); None: :data:`DEFAULT_ENVS_PER_WORKER` with
+      workers, 1 in process; never more than the episodes need. The results do not depend
+      on it, nor on ``workers``: every episode is fixed by its seed.
     - ``horizon``: step limit of every episode (None: each task's default).
     - ``cameras``, ``video_episodes``: the first ``video_episodes`` episodes of each task are
       written as videos of ``cameras`` side by side to ``video_dir`` (GIF with ``gif``).
@@ -406,7 +467,8 @@ def evaluate_policy(
     - ``image_size``: side of every rendered image; None: the policy's image size, else the
       data's (``spec.image_size``), else 84.
     - ``on_episode(record, recording)``: called in the main process for every finished
-      episode, in plan order, with its frames and observations when they were recorded.
+      episode, in the order they run (see the module doc), with its frames and observations
+      when they were recorded.
     - ``env_fn(suite, task, **make_env kwargs)``: builds one environment (tests inject
       failures through it); must be picklable for worker processes.
     - ``context``: how worker processes start. ``spawn`` (default) gives clean processes
@@ -444,24 +506,37 @@ def evaluate_policy(
             if i < observer_episodes and observer not in record:
                 record = (*record, observer)
             plan.append(EpisodePlan(task, seed_start + i, record, keep_obs=i < observer_episodes))
-    num_envs = max(1, min(workers, len(plan)))
     in_process = workers <= 1
+    processes = 0 if in_process else workers
+    if envs_per_worker is None:
+        envs_per_worker = 1 if in_process else DEFAULT_ENVS_PER_WORKER
+    if envs_per_worker < 1:
+        raise UserError(f"envs_per_worker must be at least 1, got {envs_per_worker}")
+    num_envs = max(1, min(max(processes, 1) * envs_per_worker, len(plan)))
+    processes = min(processes, num_envs)
+    envs_per_worker = math.ceil(num_envs / max(processes, 1))
+    run_order = plan
+    if len(tasks) > 1 and num_envs >= len(tasks):
+        # Seed after seed, task after task: every wave holds every task, so each environment can
+        # keep its task from wave to wave (see place) instead of being rebuilt at task boundaries.
+        run_order = [plan[t * episodes + i] for i in range(episodes) for t in range(len(tasks))]
+    plan_index = {(p.task, p.seed): k for k, p in enumerate(plan)}
 
     params = list(policy.parameters()) if hasattr(policy, "parameters") else []
     device = params[0].device if params else torch.device("cpu")
 
     records: list[EpisodeRecord] = []
     started = time.perf_counter()
-    envs = make_vector_env(
+    envs = make_env_pool(
         suite,
-        plan,
+        run_order,
         num_envs,
+        processes,
         base_cameras,
         image_size,
         horizon,
         terminate_on_success,
         env_fn,
-        in_process,
         context,
     )
     startup_s = time.perf_counter() - started
@@ -506,48 +581,54 @@ def evaluate_policy(
 
     closed = False
     try:
+        # What each environment is built for: the first episode make_env_pool gave it.
+        built = [_env_key(run_order[min(i, len(plan) - 1)]) for i in range(num_envs)]
         for first in range(0, len(plan), num_envs):
-            plans: list[EpisodePlan | None] = list(plan[first : first + num_envs])
-            plans += [None] * (num_envs - len(plans))
-            wave = _Wave(plans)
-            obs, info = envs.reset(options={"plan": plans})
-            wave.start(info)
+            plans, in_run_order = place(run_order[first : first + num_envs], built)
+            built = [_env_key(p) if p is not None else b for p, b in zip(plans, built, strict=True)]
+            wave = _Wave(plans, in_run_order)
+            obs, infos = envs.reset([{"options": {"plan": plans}}] * num_envs)
+            wave.start(infos)
             policy.reset()
             instruction = torch.tensor(
                 [instructions[p.task] if p is not None else 0 for p in plans], dtype=torch.long, device=device
-            )  # (W,)
+            )  # (N,)
             while not wave.done.all():
                 with torch.inference_mode():  # a little cheaper than no_grad for a step-by-step call
-                    action = policy.predict_action(_to_tensors(obs, device), instruction)  # (W, A)
+                    action = policy.predict_action(_to_tensors(obs, device), instruction)  # (N, A)
                 action = action.float().cpu().numpy()
-                action[wave.done] = 0.0  # ignored by idle environments
-                obs, reward, terminated, truncated, info = envs.step(action)
-                wave.update(reward, terminated, truncated, info)
+                # Only running episodes step: an ended one keeps its last observation, and a
+                # worker whose environments have all ended is not even asked.
+                running = np.flatnonzero(~wave.done)
+                stepped, reward, terminated, truncated, infos = envs.step(action[running], running)
+                # New arrays, not an update in place: the policy may keep the tensors it was given
+                # (its observation history), and those share memory with these arrays.
+                obs = {key: value.copy() for key, value in obs.items()}
+                for key, value in stepped.items():
+                    obs[key][running] = value
+                wave.update(running, reward, terminated, truncated, infos)
             recorded = any(p is not None and (p.record or p.keep_obs) for p in plans)
             recordings = envs.call("take_recording") if recorded else (None,) * num_envs
-            for i, p in enumerate(plans):
-                if p is not None:
-                    finish(i, recordings[i])
+            for i in wave.in_run_order:
+                finish(i, recordings[i])
         # Stop the clock before closing: waiting for the workers to exit is not evaluation.
         wall_s = time.perf_counter() - started
     except KeyboardInterrupt:
         # Keep what finished: earlier waves, and episodes of this wave that had ended.
         if wave is not None:
-            for i in np.flatnonzero(wave.done & ~wave.reported):
-                if wave.plans[i] is not None:
+            for i in wave.in_run_order:
+                if wave.done[i] and not wave.reported[i]:
                     records.append(wave.record(i))
-        if in_process:
-            envs.close()
-        else:
-            envs.close(terminate=True)  # a worker may be mid-step: do not wait for it
+        envs.close(terminate=True)  # a worker may be mid-step: do not wait for it
         closed = True
         results = build_results(
-            records,
+            sorted(records, key=lambda r: plan_index[(r.task, r.seed)]),
             suite=suite,
             tasks=tasks,
             episodes=episodes,
             seed_start=seed_start,
-            workers=num_envs,
+            workers=max(processes, 1),
+            envs_per_worker=envs_per_worker,
             wall_s=time.perf_counter() - started,
             startup_s=startup_s,
             interrupted=True,
@@ -562,12 +643,13 @@ def evaluate_policy(
             policy.train(was_training)
         torch.set_num_threads(threads)
     return build_results(
-        records,
+        sorted(records, key=lambda r: plan_index[(r.task, r.seed)]),
         suite=suite,
         tasks=tasks,
         episodes=episodes,
         seed_start=seed_start,
-        workers=num_envs,
+        workers=max(processes, 1),
+        envs_per_worker=envs_per_worker,
         wall_s=wall_s,
         startup_s=startup_s,
     )

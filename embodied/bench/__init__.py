@@ -1,0 +1,18 @@
+"""``embodied-bench``: the paper's comparison on the same demonstrations and seeds.
+
+For every training seed: the policy alone, the recognizer alone, both trained with the mirror
+head (joint), and the probe of the separately trained pair against random-initialised copies.
+Each trained policy is rolled out on held-out seeds, each recognizer scored on the validation
+demonstrations; per method the mean over seeds with a 95 % interval, and per seed the paired
+difference mirror - baseline (design.md, "Benchmark protocol").
+
+- :mod:`.config`: :class:`BenchConfig`, the presets in ``configs/bench/``;
+- :mod:`.runner`: :func:`run_bench`, training and evaluation of every (method, seed), resumable;
+- :mod:`.aggregate`: means, intervals and paired differences;
+- :mod:`.report`, :mod:`.plots`: ``results.json``, ``results.md`` and the PNGs.
+"""
+
+from embodied.bench.config import METHODS, BenchConfig, load_preset
+from embodied.bench.runner import run_bench
+
+__all__ = ["METHODS", "BenchConfig", "load_preset", "run_bench"]

@@ -1,0 +1,118 @@
+"""From per-run numbers to the benchmark's claims: means with 95 % intervals over seeds, and
+paired differences of the aligned method against its baseline (design.md, "Benchmark protocol").
+
+A run's numbers (``bench.json``'s ``metrics``) come in families, each a nested dict of numbers:
+
+- ``success``: the policy's rollout success, ``overall`` and ``tasks/<task>`` (policy, joint);
+- ``recognition``: the recognizer's validation accuracy, ``video``, ``clip``,
+  ``tasks/<task>`` (video level) and ``early/<fraction>`` (recognizer, joint);
+- ``alignment``: Recall@1 of the validation pairs both ways, chance and CKA (probe,
+  probe_random; the joint run's own recall, at its training positives, is not comparable and
+  stays in its details).
+
+:func:`aggregate` flattens each family to ``key -> number`` ("tasks/reach-v3") and, per method
+and key, takes the mean over the seeds with a Student-t interval; :func:`paired` takes the
+per-seed differences treatment - baseline on the seeds both finished. Plain numpy through
+:mod:`embodied.eval.stats`; every result is JSON-ready (NaN as None).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from embodied.eval.stats import mean_interval, paired_difference
+
+FAMILIES = {
+    "success": ("policy", "joint"),
+    "recognition": ("recognizer", "joint"),
+    "alignment": ("probe", "probe_random"),
+}
+"""Which methods report each family of numbers."""
+
+PAIRS = {
+    "success": ("joint", "policy"),
+    "recognition": ("joint", "recognizer"),
+    "alignment": ("probe", "probe_random"),
+}
+"""family -> (treatment, baseline) of the paired difference: the mirror's policy against the
+policy alone, its recognizer against the recognizer alone, and trained against random-init
+features under the same probe (the paper's spontaneous alignment)."""
+
+
+def flatten(tree: Mapping, prefix: str = "") -> dict[str, float]:
+    """{"tasks": {"a": 0.5}, "overall": 0.4} -> {"tasks/a": 0.5, "overall": 0.4}; non-numbers dropped."""
+    out: dict[str, float] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out |= flatten(value, name + "/")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out[name] = float(value)
+    return out
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def interval(values: list[float], seeds: list[int], difference: bool = False) -> dict:
+    """Mean of ``values`` (one per seed of ``seeds``) with its 95 % t interval, JSON-ready.
+
+    Every number here is a rate in [0, 1] (success, accuracy, recall, CKA), so the interval is
+    clipped to [0, 1], or to [-1, 1] for a ``difference`` of two (the t interval of two or three
+    seeds is wide enough to leave the range). With a single seed the interval and standard
+    deviation are None: one seed supports no claim.
+    """
+    m = paired_difference(values, [0.0] * len(values)) if difference else mean_interval(values)
+    lo = -1.0 if difference else 0.0
+    return {
+        "mean": m.mean,
+        "low": _nan_to_none(max(m.low, lo)),
+        "high": _nan_to_none(min(m.high, 1.0)),
+        "std": _nan_to_none(m.std),
+        "n": m.n,
+        "values": [float(v) for v in values],
+        "seeds": list(seeds),
+    }
+
+
+def _by_seed(runs: Mapping[int, Mapping], family: str) -> dict[int, dict[str, float]]:
+    return {seed: flatten(r.get(family) or {}) for seed, r in sorted(runs.items()) if r.get(family)}
+
+
+def aggregate(runs: Mapping[str, Mapping[int, Mapping]]) -> dict:
+    """``runs[method][seed]`` -> ``{family: {method: {key: interval}}}`` over the finished seeds."""
+    out: dict[str, dict] = {}
+    for family, methods in FAMILIES.items():
+        for method in methods:
+            per_seed = _by_seed(runs.get(method, {}), family)
+            keys = dict.fromkeys(k for numbers in per_seed.values() for k in numbers)
+            stats = {}
+            for key in keys:
+                seeds = [s for s, numbers in per_seed.items() if key in numbers]
+                stats[key] = interval([per_seed[s][key] for s in seeds], seeds)
+            if stats:
+                out.setdefault(family, {})[method] = stats
+    return out
+
+
+def paired(runs: Mapping[str, Mapping[int, Mapping]]) -> dict:
+    """``{family: {treatment, baseline, metrics: {key: interval of the per-seed differences}}}``.
+
+    Only seeds where both methods finished count, so every difference compares two runs on the
+    same demonstrations, the same training seed and the same evaluation seeds.
+    """
+    out: dict[str, dict] = {}
+    for family, (treatment, baseline) in PAIRS.items():
+        a = _by_seed(runs.get(treatment, {}), family)
+        b = _by_seed(runs.get(baseline, {}), family)
+        metrics = {}
+        for key in dict.fromkeys(k for numbers in a.values() for k in numbers):
+            seeds = [s for s in a if s in b and key in a[s] and key in b[s]]
+            if not seeds:
+                continue
+            metrics[key] = interval([a[s][key] - b[s][key] for s in seeds], seeds, difference=True)
+        if metrics:
+            out[family] = {"treatment": treatment, "baseline": baseline, "metrics": metrics}
+    return out

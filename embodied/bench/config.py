@@ -1,0 +1,135 @@
+"""The benchmark's typed config: one YAML preset in ``configs/bench/`` per scale.
+
+    cfg = load_preset("quick", ["seeds=5", "eval.episodes=20"])
+
+A preset names the demonstrations (and the recipe that makes them when they are missing),
+the training config of each method with its overrides, the overrides every compared method
+shares (so that they train alike), the training seeds and the evaluation settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from embodied.config import load_config
+from embodied.data.collect import EVAL_SEED_START
+from embodied.paths import resolve_resource
+
+METHODS = ("policy", "recognizer", "joint", "probe", "probe_random")
+"""The runs of one seed, in the order they train: the policy alone, the recognizer alone, both
+with the mirror head (the paper's method), and the probe of the first two (frozen) against the
+same architectures randomly initialised."""
+
+LABELS = {
+    "policy": "policy alone",
+    "recognizer": "recognizer alone",
+    "joint": "mirror (joint)",
+    "probe": "probe, trained",
+    "probe_random": "probe, random init",
+}
+"""How tables and plots name each method."""
+
+
+@dataclass
+class BenchData:
+    paths: list[str] = field(default_factory=lambda: ["datasets/quick"])
+    """Demonstration files or folders; every method of every seed trains on them."""
+    recipe: str | None = "quick"
+    """Dataset recipe (a YAML path or a name in datasets/recipes/) collected into paths[0]
+    when its files are missing; None: the paths must already hold the data."""
+
+    def __post_init__(self) -> None:
+        if not self.paths:
+            raise ValueError("paths must name at least one file or folder")
+        if self.recipe is not None and len(self.paths) != 1:
+            raise ValueError("with a recipe, paths must be the one folder it is collected into")
+
+
+@dataclass
+class MethodRun:
+    config: str = ""
+    """Training config of the method: a YAML path or a name in configs/."""
+    overrides: list[str] = field(default_factory=list)
+    """key=value overrides of that config (the bench sets data.paths, seed, out, device itself)."""
+
+    def __post_init__(self) -> None:
+        if not self.config:
+            raise ValueError("config must name a training config")
+        bad = [o for o in self.overrides if "=" not in o]
+        if bad:
+            raise ValueError(f"overrides must be key=value, got {bad[0]!r}")
+
+
+@dataclass
+class EvalSettings:
+    episodes: int = 10
+    """Rollout episodes per task for each trained policy (policy alone, joint)."""
+    seed_start: int = EVAL_SEED_START
+    """Seed of each task's first episode; held out: demonstrations use seeds below it."""
+    horizon: int = 0
+    """Episode step limit; 0: each task's default."""
+    workers: int = 2
+    """Rollout worker processes; 0: in process."""
+    envs_per_worker: int = 0
+    """Environments per worker; 0: evaluate_policy's default."""
+    clips_per_video: int = 5
+    """Clips averaged into the recognizer's verdict on a validation video (and on each prefix
+    of the early-recognition curve)."""
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be at least 1, got {self.episodes}")
+        if self.seed_start < EVAL_SEED_START:
+            raise ValueError(
+                f"seed_start must be at least {EVAL_SEED_START} (lower seeds are demonstration seeds)"
+            )
+        for key in ("horizon", "workers", "envs_per_worker"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.clips_per_video < 1:
+            raise ValueError(f"clips_per_video must be at least 1, got {self.clips_per_video}")
+
+
+@dataclass
+class BenchConfig:
+    name: str = "bench"
+    """Name of the preset, for the report."""
+    data: BenchData = field(default_factory=BenchData)
+    """The demonstrations every run trains on."""
+    policy: MethodRun = field(default_factory=lambda: MethodRun("policy_quick"))
+    """The policy alone (mode policy)."""
+    recognizer: MethodRun = field(default_factory=lambda: MethodRun("recognizer_quick"))
+    """The recognizer alone (mode recognizer)."""
+    joint: MethodRun = field(default_factory=lambda: MethodRun("joint_quick"))
+    """Both with the mirror head (mode joint): the paper's method."""
+    probe: MethodRun | None = field(default_factory=lambda: MethodRun("probe_quick"))
+    """The probe of the policy and recognizer runs of the same seed, frozen (mode probe), and its
+    control with probe.init=random; None: no probe."""
+    shared: list[str] = field(default_factory=list)
+    """Overrides applied to policy, recognizer and joint alike, after their own: the compared
+    methods must train alike (steps, batch size, optimiser)."""
+    seeds: int = 3
+    """Training seeds 0 .. seeds-1, each running every method (the protocol asks for at least 3)."""
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    """How the trained models are evaluated."""
+    out: str = "runs/bench/quick"
+    """Output folder: <method>/seed<k>/ runs, results.json, results.md, the plots."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Training device (auto: CUDA when present); evaluation runs on the same."""
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be at least 1, got {self.seeds}")
+        bad = [o for o in self.shared if "=" not in o]
+        if bad:
+            raise ValueError(f"shared overrides must be key=value, got {bad[0]!r}")
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return METHODS if self.probe is not None else METHODS[:3]
+
+
+def load_preset(preset: str, overrides: list[str] = ()) -> BenchConfig:
+    """A preset (a YAML path or a name in configs/bench/) with dotted ``key=value`` overrides."""
+    return load_config(BenchConfig, resolve_resource(preset, "configs/bench"), list(overrides))

@@ -1,0 +1,232 @@
+"""The benchmark's files: ``results.json``, ``results.md`` and the plots, each written atomically.
+
+``results.json`` (format ``embodied-bench-results``, version 1)::
+
+    preset, config            the preset's name and its full config
+    tasks, seeds, methods     what was compared
+    complete                  every method finished every seed
+    runs                      method -> seed -> {metrics, finished, train_wall_s, eval_wall_s, dir}
+    summary                   family -> method -> key -> {mean, low, high, std, n, values, seeds}
+    paired                    family -> {treatment, baseline, metrics: key -> the same, of the
+                              per-seed differences treatment - baseline}
+    wall_s, plots
+
+Families and keys are those of :mod:`embodied.bench.aggregate` (``success``: ``overall``,
+``tasks/<task>``; ``recognition``: ``video``, ``clip``, ``tasks/<task>``, ``early/<fraction>``;
+``alignment``: ``recall@1_u2e``, ``recall@1_e2u``, ``chance@1``, ...). Numbers that do not
+exist (an interval over one seed) are null.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from embodied.bench.aggregate import aggregate, paired
+from embodied.bench.config import LABELS, BenchConfig
+from embodied.config import to_dict
+from embodied.eval.report import _finite as finite
+from embodied.eval.report import write_text
+
+FORMAT = "embodied-bench-results"
+FORMAT_VERSION = 1
+
+
+def tasks_of(runs: dict[str, dict[int, dict]]) -> list[str]:
+    """The tasks (classes) of the runs, in the order the models list them."""
+    for method in ("policy", "joint", "recognizer"):
+        for marker in runs.get(method, {}).values():
+            classes = marker.get("details", {}).get("classes")
+            if classes:
+                return list(classes)
+    return []
+
+
+def results_payload(cfg: BenchConfig, runs: dict[str, dict[int, dict]], wall_s: float) -> dict:
+    seeds = list(range(cfg.seeds))
+    return finite(
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "preset": cfg.name,
+            "config": to_dict(cfg),
+            "tasks": tasks_of(runs),
+            "seeds": seeds,
+            "methods": list(cfg.methods),
+            "complete": all(s in runs.get(m, {}) for m in cfg.methods for s in seeds),
+            "runs": {
+                m: {
+                    str(s): {
+                        "metrics": marker["metrics"],
+                        "finished": marker.get("finished"),
+                        "train_wall_s": marker.get("train_wall_s"),
+                        "eval_wall_s": marker.get("eval_wall_s"),
+                        "dir": str(Path(cfg.out) / m / f"seed{s}"),
+                    }
+                    for s, marker in sorted(by_seed.items())
+                }
+                for m, by_seed in runs.items()
+            },
+            "summary": aggregate({m: {s: r["metrics"] for s, r in v.items()} for m, v in runs.items()}),
+            "paired": paired({m: {s: r["metrics"] for s, r in v.items()} for m, v in runs.items()}),
+            "wall_s": round(wall_s, 1),
+        }
+    )
+
+
+# --------------------------------------------------------------------------- Markdown
+def fmt(entry: dict | None, signed: bool = False, digits: int = 2) -> str:
+    """``0.53 [0.40, 0.66]``; the mean alone when there is no interval (one seed); – when missing."""
+    if not entry or entry.get("mean") is None:
+        return "–"
+    sign = "+" if signed else ""
+    text = f"{entry['mean']:{sign}.{digits}f}"
+    if entry.get("low") is not None and entry.get("high") is not None:
+        text += f" [{entry['low']:{sign}.{digits}f}, {entry['high']:{sign}.{digits}f}]"
+    return text
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _family_table(payload: dict, family: str, keys: list[tuple[str, str]], first: str) -> list[str]:
+    """Rows ``keys`` (key, label) of one family: treatment and baseline with intervals, and Δ."""
+    pair = payload["paired"].get(family, {})
+    from embodied.bench.aggregate import PAIRS
+
+    treatment, baseline = PAIRS[family]
+    stats = payload["summary"].get(family, {})
+    header = [first, LABELS[baseline], LABELS[treatment], f"Δ {LABELS[treatment]} − {LABELS[baseline]}"]
+    rows = []
+    for key, label in keys:
+        rows.append(
+            [
+                label,
+                fmt(stats.get(baseline, {}).get(key)),
+                fmt(stats.get(treatment, {}).get(key)),
+                fmt(pair.get("metrics", {}).get(key), signed=True),
+            ]
+        )
+    return _table(header, rows)
+
+
+def _minutes(payload: dict, key: str) -> str:
+    seconds = sum(r.get(key) or 0 for by_seed in payload["runs"].values() for r in by_seed.values())
+    return f"{seconds / 60:.1f}"
+
+
+def results_markdown(payload: dict) -> str:
+    cfg = payload["config"]
+    e = cfg["eval"]
+    tasks = payload["tasks"]
+    seeds = payload["seeds"]
+    done = {m: len(v) for m, v in payload["runs"].items()}
+    lines = [
+        f"# Benchmark `{payload['preset']}`: the mirror method against its baselines",
+        "",
+        f"Demonstrations: {', '.join(cfg['data']['paths'])}; {len(tasks)} task(s): {', '.join(tasks)}. "
+        f"Training seeds {seeds[0]}..{seeds[-1]}, the same demonstrations for every method and seed. "
+        f"Rollouts: {e['episodes']} episodes per task, held-out seeds {e['seed_start']}.."
+        f"{e['seed_start'] + e['episodes'] - 1}, horizon {e['horizon'] or 'task default'}.",
+        "",
+        "Each cell: the mean over training seeds with its 95 % t interval; Δ: the mean of the per-seed "
+        "paired differences with its 95 % t interval (an interval excluding 0 is a consistent difference); "
+        "intervals are clipped to the range a rate can take. "
+        "Finished runs: "
+        + ", ".join(f"{LABELS[m]} {done.get(m, 0)}/{len(seeds)}" for m in payload["methods"])
+        + ("" if payload["complete"] else " (**incomplete**: the numbers cover the finished seeds)")
+        + f"; the runs took {_minutes(payload, 'train_wall_s')} min of training and "
+        f"{_minutes(payload, 'eval_wall_s')} min of evaluation; "
+        f"this invocation {payload['wall_s'] / 60:.1f} min.",
+        "",
+    ]
+    if "success" in payload["summary"]:
+        keys = [(f"tasks/{t}", t) for t in tasks] + [("overall", "**overall**")]
+        lines += ["## Manipulation success (rollouts)", ""]
+        lines += _family_table(payload, "success", keys, "task") + [""]
+    if "recognition" in payload["summary"]:
+        keys = [(f"tasks/{t}", t) for t in tasks]
+        keys += [("video", "**overall (video level)**"), ("clip", "overall (clip level)")]
+        lines += [
+            "## Action recognition (validation demonstrations)",
+            "",
+            "Video level: one verdict per validation video from clips spread over it; per task, the "
+            "share of its videos recognized.",
+            "",
+        ]
+        lines += _family_table(payload, "recognition", keys, "task") + [""]
+        fractions = sorted(
+            {
+                k.split("/", 1)[1]
+                for v in payload["summary"]["recognition"].values()
+                for k in v
+                if "early/" in k
+            },
+            key=float,
+        )
+        if fractions:
+            keys = [(f"early/{f}", f"{float(f):.0%}") for f in fractions]
+            lines += [
+                "### Early recognition",
+                "",
+                "Video-level accuracy when only the first part of each validation video is seen.",
+                "",
+            ]
+            lines += _family_table(payload, "recognition", keys, "video seen") + [""]
+    if "alignment" in payload["summary"]:
+        keys = [("recall@1_u2e", "Recall@1 U→E"), ("recall@1_e2u", "Recall@1 E→U"), ("chance@1", "chance")]
+        lines += [
+            "## Spontaneous alignment (probe)",
+            "",
+            "The policy and the recognizer trained apart, frozen; only T_u and T_e trained. Recall@1 of the "
+            "matching partner among the validation pairs, against the same architectures randomly "
+            "initialised.",
+            "",
+        ]
+        lines += _family_table(payload, "alignment", keys, "") + [""]
+    lines += ["## Runs", ""]
+    rows = []
+    for method, by_seed in payload["runs"].items():
+        for seed, r in by_seed.items():
+            m = r["metrics"]
+            success = m.get("success", {}).get("overall")
+            video = m.get("recognition", {}).get("video")
+            a = m.get("alignment", {})
+            recall = (
+                f"{a['recall@1_u2e']:.2f} / {a['recall@1_e2u']:.2f}"
+                if a.get("recall@1_u2e") is not None
+                else "–"
+            )
+            rows.append(
+                [
+                    LABELS[method],
+                    seed,
+                    "–" if success is None else f"{success:.2f}",
+                    "–" if video is None else f"{video:.2f}",
+                    recall,
+                    f"{r['train_wall_s'] or 0:.0f}",
+                    f"{r['eval_wall_s'] or 0:.0f}",
+                ]
+            )
+    header = ["method", "seed", "success", "recognition (video)", "Recall@1 U→E / E→U", "train s", "eval s"]
+    lines += _table(header, [[str(c) for c in r] for r in rows]) + [""]
+    if payload.get("plots"):
+        lines += ["## Plots", ""] + [f"- `{p}`" for p in payload["plots"]] + [""]
+    return "\n".join(lines)
+
+
+def write_results(
+    cfg: BenchConfig, runs: dict[str, dict[int, dict]], wall_s: float, extra_plots: list[Path] = ()
+) -> tuple[dict, list[Path]]:
+    """Write results.json, results.md and the plots into ``cfg.out``; (payload, paths written)."""
+    from embodied.bench.plots import write_plots
+
+    out = Path(cfg.out)
+    payload = results_payload(cfg, runs, wall_s)
+    plots = write_plots(payload, out) + [Path(p) for p in extra_plots]
+    payload["plots"] = [p.name for p in plots]
+    json_path = write_text(out / "results.json", json.dumps(payload, indent=1, allow_nan=False) + "\n")
+    md_path = write_text(out / "results.md", results_markdown(payload))
+    return payload, [json_path, md_path, *plots]

@@ -1,0 +1,364 @@
+"""Run the comparison: for every seed, train and evaluate every method; resume what finished.
+
+    summary = run_bench(load_preset("quick"))
+
+Layout of ``cfg.out``::
+
+    <method>/seed<k>/        the training run (embodied-train's folder: config.yaml, checkpoints/,
+                             summary.json, tsne.png for joint and probe) and bench.json, written
+                             last: the run's evaluation, which marks the (method, seed) finished
+    results.json, results.md, *.png       the aggregate (embodied.bench.report)
+
+One seed after the other, its methods in the order of :data:`~embodied.bench.config.METHODS`
+(the probe needs that seed's policy and recognizer runs). Every method trains in this
+process through :func:`embodied.train.train` with the typed config: its own YAML and
+overrides, then ``shared`` (policy, recognizer, joint), then what the bench fixes (the data,
+the seed, the output folder, the device, no rollouts during training).
+
+Evaluation of a finished run (:func:`evaluate_run`), from its ``checkpoints/last.pt``:
+
+- a policy (policy, joint): rollouts of every trained task, ``eval.episodes`` each from seed
+  ``eval.seed_start`` on, the same seeds for every method and training seed (paired), all
+  above the demonstration seeds;
+- a recognizer (recognizer, joint): :func:`embodied.recognizers.evaluate.evaluate_recognizer`
+  on the valid split of the demonstrations: video- and clip-level accuracy, per task, and the
+  early-recognition curve;
+- a probe: Recall@1 both ways on the validation pairs, from the run's last validation.
+
+Resume: a (method, seed) with a ``bench.json`` made with the same settings is skipped; with
+other settings it is an error (delete the folder or choose another ``out``); a run killed
+during training continues from its last checkpoint; one killed during its evaluation is
+evaluated again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from embodied.bench.config import LABELS, BenchConfig
+from embodied.config import apply_overrides, from_dict, load_yaml, to_dict
+from embodied.errors import UserError
+from embodied.eval.report import _finite as finite
+from embodied.eval.report import write_text
+from embodied.paths import resolve_resource
+
+RUN_FORMAT = "embodied-bench-run"
+RUN_FORMAT_VERSION = 1
+MARKER = "bench.json"
+"""Written last in a run folder: the (method, seed) is finished."""
+
+FREE_SETTINGS = (
+    "eval.workers",
+    "eval.envs_per_worker",
+    "train.out",
+    "train.device",
+    "train.data.paths",
+    "train.data.num_workers",
+    "train.data.image_cache_bytes",
+    "train.probe.policy_ckpt",
+    "train.probe.recognizer_ckpt",
+)
+"""Settings a finished run may differ in and still count: where things are (a moved bench
+folder or dataset) and how fast they run do not change its numbers."""
+
+COMPARED = {"joint": ("policy", "recognizer")}
+"""The joint run must train its policy as the policy run does and its recognizer as the
+recognizer run does, or the paired differences compare more than the alignment."""
+
+
+def log(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- configs
+def run_dir(cfg: BenchConfig, method: str, seed: int) -> Path:
+    return Path(cfg.out) / method / f"seed{seed}"
+
+
+def train_config(cfg: BenchConfig, method: str, seed: int):
+    """The :class:`~embodied.train.TrainConfig` of ``method`` at training seed ``seed``."""
+    from embodied.train.config import TrainConfig
+
+    run = cfg.probe if method.startswith("probe") else getattr(cfg, method)
+    path = resolve_resource(run.config, "configs")
+    raw = load_yaml(path)
+    overrides = list(run.overrides) + (
+        list(cfg.shared) if method in ("policy", "recognizer", "joint") else []
+    )
+    apply_overrides(raw, overrides)
+    raw.setdefault("data", {})["paths"] = list(cfg.data.paths)
+    raw.update(seed=seed, out=str(run_dir(cfg, method, seed)), device=cfg.device, rollout_every=0)
+    if method.startswith("probe"):
+        raw.setdefault("probe", {}).update(
+            policy_ckpt=str(run_dir(cfg, "policy", seed)),
+            recognizer_ckpt=str(run_dir(cfg, "recognizer", seed)),
+            init="random" if method == "probe_random" else "checkpoint",
+        )
+    where = f"{path} ({method} of preset {cfg.name})"
+    tcfg = from_dict(TrainConfig, raw, where)
+    expected = {"policy": "policy", "recognizer": "recognizer", "joint": "joint"}.get(method, "probe")
+    if tcfg.mode != expected:
+        raise UserError(f"{where}: the {method} run needs a {expected} config, got mode {tcfg.mode}")
+    return tcfg
+
+
+def check_comparable(cfg: BenchConfig) -> None:
+    """The joint run must match the policy run on the policy's settings and the recognizer run
+    on the recognizer's (model, data window or clip, batch size, steps, optimiser)."""
+    joint = to_dict(train_config(cfg, "joint", 0))
+    keys = {
+        "policy": ("policy", "data.obs_horizon", "data.action_horizon"),
+        "recognizer": ("recognizer", "data.clip_len", "data.clip_stride", "data.camera"),
+    }
+    common = ("data.batch_size", "steps", "optim")
+    for other in COMPARED["joint"]:
+        theirs = to_dict(train_config(cfg, other, 0))
+        for key in (*keys[other], *common):
+            diff = _difference(key, _get(joint, key), _get(theirs, key))
+            if diff:
+                raise UserError(
+                    f"preset {cfg.name}: the joint and {other} runs would not compare: {diff} "
+                    f"(joint vs {other}); align them, e.g. under `shared`"
+                )
+
+
+def _get(tree: dict, dotted: str):
+    for part in dotted.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
+def _difference(key: str, a, b) -> str:
+    """The first dotted key where ``a`` and ``b`` differ, as ``key: a vs b``; '' when equal."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            found = _difference(f"{key}.{k}", a.get(k), b.get(k))
+            if found:
+                return found
+        return ""
+    return "" if a == b else f"{key}: {a!r} vs {b!r}"
+
+
+# --------------------------------------------------------------------------- data
+def ensure_data(cfg: BenchConfig) -> None:
+    """Collect the preset's recipe into its folder when files are missing (complete ones are kept)."""
+    from embodied.data.collect import CollectConfig, collect
+    from embodied.data.reader import expand_paths
+
+    if cfg.data.recipe is None:
+        expand_paths(cfg.data.paths)  # a missing file or folder is a UserError here, before training
+        return
+    path = resolve_resource(cfg.data.recipe, "datasets/recipes")
+    recipe = from_dict(CollectConfig, {**load_yaml(path), "out": cfg.data.paths[0]}, str(path))
+    log(f"demonstrations: {recipe.out} (recipe {path.name}; missing files are collected)")
+    collect(recipe)
+
+
+# --------------------------------------------------------------------------- one run
+def settings_of(cfg: BenchConfig, tcfg) -> dict:
+    """What a finished run's numbers depend on: its training config and the evaluation settings."""
+    return {"train": to_dict(tcfg), "eval": to_dict(cfg.eval)}
+
+
+def read_marker(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
+        return None
+    return data
+
+
+def evaluate_run(cfg: BenchConfig, method: str, folder: Path) -> tuple[dict, dict]:
+    """(metrics, details) of a trained run: see the module doc; metrics feed the aggregate."""
+    import torch
+
+    from embodied.eval.rollout import evaluate_policy, suite_of
+    from embodied.recognizers.evaluate import evaluate_recognizer, open_clips
+    from embodied.train.checkpoint import load_model
+
+    device = "cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    _, models, spec, tcfg = load_model(folder, device=device)
+    e = cfg.eval
+    metrics: dict = {}
+    details: dict = {"classes": list(spec.classes)}
+    if method in ("policy", "joint"):
+        result = evaluate_policy(
+            models["policy"],
+            spec,
+            list(spec.classes),
+            e.episodes,
+            seed_start=e.seed_start,
+            workers=e.workers,
+            horizon=e.horizon or None,
+            envs_per_worker=e.envs_per_worker or None,
+            suite=suite_of(spec.classes),
+        )
+        metrics["success"] = {
+            "overall": result.success_rate,
+            "tasks": {t: s.success_rate for t, s in result.tasks.items()},
+        }
+        details["rollouts"] = {
+            "episodes": result.overall.episodes,
+            "successes": result.overall.successes,
+            "ci": [result.ci_low, result.ci_high],
+            "errors": result.overall.errors,
+            "tasks": {t: dataclasses.asdict(s) for t, s in result.tasks.items()},
+            "env_steps": result.env_steps,
+            "steps_per_s": result.steps_per_s,
+        }
+    if method in ("recognizer", "joint"):
+        dataset = open_clips(cfg.data.paths, spec, tcfg.data.camera, tcfg.data.clip_stride)
+        try:
+            report = evaluate_recognizer(models["recognizer"], dataset, clips_per_video=e.clips_per_video)
+        finally:
+            dataset.close()
+        metrics["recognition"] = {
+            "video": report.video_accuracy,
+            "clip": report.clip_accuracy,
+            "tasks": {c: v["accuracy"] for c, v in report.per_class.items()},
+            "early": {str(x["fraction"]): x["accuracy"] for x in report.early_recognition},
+        }
+        details["recognition"] = report.to_json()
+    summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").exists() else {}
+    val = summary.get("val", {})
+    if "recall@1_u2e" in val:
+        rates = {k: val.get(k) for k in ("recall@1_u2e", "recall@1_e2u", "chance@1", "cka")}
+        details["alignment"] = rates | {
+            k: val.get(k) for k in ("recall@5_u2e", "recall@5_e2u", "pair_cos", "pairs")
+        }
+        if method.startswith("probe"):  # joint's recall is at its training positives: not the probe's
+            metrics["alignment"] = rates
+    details["train"] = {k: summary.get(k) for k in ("steps", "wall_time_s", "best_val_loss", "device")}
+    return metrics, details
+
+
+def run_one(cfg: BenchConfig, method: str, seed: int) -> tuple[dict, str]:
+    """Train (or resume) and evaluate one (method, seed), or skip it when finished; (marker, status)."""
+    from embodied.train.checkpoint import checkpoint_path, config_differences
+    from embodied.train.loop import train
+
+    folder = run_dir(cfg, method, seed)
+    tcfg = train_config(cfg, method, seed)
+    settings = settings_of(cfg, tcfg)
+    marker = read_marker(folder / MARKER)
+    if marker is not None:
+        diffs = config_differences(marker["settings"], settings, FREE_SETTINGS)
+        if not diffs:
+            return marker, "skipped"
+        raise UserError(
+            f"{folder} holds a finished run made with other settings ({diffs[0]}, the finished run's "
+            "first); delete it or choose another out"
+        )
+    name = f"seed {seed}, {LABELS[method]}"
+    resume = checkpoint_path(folder).is_file()
+    log(f"{name}: {'resuming' if resume else 'training'} ({tcfg.steps} steps) in {folder}")
+    started = time.perf_counter()
+    train(tcfg, resume=resume, overwrite=not resume)
+    train_s = time.perf_counter() - started
+    log(f"{name}: evaluating")
+    started = time.perf_counter()
+    metrics, details = evaluate_run(cfg, method, folder)
+    marker = {
+        "format": RUN_FORMAT,
+        "format_version": RUN_FORMAT_VERSION,
+        "method": method,
+        "seed": seed,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "train_wall_s": round(train_s, 2),
+        "eval_wall_s": round(time.perf_counter() - started, 2),
+        "metrics": metrics,
+        "details": details,
+        "settings": settings,
+    }
+    write_text(folder / MARKER, json.dumps(finite(marker), indent=1, allow_nan=False) + "\n")
+    log(f"{name}: done ({_brief(metrics)})")
+    return marker, "ran"
+
+
+def _brief(metrics: dict) -> str:
+    parts = []
+    if "success" in metrics and metrics["success"]["overall"] is not None:
+        parts.append(f"success {metrics['success']['overall']:.2f}")
+    if "recognition" in metrics:
+        parts.append(f"video accuracy {metrics['recognition']['video']:.2f}")
+    if "alignment" in metrics:
+        a = metrics["alignment"]
+        parts.append(f"Recall@1 u->e {a['recall@1_u2e']:.2f}, e->u {a['recall@1_e2u']:.2f}")
+    return ", ".join(parts) or "no numbers"
+
+
+# --------------------------------------------------------------------------- the bench
+def collect_finished(cfg: BenchConfig) -> dict[str, dict[int, dict]]:
+    """``{method: {seed: marker}}`` of every finished run in ``cfg.out`` for the preset's seeds."""
+    out: dict[str, dict[int, dict]] = {}
+    for method in cfg.methods:
+        for seed in range(cfg.seeds):
+            marker = read_marker(run_dir(cfg, method, seed) / MARKER)
+            if marker is not None:
+                out.setdefault(method, {})[seed] = marker
+    return out
+
+
+def copy_tsne(cfg: BenchConfig) -> list[Path]:
+    """The t-SNE of the shared space of the first seed's joint (and trained probe) run, beside the results."""
+    copied = []
+    for method in ("joint", "probe"):
+        for seed in range(cfg.seeds):
+            src = run_dir(cfg, method, seed) / "tsne.png"
+            if src.is_file():
+                dst = Path(cfg.out) / f"tsne_{method}.png"
+                tmp = dst.with_name(f".{dst.name}.tmp")
+                shutil.copyfile(src, tmp)
+                tmp.replace(dst)
+                copied.append(dst)
+                break
+    return copied
+
+
+def run_bench(cfg: BenchConfig, report_only: bool = False) -> dict:
+    """Train, evaluate and aggregate every (method, seed) of ``cfg``; write the results.
+
+    Returns ``{"ran": [(method, seed)], "skipped": [...], "files": [paths], "results": payload}``.
+    Ctrl-C writes the results of the runs finished so far, then stops.
+    """
+    from embodied.bench.report import write_results
+
+    started = time.perf_counter()
+    ran, skipped, files, payload = [], [], [], {}
+    out = Path(cfg.out)
+    if not report_only:
+        check_comparable(cfg)
+        ensure_data(cfg)
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / "preset.yaml", _yaml(to_dict(cfg)))
+    try:
+        if not report_only:
+            for seed in range(cfg.seeds):
+                for method in cfg.methods:
+                    _, status = run_one(cfg, method, seed)
+                    (ran if status == "ran" else skipped).append((method, seed))
+    finally:
+        runs = collect_finished(cfg)
+        if runs:
+            tsne = copy_tsne(cfg)
+            payload, files = write_results(cfg, runs, time.perf_counter() - started, tsne)
+            log(f"wrote {', '.join(str(f) for f in files)}")
+        elif report_only:
+            raise UserError(f"{cfg.out}: no finished run to report")
+    if skipped:
+        log(f"skipped {len(skipped)} finished run(s); ran {len(ran)}")
+    return {"ran": ran, "skipped": skipped, "files": files, "results": payload}
+
+
+def _yaml(data: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)

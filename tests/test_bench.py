@@ -1,0 +1,361 @@
+"""embodied-bench (aggregation, the tiny preset end to end, resume) and the evaluation's env pool.
+
+The tiny preset trains every method for 2 steps on the shared demonstration fixture and rolls
+each policy out for 10 steps in process: its numbers mean nothing, its files must be right.
+The worker processes of the pool tests import this module, so its top level imports no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from embodied.data.collect import EVAL_SEED_START
+
+S = EVAL_SEED_START
+T975_2 = 4.302652729911275  # Student's t, 97.5 % quantile, 2 degrees of freedom (3 seeds)
+
+
+# --------------------------------------------------------------------------- aggregation
+def _runs(success: dict[str, list[float]], video: dict[str, list[float]]) -> dict:
+    runs: dict = {}
+    for method, values in success.items():
+        for seed, v in enumerate(values):
+            if v is not None:
+                runs.setdefault(method, {})[seed] = {"success": {"overall": v, "tasks": {"a": v}}}
+    for method, values in video.items():
+        for seed, v in enumerate(values):
+            runs.setdefault(method, {}).setdefault(seed, {})["recognition"] = {
+                "video": v,
+                "early": {"0.5": v},
+            }
+    return runs
+
+
+def test_aggregate_means_intervals_and_paired_differences_by_hand():
+    from embodied.bench.aggregate import aggregate, paired
+
+    runs = _runs(
+        success={"policy": [0.4, 0.5, 0.6], "joint": [0.5, 0.7, 0.6]},
+        video={"recognizer": [0.8, 0.9, 1.0], "joint": [0.9, 0.9, 1.0]},
+    )
+    summary, diff = aggregate(runs), paired(runs)
+
+    s = summary["success"]["policy"]["overall"]  # mean 0.5, std 0.1
+    half = T975_2 * 0.1 / math.sqrt(3)
+    assert s["mean"] == pytest.approx(0.5) and s["std"] == pytest.approx(0.1) and s["n"] == 3
+    assert (s["low"], s["high"]) == pytest.approx((0.5 - half, 0.5 + half))
+    assert s["values"] == [0.4, 0.5, 0.6] and s["seeds"] == [0, 1, 2]
+    assert summary["success"]["policy"]["tasks/a"]["mean"] == pytest.approx(0.5)
+
+    # joint - policy per seed: 0.1, 0.2, 0.0 -> mean 0.1, std 0.1
+    d = diff["success"]
+    assert (d["treatment"], d["baseline"]) == ("joint", "policy")
+    m = d["metrics"]["overall"]
+    assert m["mean"] == pytest.approx(0.1) and m["values"] == pytest.approx([0.1, 0.2, 0.0])
+    assert (m["low"], m["high"]) == pytest.approx((0.1 - half, 0.1 + half))
+
+    # The recognizer's intervals leave [0, 1] unclipped (0.9 +- 0.248): clipped to the range.
+    r = summary["recognition"]["recognizer"]["video"]
+    assert r["mean"] == pytest.approx(0.9) and r["high"] == 1.0 and r["low"] == pytest.approx(0.9 - half)
+    # joint - recognizer: 0.1, 0.0, 0.0 -> mean 1/30
+    e = diff["recognition"]["metrics"]["early/0.5"]
+    assert e["mean"] == pytest.approx(1 / 30) and e["n"] == 3
+
+
+def test_paired_difference_uses_only_seeds_both_finished():
+    from embodied.bench.aggregate import aggregate, paired
+
+    runs = _runs(success={"policy": [0.2, 0.4, None], "joint": [0.3, 0.6, 0.9]}, video={})
+    d = paired(runs)["success"]["metrics"]["overall"]
+    assert d["seeds"] == [0, 1] and d["values"] == pytest.approx([0.1, 0.2])
+    one = aggregate(_runs(success={"policy": [0.7]}, video={}))["success"]["policy"]["overall"]
+    assert one["mean"] == pytest.approx(0.7) and one["low"] is None and one["high"] is None  # one seed
+
+
+# --------------------------------------------------------------------------- presets
+def test_presets_load_and_compare_alike():
+    from embodied.bench import load_preset
+    from embodied.bench.runner import check_comparable, train_config
+
+    for name in ("quick", "mt10", "large"):
+        cfg = load_preset(name)
+        check_comparable(cfg)
+        assert cfg.seeds >= 3  # the protocol's minimum for a claim
+        probe = train_config(cfg, "probe_random", 2)
+        assert probe.mode == "probe" and probe.probe.init == "random" and probe.seed == 2
+        assert probe.probe.policy_ckpt.endswith("policy/seed2")
+        assert train_config(cfg, "joint", 1).rollout_every == 0
+
+
+def test_incomparable_methods_are_refused():
+    from embodied.bench import load_preset
+    from embodied.bench.runner import check_comparable
+    from embodied.errors import UserError
+
+    cfg = load_preset("quick", ["joint.overrides=[policy.hidden_dim=512]"])
+    with pytest.raises(UserError, match="joint and policy runs would not compare: policy.hidden_dim"):
+        check_comparable(cfg)
+
+
+def test_cli_user_errors_are_one_line(capsys, tmp_path):
+    from embodied.cli.bench import main
+
+    assert main(["--preset", str(tmp_path / "missing.yaml")]) == 2
+    assert main(["--preset", "quick", "nonsense=1"]) == 2
+    assert main(["--preset", "tiny", "--out", str(tmp_path / "b")]) == 2  # tiny needs data.paths
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("error: ") for line in err), err
+    assert "unknown key 'nonsense'" in err[1] and "paths must name" in err[2]
+
+
+# --------------------------------------------------------------------------- the tiny bench
+@pytest.fixture(scope="module")
+def tiny_bench(demo_dir, tmp_path_factory):
+    from embodied.bench import load_preset, run_bench
+
+    out = tmp_path_factory.mktemp("bench")
+    cfg = load_preset("tiny", [f"data.paths=[{demo_dir}]", f"out={out}"])
+    first = run_bench(cfg)
+    return cfg, out, first
+
+
+def test_tiny_bench_writes_well_formed_results(tiny_bench, demo_tasks):
+    from embodied.bench.config import METHODS
+
+    cfg, out, first = tiny_bench
+    assert sorted(first["ran"]) == sorted((m, s) for m in METHODS for s in (0, 1)) and not first["skipped"]
+    data = json.loads((out / "results.json").read_text())  # strict JSON: no NaN
+    assert data["format"] == "embodied-bench-results" and data["complete"] is True
+    assert data["tasks"] == sorted(demo_tasks) and data["seeds"] == [0, 1]
+    assert set(data["runs"]) == set(METHODS) and all(set(r) == {"0", "1"} for r in data["runs"].values())
+
+    success = data["summary"]["success"]
+    assert set(success) == {"policy", "joint"}
+    assert set(success["joint"]) == {"overall", *(f"tasks/{t}" for t in demo_tasks)}
+    for entry in success["policy"].values():
+        assert entry["n"] == 2 and len(entry["values"]) == 2 and 0.0 <= entry["mean"] <= 1.0
+    recognition = data["summary"]["recognition"]["recognizer"]
+    assert {"video", "clip", "early/0.1", "early/1.0"} <= set(recognition)
+    assert set(data["summary"]["alignment"]) == {"probe", "probe_random"}
+    for family, (a, b) in {"success": ("joint", "policy"), "recognition": ("joint", "recognizer")}.items():
+        pair = data["paired"][family]
+        assert (pair["treatment"], pair["baseline"]) == (a, b)
+        runs = data["runs"]
+        key = "overall" if family == "success" else "video"
+        expected = [
+            runs[a][s]["metrics"][family][key] - runs[b][s]["metrics"][family][key] for s in ("0", "1")
+        ]
+        assert pair["metrics"][key]["values"] == pytest.approx(expected)
+    assert set(data["paired"]["alignment"]["metrics"]) >= {"recall@1_u2e", "recall@1_e2u"}
+
+    md = (out / "results.md").read_text()
+    for heading in (
+        "## Manipulation success",
+        "## Action recognition",
+        "### Early recognition",
+        "## Spontaneous",
+    ):
+        assert heading in md
+    rows = [line for line in md.splitlines() if line.startswith("| ")]
+    assert any(r.startswith("| **overall** |") for r in rows)
+    assert all(any(r.startswith(f"| {t} |") for r in rows) for t in demo_tasks)
+
+    plots = ["success.png", "recognition.png", "early_recognition.png", "probe_recall.png", "tsne_joint.png"]
+    assert set(plots) <= set(data["plots"])
+    for name in plots:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob(".*.tmp")) and not list(out.glob("**/.*.tmp"))  # atomic writes left nothing
+
+    for method in METHODS:  # eval seeds are held out and the same for every run
+        marker = json.loads((out / method / "seed0" / "bench.json").read_text())
+        if "rollouts" in marker["details"]:
+            assert marker["details"]["rollouts"]["episodes"] == 2 * len(demo_tasks)
+        assert marker["settings"]["eval"]["seed_start"] == S
+
+
+def test_rerun_skips_finished_runs(tiny_bench):
+    from embodied.bench import run_bench
+
+    cfg, out, first = tiny_bench
+    markers = sorted(out.glob("*/seed*/bench.json"))
+    assert len(markers) == 10
+    stamps = {p: p.stat().st_mtime_ns for p in markers}
+    checkpoints = {p: p.stat().st_mtime_ns for p in out.glob("*/seed*/checkpoints/last.pt")}
+    again = run_bench(cfg)
+    assert again["ran"] == [] and sorted(again["skipped"]) == sorted(first["ran"])
+    assert {p: p.stat().st_mtime_ns for p in markers} == stamps  # neither evaluated
+    assert {p: p.stat().st_mtime_ns for p in checkpoints} == checkpoints  # nor trained again
+    assert again["results"]["summary"] == first["results"]["summary"]
+
+
+def test_finished_run_with_other_settings_is_refused(tiny_bench):
+    import dataclasses
+
+    from embodied.bench import run_bench
+    from embodied.errors import UserError
+
+    cfg, out, _ = tiny_bench
+    changed = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, episodes=3))
+    with pytest.raises(UserError, match=r"policy/seed0 holds a finished run made with other settings"):
+        run_bench(changed)
+    # Settings that do not change the numbers (worker count) do not count.
+    faster = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, workers=2))
+    assert run_bench(faster)["ran"] == []
+
+
+def test_moved_bench_folder_keeps_its_finished_runs(tiny_bench, tmp_path):
+    import dataclasses
+    import shutil
+
+    from embodied.bench import run_bench
+
+    cfg, out, _ = tiny_bench
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    assert run_bench(dataclasses.replace(cfg, out=str(moved)))["ran"] == []
+
+
+def test_report_only_rewrites_the_results(tiny_bench):
+    from embodied.cli.bench import main
+
+    cfg, out, _ = tiny_bench
+    (out / "results.md").unlink()
+    argv = ["--preset", "tiny", f"data.paths={cfg.data.paths}", "--out", str(out), "--report-only"]
+    assert main(argv) == 0
+    assert (out / "results.md").exists()
+
+
+# --------------------------------------------------------------------------- the env pool
+class CountingEnv(gym.Env):
+    """Observation (index, steps since reset, seed, last action): where each call went."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.observation_space = gym.spaces.Dict({"x": gym.spaces.Box(-np.inf, np.inf, (4,), np.float64)})
+        self.action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+        self.t, self.seed_ = 0, -1
+
+    def _obs(self, action: float = 0.0) -> dict:
+        return {"x": np.array([self.index, self.t, self.seed_, action], dtype=np.float64)}
+
+    def reset(self, *, seed=None, options=None):
+        self.t, self.seed_ = 0, seed
+        return self._obs(), {"seed": seed}
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(float(action[0])), float(self.index), self.t >= 3, False, {"i": self.index}
+
+    def where(self) -> int:
+        return self.index
+
+
+def make_counting_env(index: int) -> CountingEnv:
+    return CountingEnv(index)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_env_pool_keeps_environment_order(workers):
+    import functools
+
+    from embodied.eval.envs import EnvPool
+
+    n = 5  # worker 0 holds environments 0, 2, 4; worker 1 holds 1, 3
+    pool = EnvPool([functools.partial(make_counting_env, i) for i in range(n)], workers)
+    try:
+        obs, infos = pool.reset([{"seed": 10 + i} for i in range(n)])
+        assert obs["x"][:, 0].tolist() == list(range(n)) and obs["x"][:, 2].tolist() == [10, 11, 12, 13, 14]
+        assert [info["seed"] for info in infos] == [10, 11, 12, 13, 14]
+        actions = np.arange(n, dtype=np.float32)[:, None] / 10  # (N, 1)
+        for _ in range(3):
+            obs, reward, terminated, truncated, infos = pool.step(actions)
+        assert obs["x"][:, 3] == pytest.approx(actions[:, 0]) and obs["x"][:, 1].tolist() == [3] * n
+        assert reward.tolist() == list(range(n)) and terminated.all() and not truncated.any()
+        assert [info["i"] for info in infos] == list(range(n))
+        assert pool.call("where") == list(range(n))
+        assert pool.workers == workers
+    finally:
+        pool.close()
+    assert pool.closed
+
+
+def test_place_reuses_environments_built_for_the_task():
+    from embodied.eval.envs import EpisodePlan
+    from embodied.eval.rollout import place
+
+    built = [("a", ()), ("b", ()), ("b", ()), ("a", ())]
+    wave = [EpisodePlan("b", S), EpisodePlan("c", S), EpisodePlan("b", S + 1)]
+    slots, where = place(wave, built)
+    assert where == [1, 0, 2]  # the two b episodes to the b environments, c to the first free one
+    assert [s.task if s else None for s in slots] == ["c", "b", "b", None]
+
+
+def test_rollouts_do_not_depend_on_envs_per_worker():
+    """The same episodes whatever the environments per worker (seeds fix them); idle slots included."""
+    from embodied.eval.rollout import evaluate_policy
+
+    tasks = ["reach-v3", "drawer-close-v3"]
+    spec = _spec(tasks)
+    runs = [
+        evaluate_policy(_Goal(), spec, tasks, 3, workers=2, horizon=20, envs_per_worker=k) for k in (1, 2, 4)
+    ]
+    keys = [[(e.task, e.seed, e.success, e.length, e.failure) for e in r.episodes] for r in runs]
+    assert keys[0] == keys[1] == keys[2]
+    assert [r.envs_per_worker for r in runs] == [1, 2, 3]  # 4 per worker would leave environments unused
+    returns = [[e.episode_return for e in r.episodes] for r in runs]
+    assert returns[0] == pytest.approx(returns[1]) and returns[0] == pytest.approx(returns[2])
+
+
+def test_policy_keeps_the_observations_it_was_given():
+    """A policy with a history keeps the tensors it receives: a later step must not change them."""
+    from embodied.eval.rollout import evaluate_policy
+
+    class Keeper(_Goal):
+        def __init__(self) -> None:
+            self.kept, self.copies = [], []
+
+        def predict_action(self, obs, instruction_id):
+            self.kept.append(obs["robot_state"])
+            self.copies.append(obs["robot_state"].clone())
+            return super().predict_action(obs, instruction_id)
+
+    policy = Keeper()
+    evaluate_policy(policy, _spec(["reach-v3"]), ["reach-v3"], 1, workers=0, horizon=5)
+    assert len(policy.kept) == 5
+    for kept, copy in zip(policy.kept, policy.copies, strict=True):
+        assert (kept == copy).all()
+    assert not (policy.copies[0] == policy.copies[-1]).all()  # the hand moved
+
+
+def _spec(tasks):
+    from embodied.models.common import DataSpec
+    from embodied.sim import load_suite
+
+    suite = load_suite("metaworld")
+    return DataSpec(
+        obs_shapes={"robot_state": [4], "object_state": [14], "goal": [3]},
+        action_dim=4,
+        num_classes=len(tasks),
+        num_instructions=len(tasks),
+        classes=list(tasks),
+        instructions=[suite.task(t).instruction for t in tasks],
+    )
+
+
+class _Goal:
+    """Moves the hand towards the goal (a per-row policy: a row's action depends on its row only)."""
+
+    def reset(self) -> None:
+        pass
+
+    def predict_action(self, obs, instruction_id):
+        import torch
+
+        action = torch.zeros(len(instruction_id), 4)
+        action[:, :3] = ((obs["goal"] - obs["robot_state"][:, :3]) * 10).clamp(-1, 1)
+        return action
