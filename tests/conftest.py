@@ -82,3 +82,14 @@ def demo_copy(demo_file, tmp_path) -> Path:
     dst = tmp_path / "copy.hdf5"
     shutil.copyfile(demo_file, dst)
     return dst
+
+
+@pytest.fixture
+def one_thread():
+    """The machine is shared: one intra-op thread is faster than two fighting over busy cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -24,14 +24,7 @@ from embodied.train.loop import TrainModule, build_datasets, build_models, resol
 from embodied.train.optim import param_groups
 from embodied.train.sampling import SeededReads
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The machine is shared: one intra-op thread is faster than two fighting over busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,8 @@ POLICY = {
 RECOGNIZER = {"name": "conv3d", "width": 4, "depth": 2}
 MIRROR = {"dim": 16}
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def write_task(path: Path, task: int, action_dim: int = ACTION_DIM) -> None:
     rng = np.random.default_rng(task)
@@ -77,15 +79,6 @@ def write_task(path: Path, task: int, action_dim: int = ACTION_DIM) -> None:
                 },
             )
         w.finish(valid_fraction=0.34, split_seed=0)  # 2 train demos, 1 valid demo per task
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The machine is shared: one intra-op thread is faster than two fighting over busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
