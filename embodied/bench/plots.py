@@ -15,13 +15,13 @@ and probe runs); :func:`embodied.bench.runner.copy_tsne` puts it beside these.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from embodied.bench.aggregate import FAMILIES
 from embodied.bench.config import LABELS
+from embodied.fileio import replace_atomically
 
 COLORS = {
     "policy": "#8c8c8c",
@@ -34,14 +34,7 @@ COLORS = {
 
 def save(fig, path: Path) -> Path:
     """Write ``fig`` as a PNG atomically (a temporary file, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return replace_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
 
 
 def bars(

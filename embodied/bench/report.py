@@ -26,7 +26,7 @@ from embodied.bench.aggregate import aggregate, paired
 from embodied.bench.config import LABELS, BenchConfig
 from embodied.config import to_dict
 from embodied.eval.report import _finite as finite
-from embodied.eval.report import write_text
+from embodied.fileio import write_text
 
 FORMAT = "embodied-bench-results"
 FORMAT_VERSION = 1

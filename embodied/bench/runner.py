@@ -45,7 +45,7 @@ from embodied.bench.config import LABELS, BenchConfig
 from embodied.config import apply_overrides, from_dict, load_yaml, to_dict
 from embodied.errors import UserError
 from embodied.eval.report import _finite as finite
-from embodied.eval.report import write_text
+from embodied.fileio import write_text
 from embodied.paths import resolve_resource
 
 RUN_FORMAT = "embodied-bench-run"

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
-from embodied.errors import UserError
 from embodied.eval.rollout import EvalResults
+from embodied.fileio import write_text
 
 FORMAT = "embodied-eval-results"
 FORMAT_VERSION = 1
@@ -32,21 +31,6 @@ def _finite(obj):
     if isinstance(obj, (list, tuple)):
         return [_finite(v) for v in obj]
     return obj
-
-
-def write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (a temporary file beside it, then a rename)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(text)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    except OSError as err:
-        raise UserError(f"{path}: cannot write ({err.strerror or err})") from None
-    return path
 
 
 def results_payload(

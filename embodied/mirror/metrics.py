@@ -8,13 +8,14 @@ features of any widths.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from embodied.fileio import replace_atomically
 
 
 def _cosine_matrix(z_u: torch.Tensor, z_e: torch.Tensor) -> torch.Tensor:
@@ -180,15 +181,8 @@ def tsne_plot(
     if len(classes) <= 30:
         ax.legend(fontsize=7, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")  # keeps the outside legend
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    # bbox_inches="tight" keeps the legend outside the axes
+    return replace_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
 
 
 def _colormap(n: int):

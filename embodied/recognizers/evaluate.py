@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,6 +47,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from embodied.errors import UserError
+from embodied.fileio import write_user_file
 from embodied.recognizers.inference import sample_clip_indices
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
@@ -379,21 +379,6 @@ def report_table(report: RecognizerReport) -> str:
     return "\n".join(lines)
 
 
-def _atomically(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(temporary path)`` beside ``path``, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)  # fails first where a file is in the way
-        try:
-            write(tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    except OSError as err:
-        raise UserError(f"{path}: cannot write ({err.strerror or err})") from None
-    return path
-
-
 def _json_writer(payload: dict) -> Callable[[Path], None]:
     text = json.dumps(payload, indent=1, allow_nan=False) + "\n"
     return lambda tmp: tmp.write_text(text)
@@ -463,10 +448,10 @@ def write_report(report: RecognizerReport, out_dir: str | Path) -> list[Path]:
     """Write :data:`REPORT_FILES` into ``out_dir``, each atomically; returns their paths."""
     out = Path(out_dir)
     return [
-        _atomically(out / "recognition.json", _json_writer(report.to_json())),
-        _atomically(out / "confusion.png", _figure_writer(confusion_figure(report))),
-        _atomically(out / "early_recognition.json", _json_writer(report.early_json())),
-        _atomically(out / "early_recognition.png", _figure_writer(early_figure(report))),
+        write_user_file(out / "recognition.json", _json_writer(report.to_json())),
+        write_user_file(out / "confusion.png", _figure_writer(confusion_figure(report))),
+        write_user_file(out / "early_recognition.json", _json_writer(report.early_json())),
+        write_user_file(out / "early_recognition.png", _figure_writer(early_figure(report))),
     ]
 
 

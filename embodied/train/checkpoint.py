@@ -23,7 +23,6 @@ alone, without the code that trained it or the dataset.
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from torch import nn
 
 from embodied.config import from_dict, to_dict
 from embodied.errors import UserError
+from embodied.fileio import replace_atomically
 from embodied.mirror import MirrorConfig, MirrorHead
 from embodied.models.common import DataSpec
 from embodied.policies import PolicyConfig, build_policy
@@ -95,13 +95,7 @@ def checkpoint_path(path: str | Path, name: str = "last.pt") -> Path:
 
 def save_checkpoint(path: Path, payload: dict) -> None:
     """Write atomically: a temporary file beside the target, then one rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    replace_atomically(path, lambda tmp: torch.save(payload, tmp))
 
 
 def read_checkpoint(path: str | Path) -> dict:

@@ -1,0 +1,43 @@
+"""Atomic file writes: a temporary file beside the target, then one rename.
+
+A reader never sees a half-written file, and a run killed mid-write keeps the previous one.
+The temporary file is ``.<name>.<pid>.tmp`` and never survives a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from embodied.errors import UserError
+
+
+def replace_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(temporary path)`` beside ``path``, then rename it into place.
+
+    Errors (``OSError`` included) propagate; :func:`write_user_file` turns them into one line.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # fails first where a file is in the way
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_user_file(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """:func:`replace_atomically` for outputs a user asked for: a folder in the way, no
+    permission or a full disk is a :class:`UserError` naming the file."""
+    try:
+        return replace_atomically(path, write)
+    except OSError as err:
+        raise UserError(f"{path}: cannot write ({err.strerror or err})") from None
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`write_user_file`)."""
+    return write_user_file(path, lambda tmp: tmp.write_text(text))
