@@ -579,6 +579,21 @@ def evaluate_policy(
             done = [r.success for r in records]
             bar.set_postfix(success=f"{sum(done)}/{len(done)}", refresh=False)
 
+    def results(wall_s: float, interrupted: bool = False) -> EvalResults:
+        """The episodes recorded so far, in plan order."""
+        return build_results(
+            sorted(records, key=lambda r: plan_index[(r.task, r.seed)]),
+            suite=suite,
+            tasks=tasks,
+            episodes=episodes,
+            seed_start=seed_start,
+            workers=max(processes, 1),
+            envs_per_worker=envs_per_worker,
+            wall_s=wall_s,
+            startup_s=startup_s,
+            interrupted=interrupted,
+        )
+
     closed = False
     try:
         # What each environment is built for: the first episode make_env_pool gave it.
@@ -621,19 +636,7 @@ def evaluate_policy(
                     records.append(wave.record(i))
         envs.close(terminate=True)  # a worker may be mid-step: do not wait for it
         closed = True
-        results = build_results(
-            sorted(records, key=lambda r: plan_index[(r.task, r.seed)]),
-            suite=suite,
-            tasks=tasks,
-            episodes=episodes,
-            seed_start=seed_start,
-            workers=max(processes, 1),
-            envs_per_worker=envs_per_worker,
-            wall_s=time.perf_counter() - started,
-            startup_s=startup_s,
-            interrupted=True,
-        )
-        raise EvaluationInterrupted(results) from None
+        raise EvaluationInterrupted(results(time.perf_counter() - started, interrupted=True)) from None
     finally:
         if bar is not None:
             bar.close()
@@ -642,14 +645,4 @@ def evaluate_policy(
         if hasattr(policy, "train"):
             policy.train(was_training)
         torch.set_num_threads(threads)
-    return build_results(
-        sorted(records, key=lambda r: plan_index[(r.task, r.seed)]),
-        suite=suite,
-        tasks=tasks,
-        episodes=episodes,
-        seed_start=seed_start,
-        workers=max(processes, 1),
-        envs_per_worker=envs_per_worker,
-        wall_s=wall_s,
-        startup_s=startup_s,
-    )
+    return results(wall_s)
