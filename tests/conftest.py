@@ -93,3 +93,26 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(demo_dir, tmp_path_factory):
+    """A function ``(config, *overrides) -> run folder``: ``embodied-train CONFIG`` for 2 steps
+    of tiny models on the shared dataset (one checkpoint, one validation)."""
+    from embodied.cli.train import main as train_main
+
+    def run(config: str, *overrides: str) -> Path:
+        out = tmp_path_factory.mktemp(config)
+        common = [
+            f"data.paths=[{demo_dir}]",
+            "steps=2",
+            "val_every=2",
+            "ckpt_every=2",
+            "log_every=1",
+            "data.batch_size=4",
+            "optim.warmup_steps=0",
+        ]
+        assert train_main([config, "--out", str(out), "--overwrite", *common, *overrides]) == 0
+        return out
+
+    return run

@@ -450,26 +450,11 @@ def test_cli_user_errors_are_one_line(monkeypatch, tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def trained_run(demo_dir, tmp_path_factory):
+def trained_run(tiny_run):
     """A joint run of 2 steps on the shared tiny dataset (policy, recognizer, mirror head)."""
-    from embodied.cli.train import main as train_main
-
-    run = tmp_path_factory.mktemp("run")
-    overrides = [
-        f"data.paths=[{demo_dir}]",
-        "steps=2",
-        "val_every=2",
-        "ckpt_every=2",
-        "log_every=1",
-        "data.batch_size=4",
-        "policy.hidden_dim=16",
-        "recognizer.width=4",
-        "recognizer.depth=2",
-        "mirror.dim=8",
-        "optim.warmup_steps=0",
-    ]
-    assert train_main(["joint_quick", "--out", str(run), "--overwrite", *overrides]) == 0
-    return run
+    return tiny_run(
+        "joint_quick", "policy.hidden_dim=16", "recognizer.width=4", "recognizer.depth=2", "mirror.dim=8"
+    )
 
 
 def test_end_to_end_train_then_eval(trained_run, capsys):

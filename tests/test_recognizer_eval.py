@@ -368,24 +368,9 @@ def test_unreadable_video_is_a_user_error_naming_it(tmp_path, content, suffix):
 
 # --------------------------------------------------------------------------- the command
 @pytest.fixture(scope="module")
-def recognizer_run(demo_dir, tmp_path_factory):
+def recognizer_run(tiny_run):
     """A recognizer trained for 2 steps on the shared tiny dataset."""
-    from embodied.cli.train import main as train_main
-
-    run = tmp_path_factory.mktemp("recognizer_run")
-    overrides = [
-        f"data.paths=[{demo_dir}]",
-        "steps=2",
-        "val_every=2",
-        "ckpt_every=2",
-        "log_every=1",
-        "data.batch_size=4",
-        "recognizer.width=4",
-        "recognizer.depth=2",
-        "optim.warmup_steps=0",
-    ]
-    assert train_main(["recognizer_quick", "--out", str(run), "--overwrite", *overrides]) == 0
-    return run
+    return tiny_run("recognizer_quick", "recognizer.width=4", "recognizer.depth=2")
 
 
 def test_cli_classify_prints_task_probability_and_top5(
