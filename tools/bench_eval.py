@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--envs-per-worker", type=int, default=DEFAULT_ENVS_PER_WORKER, help="environments per worker process"
     )
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument(
         "--video-episodes", type=int, default=1, help="episodes per task for the rendering cost (0: skip)"
     )

@@ -32,6 +32,7 @@ No torch here: worker processes import this module and the suite, nothing else.
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing as mp
 import os
 import signal
@@ -167,14 +168,14 @@ class EvalEnv(gym.Env):
         if self._done:
             return self._last, 0.0, True, False, {}
         action = np.asarray(action, dtype=np.float32)
-        if not np.all(np.isfinite(action)):
+        if not np.isfinite(action).all():
             return self._fail("non-finite action from the policy")
         try:
             obs, reward, terminated, truncated, info = self._env.step(action)
         except Exception as err:
             self._drop_env()  # whatever state it is in, the next episode gets a fresh one
             return self._fail(f"step raised {_one_line(err)}")
-        problem = _non_finite(obs) or ("reward" if not np.isfinite(reward) else "")
+        problem = _non_finite(obs) or ("reward" if not math.isfinite(reward) else "")
         if problem:
             self._drop_env()
             return self._fail(f"non-finite observation ({problem})")
@@ -222,10 +223,15 @@ class EvalEnv(gym.Env):
 
 
 def _non_finite(obs: dict[str, np.ndarray]) -> str:
-    """The first floating-point observation key holding NaN or infinity, or ''."""
+    """The first floating-point observation key holding NaN or infinity, or ''.
+
+    Runs on every step: the method forms below cost half of ``np.all(np.isfinite(x))``, and
+    these checks were most of the ~25 us this wrapper added to a ~190 us Meta-World step.
+    """
     for key, value in obs.items():
-        value = np.asarray(value)
-        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+        if not isinstance(value, np.ndarray):
+            value = np.asarray(value)
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
             return key
     return ""
 

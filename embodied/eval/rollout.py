@@ -16,12 +16,12 @@ N = ``workers`` x ``envs_per_worker`` environments run in an
 stepping its ``envs_per_worker`` environments one after the other. The policy acts for all N
 at once: ``predict_action`` on the stacked observations (N, ...) with each environment's
 instruction. Why several environments per worker: a policy call costs about the same for 2
-rows as for 16 (a small MLP spends its ~0.4 ms in per-module overhead), and the workers wait
-while it runs, so with one environment per worker it added 40-60 % to a lock-step of two
-Meta-World environments (0.5-1 ms with the pipe round trip); with eight per worker it is
-paid once per eight environment steps of each worker (``tools/bench_eval.py`` measures it).
-Overlapping
-the policy with the stepping instead (two halves of the environments, each with its own copy
+rows as for 32 (a small MLP spends its ~0.4-0.7 ms in per-module overhead), and the workers
+wait while it runs, so with one environment per worker it added 40-60 % to a lock-step of two
+Meta-World environments (a step costs ~0.2 ms); with 16 per worker it is paid once per 16
+environment steps of each worker (``tools/bench_eval.py`` measures it: 8 per worker left the
+policy at ~20 % of a lock-step on a quiet CPU). Overlapping the policy with the stepping
+instead (two halves of the environments, each with its own copy
 of the policy, one stepping while the other's actions are computed) was measured slower on
 a 2-core machine: the workers already use the cores, and the halves double the round trips.
 
@@ -288,10 +288,11 @@ def policy_cameras(policy, spec: DataSpec, suite: str) -> tuple[tuple[str, ...],
     return found, (sizes.pop() if sizes else None)
 
 
-DEFAULT_ENVS_PER_WORKER = 8
+DEFAULT_ENVS_PER_WORKER = 16
 """Environments per worker process when not given (in process: 1): enough to amortise a small
-policy's call (~0.4-0.7 ms for 2 to 16 rows) over ~8 environment steps (~0.2-0.4 ms each) of
-each worker; more would lengthen start-up (~0.15 s to build each) for little gain."""
+policy's call (~0.4-0.7 ms for 2 to 32 rows) over 16 environment steps (~0.2-0.4 ms each) of
+each worker; more would lengthen start-up (~0.15 s to build each) and leave more slots idle
+at the end of a wave for little gain. Never more than the episodes need."""
 
 
 def make_env_pool(
