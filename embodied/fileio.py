@@ -6,6 +6,7 @@ The temporary file is ``.<name>.<pid>.tmp`` and never survives a failure.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -41,3 +42,15 @@ def write_user_file(path: str | Path, write: Callable[[Path], object]) -> Path:
 def write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (see :func:`write_user_file`)."""
     return write_user_file(path, lambda tmp: tmp.write_text(text))
+
+
+def json_safe(obj):
+    """NaN and infinities -> None, recursively, so ``json.dumps(..., allow_nan=False)`` accepts
+    it (JSON has no NaN; a rate over no episodes is NaN in memory, ``null`` on disk)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj

@@ -25,8 +25,7 @@ from pathlib import Path
 from embodied.bench.aggregate import aggregate, paired
 from embodied.bench.config import LABELS, BenchConfig
 from embodied.config import to_dict
-from embodied.eval.report import _finite as finite
-from embodied.fileio import write_text
+from embodied.fileio import json_safe, write_text
 
 FORMAT = "embodied-bench-results"
 FORMAT_VERSION = 1
@@ -44,7 +43,7 @@ def tasks_of(runs: dict[str, dict[int, dict]]) -> list[str]:
 
 def results_payload(cfg: BenchConfig, runs: dict[str, dict[int, dict]], wall_s: float) -> dict:
     seeds = list(range(cfg.seeds))
-    return finite(
+    return json_safe(
         {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,

@@ -44,8 +44,7 @@ from pathlib import Path
 from embodied.bench.config import LABELS, BenchConfig
 from embodied.config import apply_overrides, from_dict, load_yaml, to_dict
 from embodied.errors import UserError
-from embodied.eval.report import _finite as finite
-from embodied.fileio import write_text
+from embodied.fileio import json_safe, write_text
 from embodied.paths import resolve_resource
 
 RUN_FORMAT = "embodied-bench-run"
@@ -278,7 +277,7 @@ def run_one(cfg: BenchConfig, method: str, seed: int) -> tuple[dict, str]:
         "details": details,
         "settings": settings,
     }
-    write_text(folder / MARKER, json.dumps(finite(marker), indent=1, allow_nan=False) + "\n")
+    write_text(folder / MARKER, json.dumps(json_safe(marker), indent=1, allow_nan=False) + "\n")
     log(f"{name}: done ({_brief(metrics)})")
     return marker, "ran"
 

@@ -12,25 +12,13 @@ written atomically.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from embodied.eval.rollout import EvalResults
-from embodied.fileio import write_text
+from embodied.fileio import json_safe, write_text
 
 FORMAT = "embodied-eval-results"
 FORMAT_VERSION = 1
-
-
-def _finite(obj):
-    """NaN and infinities -> None, recursively (JSON has no NaN)."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def results_payload(
@@ -46,7 +34,7 @@ def results_payload(
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "checkpoint": checkpoint, "kind": kind}
     payload.update(results.to_json() if results is not None else {})
     payload.update(settings=settings, recognizer=recognizer, judge=judge)
-    return _finite(payload)
+    return json_safe(payload)
 
 
 def _num(x, fmt: str = ".1f") -> str:

@@ -99,6 +99,23 @@ class PolicyConfig:
             raise ValueError(f"crop_fraction must be in (0, 1], got {self.crop_fraction}")
 
 
+@dataclass
+class SequencePolicyConfig(PolicyConfig):
+    """A policy whose trunk reads a window of past observations (bc_rnn, bc_transformer)."""
+
+    history: int = 10
+    """Observation steps the trunk reads, the current one included (robomimic's sequence length is 10)."""
+
+    @property
+    def obs_steps(self) -> int:
+        return self.history
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.history < 1:
+            raise ValueError(f"history must be at least 1, got {self.history}")
+
+
 class Policy(nn.Module):
     """Base of every policy; a subclass only builds its trunk (see :meth:`build_trunk`)."""
 

@@ -12,24 +12,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from embodied.policies.base import POLICIES, Policy, PolicyConfig
+from embodied.policies.base import POLICIES, Policy, SequencePolicyConfig
 
 
 @dataclass
-class BCRNNConfig(PolicyConfig):
+class BCRNNConfig(SequencePolicyConfig):
     name: str = "bc_rnn"
     """Registered policy: bc_mlp, bc_rnn or bc_transformer."""
-    history: int = 10
-    """Observation steps the LSTM reads (robomimic's default sequence length is 10)."""
-
-    @property
-    def obs_steps(self) -> int:
-        return self.history
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.history < 1:
-            raise ValueError(f"history must be at least 1, got {self.history}")
 
 
 class LSTMTrunk(nn.Module):

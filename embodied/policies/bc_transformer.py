@@ -11,28 +11,20 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from embodied.policies.base import POLICIES, Policy, PolicyConfig
+from embodied.policies.base import POLICIES, Policy, SequencePolicyConfig
 
 
 @dataclass
-class BCTransformerConfig(PolicyConfig):
+class BCTransformerConfig(SequencePolicyConfig):
     name: str = "bc_transformer"
     """Registered policy: bc_mlp, bc_rnn or bc_transformer."""
     dropout: float = 0.1
     """Dropout inside the transformer blocks."""
-    history: int = 10
-    """Observation steps (tokens) the transformer reads (robomimic's context length is 10)."""
     num_heads: int = 4
     """Attention heads per block; must divide hidden_dim."""
 
-    @property
-    def obs_steps(self) -> int:
-        return self.history
-
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.history < 1:
-            raise ValueError(f"history must be at least 1, got {self.history}")
         if self.num_heads < 1 or self.hidden_dim % self.num_heads:
             raise ValueError(f"num_heads ({self.num_heads}) must divide hidden_dim ({self.hidden_dim})")
 
