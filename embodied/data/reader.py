@@ -294,6 +294,12 @@ class DemoDataset(torch.utils.data.Dataset):
         frame_t = np.minimum(frame_t, self.ep_len[ep][:, None] - 1)
         return torch.from_numpy(self._frames(self.video_key, ep, frame_t))  # (B, T, 3, H, W)
 
+    def episode_video(self, episode: int) -> np.ndarray:
+        """(L, 3, H, W) uint8: the whole observer stream of one episode, in one read (one
+        contiguous HDF5 span when the images are not in memory)."""
+        length = int(self.ep_len[episode])
+        return self._frames(self.video_key, np.array([episode]), np.arange(length)[None])[0]
+
     def _clips(self, ep: np.ndarray, t: np.ndarray) -> torch.Tensor:
         return self.clip(ep, self.clip_starts(ep, t))
 

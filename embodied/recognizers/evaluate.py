@@ -43,12 +43,10 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 
 from embodied.errors import UserError
 from embodied.fileio import write_user_file
-from embodied.recognizers.inference import sample_clip_indices
+from embodied.recognizers.inference import sample_clip_indices, video_clips
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 """Fractions of an episode seen, for the early-recognition curve."""
@@ -91,13 +89,6 @@ def plan_clips(
         f: sample_clip_indices(prefix_length(length, f), clip_len, stride, clips_per_video) for f in fractions
     }
     return ClipPlan(clip, video, early)
-
-
-def episode_frames(dataset, episode: int) -> np.ndarray:
-    """(L, 3, H, W) uint8: the whole observer stream of one episode of a clip-mode dataset."""
-    length = int(dataset.ep_len[episode])
-    # one read of the episode (one contiguous HDF5 span when the images are not in memory)
-    return dataset._frames(dataset.video_key, np.array([episode]), np.arange(length)[None])[0]
 
 
 # --------------------------------------------------------------------------- the model
@@ -247,7 +238,7 @@ def evaluate_recognizer(
             sets = [plan.clip, plan.video, *(plan.early[f] for f in fractions)]
             # each distinct clip once: the video clips are the 100 % clips, early ones often repeat
             unique, inverse = np.unique(np.concatenate(sets), axis=0, return_inverse=True)  # (U, T), (N,)
-            frames = episode_frames(dataset, e)  # (L, 3, H, W)
+            frames = dataset.episode_video(e)  # (L, 3, H, W)
             class_p, ins_p = clip_probabilities(model, torch.from_numpy(frames[unique]), batch_size)
             bounds = np.cumsum([0, *(len(s) for s in sets)])
             per_set = [inverse.reshape(-1)[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
@@ -548,14 +539,7 @@ def classify_frames(
         raise ValueError(f"frames must be (N, H, W, 3) uint8 with N >= 1, got {frames.shape} {frames.dtype}")
     size = int(spec.image_size)
     frames = _crop_frames(frames, size, crop)
-    idx = sample_clip_indices(len(frames), spec.clip_len, clip_stride, num_clips)  # (K, T)
-    used = np.unique(idx)  # resize each needed frame once, however many clips share it
-    video = torch.from_numpy(np.ascontiguousarray(frames[used]))  # (U, H, W, 3) uint8
-    video = rearrange(video, "u h w c -> u c h w").float()  # (U, 3, H, W)
-    if video.shape[-2:] != (size, size):
-        video = F.interpolate(video, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    video = video.round().clamp(0, 255).to(torch.uint8)  # (U, 3, S, S) as the dataset holds frames
-    clips = video[torch.from_numpy(np.searchsorted(used, idx))]  # (K, T, 3, S, S)
+    clips = video_clips(frames, spec.clip_len, clip_stride, num_clips, size)  # (K, T, 3, S, S)
     was_training = model.training
     model.eval()
     try:

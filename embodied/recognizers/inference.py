@@ -28,6 +28,28 @@ def sample_clip_indices(num_frames: int, clip_len: int, stride: int, num_clips: 
     return np.minimum(idx, num_frames - 1)
 
 
+def video_clips(
+    frames: np.ndarray,
+    clip_len: int,
+    stride: int,
+    num_clips: int,
+    size: int,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """(N, H, W, 3) uint8 frames -> ``num_clips`` clips (K, T, 3, size, size) uint8 spread
+    uniformly over the video (:func:`sample_clip_indices`; a video shorter than one clip
+    repeats its last frame), each frame resized to ``size`` (bilinear, antialiased) as the
+    dataset holds frames. Each needed frame is resized once, however many clips share it."""
+    idx = sample_clip_indices(len(frames), clip_len, stride, num_clips)  # (K, T)
+    used = np.unique(idx)
+    video = torch.from_numpy(np.ascontiguousarray(frames[used])).to(device)  # (U, H, W, 3) uint8
+    video = rearrange(video, "u h w c -> u c h w").float()  # (U, 3, H, W)
+    if video.shape[-2:] != (size, size):
+        video = F.interpolate(video, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    video = video.round().clamp(0, 255).to(torch.uint8)  # (U, 3, S, S)
+    return video[torch.from_numpy(np.searchsorted(used, idx)).to(device)]  # (K, T, 3, S, S)
+
+
 def classify_video(
     model: Recognizer, frames: np.ndarray, clip_len: int, stride: int = 1, num_clips: int = 4
 ) -> tuple[np.ndarray, int]:
@@ -45,16 +67,9 @@ def classify_video(
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be (N, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    device = next(model.parameters()).device
-    idx = sample_clip_indices(len(frames), clip_len, stride, num_clips)  # (K, T)
-    used = np.unique(idx)  # resize each needed frame once, however many clips share it
-    video = torch.from_numpy(frames[used]).to(device)  # (U, H, W, 3) uint8
-    video = rearrange(video, "u h w c -> u c h w").float()  # (U, 3, H, W)
-    size = model.input_size
-    if video.shape[-2:] != (size, size):
-        video = F.interpolate(video, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    video = video.round().clamp(0, 255).to(torch.uint8)  # (U, 3, S, S) as the model reads it
-    clips = video[torch.from_numpy(np.searchsorted(used, idx)).to(device)]  # (K, T, 3, S, S)
+    clips = video_clips(
+        frames, clip_len, stride, num_clips, model.input_size, next(model.parameters()).device
+    )
     was_training = model.training
     model.eval()
     try:
