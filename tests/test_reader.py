@@ -108,6 +108,14 @@ def test_clips_stride_padding_and_no_frame_from_another_episode(files, in_memory
     # evaluation clips sit around t and stay inside the episode
     starts = ds.clip_starts(np.array([0, 0, 1]), np.array([0, 4, 2]))
     assert starts.tolist() == [0, 0, 0]
+    # a whole episode's video, each frame once, from the right episode and file
+    assert ds.episode_video(1)[:, 0, 0, 0].tolist() == [10, 11, 12]
+    assert ds.episode_video(2).shape == (4, 3, H, H) and ds.episode_video(2)[:, 0, 0, 0].tolist() == [
+        0,
+        1,
+        2,
+        3,
+    ]
 
 
 def test_training_clips_are_random_and_stay_in_their_episode(files):
