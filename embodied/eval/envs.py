@@ -9,6 +9,14 @@ worker ``i % W`` (round robin): a partly filled wave still spreads over every wo
 Several environments rendering in one process keep their frames apart
 (``tests/test_sim.py::test_two_envs_render_independently``).
 
+Why not gymnasium's ``AsyncVectorEnv``: it runs one process per environment and steps every
+environment on every call. On the 2-core machine this project is tested on, one process per
+environment means either two environments (and a policy call for every two environment
+steps: the policy then added 40-60 % to a lock-step) or many more processes than cores; and
+the lock-step waves of :mod:`embodied.eval.rollout` need to step only the environments whose
+episode still runs. The pool keeps gymnasium's environment API (each :class:`EvalEnv` is a
+``gym.Env``) and its vector conventions (stacked observations, per-environment arrays).
+
 :class:`EvalEnv` is one such environment. It is told on every ``reset`` which episode to
 run, ``options["plan"][index]``, an :class:`EpisodePlan` (task, seed, cameras to record) or
 None (sit this wave out), so one set of worker processes serves every task of an
