@@ -13,8 +13,10 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
+import yaml
 
 from embodied.data.collect import EVAL_SEED_START
+from embodied.errors import UserError
 
 S = EVAL_SEED_START
 T975_2 = 4.302652729911275  # Student's t, 97.5 % quantile, 2 degrees of freedom (3 seeds)
@@ -228,6 +230,47 @@ def test_report_only_rewrites_the_results(tiny_bench):
     argv = ["--preset", "tiny", f"data.paths={cfg.data.paths}", "--out", str(out), "--report-only"]
     assert main(argv) == 0
     assert (out / "results.md").exists()
+
+
+def test_ablations_run_as_overrides_of_the_joint_run(tiny_bench, tmp_path):
+    import dataclasses
+    import shutil
+
+    from embodied.bench import run_bench
+
+    cfg, out, first = tiny_bench
+    bench = tmp_path / "bench"
+    shutil.copytree(out, bench)  # the comparison is finished: only the ablations train
+    ablations = tmp_path / "abl.yaml"
+    ablations.write_text("runs:\n  default: {}\n  tau0.2: {mirror.temperature: 0.2}\n")
+    cfg = dataclasses.replace(cfg, out=str(bench), ablations=str(ablations))
+    result = run_bench(cfg)
+    assert result["ran"] == [("ablation/tau0.2", 0), ("ablation/tau0.2", 1)]  # `default` is the joint run
+    assert len(result["skipped"]) == len(first["ran"])
+    run = bench / "ablation" / "tau0.2" / "seed1"
+    assert yaml.safe_load((run / "config.yaml").read_text())["mirror"]["temperature"] == 0.2
+    joint = yaml.safe_load((bench / "joint" / "seed1" / "config.yaml").read_text())
+    assert joint["mirror"]["temperature"] == 0.1 and joint["steps"] == 2
+
+    data = json.loads((bench / "results.json").read_text())
+    a = data["ablations"]["ablation/tau0.2"]
+    assert a["overrides"] == ["mirror.temperature=0.2"]
+    runs = data["runs"]
+    diffs = [
+        runs["ablation/tau0.2"][s]["metrics"]["success"]["overall"]
+        - runs["joint"][s]["metrics"]["success"]["overall"]
+        for s in ("0", "1")
+    ]
+    assert a["paired"]["success"]["overall"]["values"] == pytest.approx(diffs)
+    assert a["summary"]["recognition"]["video"]["n"] == 2
+    md = (bench / "results.md").read_text()
+    assert "## Ablations of the mirror head" in md and "| tau0.2 | `mirror.temperature=0.2` |" in md
+    assert (bench / "ablations.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert run_bench(cfg)["ran"] == []  # resumable like the rest
+
+    ablations.write_text("runs:\n  ../escape: {mirror.weight: 1.0}\n")
+    with pytest.raises(UserError, match="plain folder name"):
+        run_bench(cfg)
 
 
 # --------------------------------------------------------------------------- the env pool

@@ -12,7 +12,8 @@ A run's numbers (``bench.json``'s ``metrics``) come in families, each a nested d
 
 :func:`aggregate` flattens each family to ``key -> number`` ("tasks/reach-v3") and, per method
 and key, takes the mean over the seeds with a Student-t interval; :func:`paired` takes the
-per-seed differences treatment - baseline on the seeds both finished. Plain numpy through
+per-seed differences treatment - baseline on the seeds both finished; :func:`ablations` does
+both for the ablation runs against the joint run. Plain numpy through
 :mod:`embodied.eval.stats`; every result is JSON-ready (NaN as None).
 """
 
@@ -115,4 +116,27 @@ def paired(runs: Mapping[str, Mapping[int, Mapping]]) -> dict:
             metrics[key] = interval([a[s][key] - b[s][key] for s in seeds], seeds, difference=True)
         if metrics:
             out[family] = {"treatment": treatment, "baseline": baseline, "metrics": metrics}
+    return out
+
+
+def ablations(runs: Mapping[str, Mapping[int, Mapping]], baseline: str = "joint") -> dict:
+    """The ablation runs (``ablation/<name>``, the joint run with one override set) against the
+    joint run: ``{method: {"summary": {family: {key: interval}}, "paired": {family: {key:
+    interval of the per-seed differences ablation - joint}}}}`` for success and recognition,
+    on the seeds both finished, in the order of ``runs``."""
+    out: dict[str, dict] = {}
+    for method, by_seed in runs.items():
+        if not method.startswith("ablation/"):
+            continue
+        summary, diffs = {}, {}
+        for family in ("success", "recognition"):
+            mine, base = _by_seed(by_seed, family), _by_seed(runs.get(baseline, {}), family)
+            for key in dict.fromkeys(k for numbers in mine.values() for k in numbers):
+                seeds = [s for s, numbers in mine.items() if key in numbers]
+                summary.setdefault(family, {})[key] = interval([mine[s][key] for s in seeds], seeds)
+                both = [s for s in seeds if key in base.get(s, {})]
+                if both:
+                    d = [mine[s][key] - base[s][key] for s in both]
+                    diffs.setdefault(family, {})[key] = interval(d, both, difference=True)
+        out[method] = {"summary": summary, "paired": diffs}
     return out

@@ -9,11 +9,13 @@ shares (so that they train alike), the training seeds and the evaluation setting
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from embodied.config import load_config
+from embodied.config import load_config, load_yaml
 from embodied.data.collect import EVAL_SEED_START
+from embodied.errors import UserError
 from embodied.paths import resolve_resource
 
 METHODS = ("policy", "recognizer", "joint", "probe", "probe_random")
@@ -117,6 +119,9 @@ class BenchConfig:
     """Output folder: <method>/seed<k>/ runs, results.json, results.md, the plots."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Training device (auto: CUDA when present); evaluation runs on the same."""
+    ablations: str | None = None
+    """Override sets of the joint run to train and evaluate too, for every seed, after the
+    comparison: a YAML file or a name in configs/ (``ablations``: the paper's); None: none."""
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
@@ -128,6 +133,48 @@ class BenchConfig:
     @property
     def methods(self) -> tuple[str, ...]:
         return METHODS if self.probe is not None else METHODS[:3]
+
+
+ABLATION = "ablation/"
+"""Method names of the ablation runs: ``ablation/<name>``, in ``<out>/ablation/<name>/seed<k>/``."""
+
+
+def base_method(method: str) -> str:
+    """The method an ablation run varies (joint); any other method is its own."""
+    return "joint" if method.startswith(ABLATION) else method
+
+
+def label(method: str) -> str:
+    """How tables and plots name a method or an ablation run."""
+    return f"ablation {method[len(ABLATION) :]}" if method.startswith(ABLATION) else LABELS[method]
+
+
+def load_ablations(source: str) -> dict[str, list[str]]:
+    """``{name: ["key=value", ...]}`` of an ablation file (``configs/ablations.yaml``'s layout:
+    ``runs: {name: {dotted.key: value}}``), in file order. A set without overrides is the joint
+    run itself and is left out."""
+    path = resolve_resource(source, "configs")
+    runs = load_yaml(path).get("runs")
+    if not isinstance(runs, dict) or not runs:
+        raise UserError(f"{path}: expected `runs:`, a mapping of run name -> overrides")
+    out: dict[str, list[str]] = {}
+    for name, overrides in runs.items():
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)) or str(name) in (".", ".."):
+            raise UserError(f"{path}: run name {name!r} must be a plain folder name (letters, digits, _ . -)")
+        if not isinstance(overrides, dict):
+            raise UserError(f"{path}: runs.{name} must map dotted keys to values, got {overrides!r}")
+        if overrides:
+            out[str(name)] = [f"{k}={_yaml_scalar(v)}" for k, v in overrides.items()]
+    return out
+
+
+def _yaml_scalar(value) -> str:
+    """A value as the text of a ``key=value`` override (read back as YAML)."""
+    import yaml
+
+    if isinstance(value, str):
+        return value
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
 def load_preset(preset: str, overrides: list[str] = ()) -> BenchConfig:

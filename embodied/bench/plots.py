@@ -7,7 +7,8 @@
   recognizer, the same way;
 - ``early_recognition.png``: accuracy against the fraction of the video seen, per recognizer,
   with the interval as a band;
-- ``probe_recall.png``: Recall@1 both ways of the probe, trained against random init, and chance.
+- ``probe_recall.png``: Recall@1 both ways of the probe, trained against random init, and chance;
+- ``ablations.png``: overall success and recognition of the joint run and each ablation run.
 
 The t-SNE of the shared space is drawn by training's last validation (``tsne.png`` of the joint
 and probe runs); :func:`embodied.bench.runner.copy_tsne` puts it beside these.
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from embodied.bench.aggregate import FAMILIES
-from embodied.bench.config import LABELS
+from embodied.bench.config import label
 from embodied.fileio import replace_atomically
 
 COLORS = {
@@ -60,7 +61,8 @@ def bars(
         low = np.array([e["low"] if e and e["low"] is not None else np.nan for e in entries])
         high = np.array([e["high"] if e and e["high"] is not None else np.nan for e in entries])
         err = np.stack([mean - low, high - mean])  # (2, K); NaN: no interval (one seed)
-        ax.bar(pos, mean, width * 0.9, color=COLORS.get(method), label=LABELS[method])
+        color = COLORS.get(method, f"C{j % 9 + 1}")  # ablation runs: the colour cycle after joint's C0
+        ax.bar(pos, mean, width * 0.9, color=color, label=label(method))
         ax.errorbar(pos, mean, yerr=np.nan_to_num(err), fmt="none", ecolor="black", capsize=3, lw=1)
         for p, e in zip(pos, entries, strict=True):
             if e:
@@ -95,7 +97,7 @@ def early_curve(path: Path, stats: dict[str, dict], methods: list[str]) -> Path 
         mean = np.array([early[x]["mean"] for x in f])
         baseline = method in ("policy", "recognizer", "probe_random")
         style = dict(ls="--", marker="s") if baseline else dict(ls="-", marker="o")
-        ax.plot(f, mean, color=COLORS.get(method), label=LABELS[method], **style)
+        ax.plot(f, mean, color=COLORS.get(method), label=label(method), **style)
         low = np.array([early[x]["low"] if early[x]["low"] is not None else np.nan for x in f])
         high = np.array([early[x]["high"] if early[x]["high"] is not None else np.nan for x in f])
         if np.isfinite(low).all():
@@ -157,6 +159,24 @@ def write_plots(payload: dict, out: Path) -> list[Path]:
                 "Recall@1",
                 "probe of frozen features: trained vs random init",
                 chance=float(np.mean(chances)) if chances else None,
+            )
+        )
+    if payload.get("ablations"):
+        stats = {
+            "joint": {f"{f}/{k}": v for f, by in summary.items() for k, v in by.get("joint", {}).items()}
+        }
+        for method, a in payload["ablations"].items():
+            stats[method] = {f"{f}/{k}": v for f, by in a["summary"].items() for k, v in by.items()}
+        keys = [("success/overall", "success"), ("recognition/video", "recognition (video)")]
+        keys += [("recognition/clip", "recognition (clip)")]
+        written.append(
+            bars(
+                out / "ablations.png",
+                stats,
+                keys,
+                list(stats),
+                "rate",
+                "ablations of the mirror head (mean over seeds, 95 % CI)",
             )
         )
     return written

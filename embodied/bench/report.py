@@ -9,6 +9,9 @@
     summary                   family -> method -> key -> {mean, low, high, std, n, values, seeds}
     paired                    family -> {treatment, baseline, metrics: key -> the same, of the
                               per-seed differences treatment - baseline}
+    ablations                 ablation/<name> -> {overrides, summary: family -> key -> interval,
+                              paired: family -> key -> interval of ablation - joint} (with
+                              ``ablations`` in the preset; else empty)
     wall_s, plots
 
 Families and keys are those of :mod:`embodied.bench.aggregate` (``success``: ``overall``,
@@ -22,8 +25,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from embodied.bench.aggregate import aggregate, paired
-from embodied.bench.config import LABELS, BenchConfig
+from embodied.bench.aggregate import ablations, aggregate, paired
+from embodied.bench.config import ABLATION, LABELS, BenchConfig, label, load_ablations
 from embodied.config import to_dict
 from embodied.fileio import json_safe, write_text
 
@@ -43,6 +46,8 @@ def tasks_of(runs: dict[str, dict[int, dict]]) -> list[str]:
 
 def results_payload(cfg: BenchConfig, runs: dict[str, dict[int, dict]], wall_s: float) -> dict:
     seeds = list(range(cfg.seeds))
+    metrics = {m: {s: r["metrics"] for s, r in v.items()} for m, v in runs.items()}
+    overrides = load_ablations(cfg.ablations) if cfg.ablations else {}
     return json_safe(
         {
             "format": FORMAT,
@@ -66,8 +71,13 @@ def results_payload(cfg: BenchConfig, runs: dict[str, dict[int, dict]], wall_s: 
                 }
                 for m, by_seed in runs.items()
             },
-            "summary": aggregate({m: {s: r["metrics"] for s, r in v.items()} for m, v in runs.items()}),
-            "paired": paired({m: {s: r["metrics"] for s, r in v.items()} for m, v in runs.items()}),
+            "summary": aggregate(metrics),
+            "paired": paired(metrics),
+            "ablations": {
+                m: {"overrides": overrides[m[len(ABLATION) :]], **numbers}
+                for m, numbers in ablations(metrics).items()
+                if m[len(ABLATION) :] in overrides
+            },
             "wall_s": round(wall_s, 1),
         }
     )
@@ -99,10 +109,10 @@ def _family_table(payload: dict, family: str, keys: list[tuple[str, str]], first
     stats = payload["summary"].get(family, {})
     header = [first, LABELS[baseline], LABELS[treatment], f"Δ {LABELS[treatment]} − {LABELS[baseline]}"]
     rows = []
-    for key, label in keys:
+    for key, name in keys:
         rows.append(
             [
-                label,
+                name,
                 fmt(stats.get(baseline, {}).get(key)),
                 fmt(stats.get(treatment, {}).get(key)),
                 fmt(pair.get("metrics", {}).get(key), signed=True),
@@ -114,6 +124,47 @@ def _family_table(payload: dict, family: str, keys: list[tuple[str, str]], first
 def _minutes(payload: dict, key: str) -> str:
     seconds = sum(r.get(key) or 0 for by_seed in payload["runs"].values() for r in by_seed.values())
     return f"{seconds / 60:.1f}"
+
+
+def _ablation_section(payload: dict) -> list[str]:
+    """The ablation runs against the joint run: overall success, recognition and their Δ."""
+    if not payload.get("ablations"):
+        return []
+    early = sorted(
+        {
+            k
+            for a in payload["ablations"].values()
+            for k in a["summary"].get("recognition", {})
+            if "early/" in k
+        },
+        key=lambda k: float(k.split("/", 1)[1]),
+    )[:1]  # the earliest point: where recognition is least saturated
+    cols = [("success", "overall", "success"), ("recognition", "video", "recognition (video)")]
+    cols += [("recognition", "clip", "recognition (clip)")]
+    cols += [("recognition", k, f"recognition after {float(k.split('/', 1)[1]):.0%}") for k in early]
+    joint = payload["summary"]
+    header = ["run", "overrides"] + [c for _, _, name in cols for c in (name, "Δ vs mirror (joint)")]
+    rows = [
+        ["mirror (joint)", "–"]
+        + [c for family, key, _ in cols for c in (fmt(joint.get(family, {}).get("joint", {}).get(key)), "")]
+    ]
+    for method, a in payload["ablations"].items():
+        row = [label(method).removeprefix("ablation "), ", ".join(f"`{o}`" for o in a["overrides"])]
+        for family, key, _ in cols:
+            row += [
+                fmt(a["summary"].get(family, {}).get(key)),
+                fmt(a["paired"].get(family, {}).get(key), signed=True),
+            ]
+        rows.append(row)
+    return [
+        "## Ablations of the mirror head",
+        "",
+        "The joint run with one override set each (the preset's `ablations`), every training seed; "
+        "Δ: the per-seed paired difference against the joint run of the same seed.",
+        "",
+        *_table(header, rows),
+        "",
+    ]
 
 
 def results_markdown(payload: dict) -> str:
@@ -185,6 +236,7 @@ def results_markdown(payload: dict) -> str:
             "",
         ]
         lines += _family_table(payload, "alignment", keys, "") + [""]
+    lines += _ablation_section(payload)
     lines += ["## Runs", ""]
     rows = []
     for method, by_seed in payload["runs"].items():
@@ -200,7 +252,7 @@ def results_markdown(payload: dict) -> str:
             )
             rows.append(
                 [
-                    LABELS[method],
+                    label(method),
                     seed,
                     "–" if success is None else f"{success:.2f}",
                     "–" if video is None else f"{video:.2f}",

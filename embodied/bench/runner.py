@@ -7,13 +7,15 @@ Layout of ``cfg.out``::
     <method>/seed<k>/        the training run (embodied-train's folder: config.yaml, checkpoints/,
                              summary.json, tsne.png for joint and probe) and bench.json, written
                              last: the run's evaluation, which marks the (method, seed) finished
+    ablation/<name>/seed<k>/ the ablation runs (``ablations``): the joint run with one override set
     results.json, results.md, *.png       the aggregate (embodied.bench.report)
 
 One seed after the other, its methods in the order of :data:`~embodied.bench.config.METHODS`
-(the probe needs that seed's policy and recognizer runs). Every method trains in this
-process through :func:`embodied.train.train` with the typed config: its own YAML and
-overrides, then ``shared`` (policy, recognizer, joint), then what the bench fixes (the data,
-the seed, the output folder, the device, no rollouts during training).
+(the probe needs that seed's policy and recognizer runs); then, with ``ablations``, every
+ablation run of every seed. Every method trains in this process through
+:func:`embodied.train.train` with the typed config: its own YAML and overrides, then
+``shared`` (policy, recognizer, joint), then an ablation's own overrides, then what the bench
+fixes (the data, the seed, the output folder, the device, no rollouts during training).
 
 Evaluation of a finished run (:func:`evaluate_run`), from its ``checkpoints/last.pt``:
 
@@ -41,7 +43,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from embodied.bench.config import LABELS, BenchConfig
+from embodied.bench.config import ABLATION, BenchConfig, base_method, label, load_ablations
 from embodied.config import apply_overrides, from_dict, load_yaml, to_dict
 from embodied.errors import UserError
 from embodied.fileio import json_safe, write_text
@@ -84,12 +86,13 @@ def train_config(cfg: BenchConfig, method: str, seed: int):
     """The :class:`~embodied.train.TrainConfig` of ``method`` at training seed ``seed``."""
     from embodied.train.config import TrainConfig
 
-    run = cfg.probe if method.startswith("probe") else getattr(cfg, method)
+    kind = base_method(method)
+    run = cfg.probe if kind.startswith("probe") else getattr(cfg, kind)
     path = resolve_resource(run.config, "configs")
     raw = load_yaml(path)
-    overrides = list(run.overrides) + (
-        list(cfg.shared) if method in ("policy", "recognizer", "joint") else []
-    )
+    overrides = list(run.overrides) + (list(cfg.shared) if kind in ("policy", "recognizer", "joint") else [])
+    if method.startswith(ABLATION):
+        overrides += ablation_runs(cfg)[method]
     apply_overrides(raw, overrides)
     raw.setdefault("data", {})["paths"] = list(cfg.data.paths)
     raw.update(seed=seed, out=str(run_dir(cfg, method, seed)), device=cfg.device, rollout_every=0)
@@ -101,10 +104,17 @@ def train_config(cfg: BenchConfig, method: str, seed: int):
         )
     where = f"{path} ({method} of preset {cfg.name})"
     tcfg = from_dict(TrainConfig, raw, where)
-    expected = {"policy": "policy", "recognizer": "recognizer", "joint": "joint"}.get(method, "probe")
+    expected = {"policy": "policy", "recognizer": "recognizer", "joint": "joint"}.get(kind, "probe")
     if tcfg.mode != expected:
         raise UserError(f"{where}: the {method} run needs a {expected} config, got mode {tcfg.mode}")
     return tcfg
+
+
+def ablation_runs(cfg: BenchConfig) -> dict[str, list[str]]:
+    """``{"ablation/<name>": overrides}`` of the preset's ablation file (none without one)."""
+    if cfg.ablations is None:
+        return {}
+    return {f"{ABLATION}{name}": overrides for name, overrides in load_ablations(cfg.ablations).items()}
 
 
 def check_comparable(cfg: BenchConfig) -> None:
@@ -188,7 +198,8 @@ def evaluate_run(cfg: BenchConfig, method: str, folder: Path) -> tuple[dict, dic
     e = cfg.eval
     metrics: dict = {}
     details: dict = {"classes": list(spec.classes)}
-    if method in ("policy", "joint"):
+    kind = base_method(method)
+    if kind in ("policy", "joint"):
         result = evaluate_policy(
             models["policy"],
             spec,
@@ -213,7 +224,7 @@ def evaluate_run(cfg: BenchConfig, method: str, folder: Path) -> tuple[dict, dic
             "env_steps": result.env_steps,
             "steps_per_s": result.steps_per_s,
         }
-    if method in ("recognizer", "joint"):
+    if kind in ("recognizer", "joint"):
         dataset = open_clips(cfg.data.paths, spec, tcfg.data.camera, tcfg.data.clip_stride)
         try:
             report = evaluate_recognizer(models["recognizer"], dataset, clips_per_video=e.clips_per_video)
@@ -233,7 +244,7 @@ def evaluate_run(cfg: BenchConfig, method: str, folder: Path) -> tuple[dict, dic
         details["alignment"] = rates | {
             k: val.get(k) for k in ("recall@5_u2e", "recall@5_e2u", "pair_cos", "pairs")
         }
-        if method.startswith("probe"):  # joint's recall is at its training positives: not the probe's
+        if kind.startswith("probe"):  # joint's recall is at its training positives: not the probe's
             metrics["alignment"] = rates
     details["train"] = {k: summary.get(k) for k in ("steps", "wall_time_s", "best_val_loss", "device")}
     return metrics, details
@@ -256,7 +267,7 @@ def run_one(cfg: BenchConfig, method: str, seed: int) -> tuple[dict, str]:
             f"{folder} holds a finished run made with other settings ({diffs[0]}, the finished run's "
             "first); delete it or choose another out"
         )
-    name = f"seed {seed}, {LABELS[method]}"
+    name = f"seed {seed}, {label(method)}"
     resume = checkpoint_path(folder).is_file()
     log(f"{name}: {'resuming' if resume else 'training'} ({tcfg.steps} steps) in {folder}")
     started = time.perf_counter()
@@ -298,7 +309,7 @@ def _brief(metrics: dict) -> str:
 def collect_finished(cfg: BenchConfig) -> dict[str, dict[int, dict]]:
     """``{method: {seed: marker}}`` of every finished run in ``cfg.out`` for the preset's seeds."""
     out: dict[str, dict[int, dict]] = {}
-    for method in cfg.methods:
+    for method in (*cfg.methods, *ablation_runs(cfg)):
         for seed in range(cfg.seeds):
             marker = read_marker(run_dir(cfg, method, seed) / MARKER)
             if marker is not None:
@@ -333,6 +344,7 @@ def run_bench(cfg: BenchConfig, report_only: bool = False) -> dict:
     started = time.perf_counter()
     ran, skipped, files, payload = [], [], [], {}
     out = Path(cfg.out)
+    ablations = list(ablation_runs(cfg))  # a bad ablation file fails here, before any training
     if not report_only:
         check_comparable(cfg)
         ensure_data(cfg)
@@ -340,10 +352,12 @@ def run_bench(cfg: BenchConfig, report_only: bool = False) -> dict:
         write_text(out / "preset.yaml", _yaml(to_dict(cfg)))
     try:
         if not report_only:
-            for seed in range(cfg.seeds):
-                for method in cfg.methods:
-                    _, status = run_one(cfg, method, seed)
-                    (ran if status == "ran" else skipped).append((method, seed))
+            # The comparison first, every seed; then the ablations, every seed.
+            for methods in (cfg.methods, ablations):
+                for seed in range(cfg.seeds):
+                    for method in methods:
+                        _, status = run_one(cfg, method, seed)
+                        (ran if status == "ran" else skipped).append((method, seed))
     finally:
         runs = collect_finished(cfg)
         if runs:

@@ -4,6 +4,7 @@ embodied-bench --preset quick                       # 3 tasks, small models, 3 s
 embodied-bench --preset quick --seeds 5 eval.episodes=20
 embodied-bench --preset mt10                        # MT10 on a CPU (about an hour)
 embodied-bench --preset large device=cuda           # bigger models, more steps, for a GPU
+embodied-bench --preset quick --ablations           # also the paper's ablations (configs/ablations.yaml)
 embodied-bench --preset quick --report-only         # re-aggregate the finished runs only
 
 For each training seed it trains the policy alone, the recognizer alone, both with the mirror
@@ -11,8 +12,10 @@ head, and the probe of the first two (trained vs random init); rolls each policy
 held-out seeds and scores each recognizer on the validation demonstrations. Writes
 <out>/<method>/seed<k>/ (the runs, each with bench.json once evaluated), results.json,
 results.md (mean and 95 % interval per method, the paired difference mirror - baseline per
-task) and PNG plots. Run it again to resume: finished (method, seed) runs are skipped, a
-run stopped during training continues from its last checkpoint.
+task) and PNG plots. With --ablations, then trains and evaluates the joint run once per
+override set of the ablation file, for every seed, under <out>/ablation/<name>/seed<k>/, and
+reports each against the joint run. Run it again to resume: finished (method, seed) runs are
+skipped, a run stopped during training continues from its last checkpoint.
 
 PRESET is a YAML file or a name in configs/bench/; ``key.sub=value`` overrides any of its
 fields (values read as YAML).
@@ -46,6 +49,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, help="training seeds 0..N-1 (overrides the preset's)")
     p.add_argument("--out", help="output folder (overrides the preset's)")
     p.add_argument(
+        "--ablations",
+        nargs="?",
+        const="ablations",
+        metavar="FILE",
+        help="also run the ablation override sets of FILE (a YAML file or a name in configs/; "
+        "default: ablations, the paper's) as overrides of the joint run",
+    )
+    p.add_argument(
         "--report-only", action="store_true", help="train nothing: write the results of the finished runs"
     )
     return p
@@ -62,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg = dataclasses.replace(cfg, seeds=args.seeds)
         if args.out:
             cfg = dataclasses.replace(cfg, out=args.out)
+        if args.ablations:
+            cfg = dataclasses.replace(cfg, ablations=args.ablations)
         result = run_bench(cfg, report_only=args.report_only)
         md = next((f for f in result["files"] if f.name == "results.md"), None)
         if md is not None:
