@@ -328,3 +328,15 @@ def test_tsne_plot_writes_a_png(tmp_path):
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
     assert sorted(p.name for p in path.parent.iterdir()) == ["z.png"]  # no temporary file left
+    # two sides (z_u, z_e), each with its own marker
+    sides = tsne_plot(
+        z,
+        labels,
+        ["reach", "push", "pick-place"],
+        tmp_path / "sides.png",
+        groups=[0, 1] * 15,
+        group_names=["u", "e"],
+    )
+    assert sides.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="groups"):
+        tsne_plot(z, labels, ["a", "b", "c"], tmp_path / "bad.png", groups=[0, 1])

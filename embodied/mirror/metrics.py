@@ -142,12 +142,16 @@ def tsne_plot(
     title: str | None = None,
     perplexity: float = 30.0,
     seed: int = 0,
+    groups: Sequence[int] | np.ndarray | None = None,
+    group_names: Sequence[str] = (),
 ) -> Path:
     """Write a PNG of a 2-D t-SNE of embeddings ``z`` (N, D), each point coloured by its class.
 
     The rows are L2-normalised first, so t-SNE's Euclidean distances rank pairs as the cosine
-    of the shared space does. ``labels`` (N,) index ``class_names``. The perplexity is lowered
-    to (N - 1) / 3 for small N. The file is written whole or not at all. Needs scikit-learn.
+    of the shared space does. ``labels`` (N,) index ``class_names``. ``groups`` (N,) index
+    ``group_names`` and set each point's marker (e.g. z_u as circles, z_e as triangles), so
+    one can see whether the two sides of a class meet. The perplexity is lowered to
+    (N - 1) / 3 for small N. The file is written whole or not at all. Needs scikit-learn.
     """
     try:
         from sklearn.manifold import TSNE
@@ -166,19 +170,34 @@ def tsne_plot(
         n_components=2, perplexity=min(perplexity, (n - 1) / 3), init="pca", random_state=seed
     ).fit_transform(x)  # (N, 2)
 
+    groups = np.zeros(n, dtype=np.int64) if groups is None else np.asarray(groups).reshape(-1)
+    if len(groups) != n:
+        raise ValueError(f"{n} embeddings but {len(groups)} groups")
+    markers = "o^sDvP*X"
     classes = np.unique(labels)
     cmap = _colormap(len(classes))
     fig = Figure(figsize=(7, 6))
     ax = fig.add_subplot()
     for i, c in enumerate(classes):
         name = class_names[c] if 0 <= c < len(class_names) else f"class {c}"
-        sel = labels == c
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=12, color=cmap(i), label=name)
+        for g in np.unique(groups):
+            sel = (labels == c) & (groups == g)
+            marker = markers[int(g) % len(markers)]
+            ax.scatter(
+                xy[sel, 0],
+                xy[sel, 1],
+                s=12,
+                color=cmap(i),
+                marker=marker,
+                label=name if g == groups.min() else None,
+            )
+    for g, group in enumerate(group_names):  # marker key: grey, one entry per group
+        ax.scatter([], [], s=12, color="grey", marker=markers[g % len(markers)], label=group)
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
         ax.set_title(title)
-    if len(classes) <= 30:
+    if len(classes) + len(group_names) <= 32:
         ax.legend(fontsize=7, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
 
     # bbox_inches="tight" keeps the legend outside the axes

@@ -447,6 +447,8 @@ def validate(
                 class_names,
                 tsne,
                 title=f"shared space: z_u and z_e of {n} validation pairs",
+                groups=np.repeat([0, 1], n),
+                group_names=["z_u (recognizer)", "z_e (policy)"],
             )
     return result
 
