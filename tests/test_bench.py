@@ -222,6 +222,29 @@ def test_moved_bench_folder_keeps_its_finished_runs(tiny_bench, tmp_path):
     assert run_bench(dataclasses.replace(cfg, out=str(moved)))["ran"] == []
 
 
+def test_a_field_added_since_a_run_finished_takes_its_default(tiny_bench, tmp_path):
+    import dataclasses
+    import shutil
+
+    from embodied.bench import run_bench
+
+    cfg, out, _ = tiny_bench
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    for path in old.glob("*/seed*/bench.json"):  # as written before data.max_demos existed
+        marker = json.loads(path.read_text())
+        del marker["settings"]["train"]["data"]["max_demos"]
+        path.write_text(json.dumps(marker))
+    assert run_bench(dataclasses.replace(cfg, out=str(old)))["ran"] == []
+    changed = dataclasses.replace(
+        cfg,
+        out=str(old),
+        policy=dataclasses.replace(cfg.policy, overrides=[*cfg.policy.overrides, "data.max_demos=1"]),
+    )
+    with pytest.raises(UserError, match=r"data.max_demos: 0 .* vs 1"):
+        run_bench(changed)
+
+
 def test_report_only_rewrites_the_results(tiny_bench):
     from embodied.cli.bench import main
 

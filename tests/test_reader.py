@@ -149,6 +149,21 @@ def test_paired_rows_come_from_the_same_episode(files):
     assert ep.tolist() == [0] * 5 + [1] * 3 + [2] * 4
 
 
+def test_max_demos_keeps_the_first_demos_of_each_file_and_their_statistics(tmp_path):
+    a = write_file(tmp_path / "a.hdf5", "task-a", [5, 3, 4, 6])
+    b = write_file(tmp_path / "b.hdf5", "task-b", [2, 6, 3, 7], offset=1000.0)
+    full = DemoDataset([a, b], split="train", obs_keys=["x"])  # 3 train demos per file
+    ds = DemoDataset([a, b], split="train", obs_keys=["x"], max_demos=2)
+    first_two = [e for f in (0, 1) for e in [e for e in full.episodes if e.file == f][:2]]
+    assert [(e.file, e.demo) for e in ds.episodes] == [(e.file, e.demo) for e in first_two]
+    x = np.concatenate([full.low_dim["x"][e.start : e.start + e.length] for e in first_two])
+    assert ds.stats["x"]["mean"] == pytest.approx(x.mean(0))  # of these demos, not the file's stored ones
+    assert full.stats["x"]["mean"] != pytest.approx(x.mean(0))
+    assert len(DemoDataset([a, b], split="train", obs_keys=["x"], max_demos=10).episodes) == 6
+    with pytest.raises(UserError, match="max_demos"):
+        DemoDataset([a], max_demos=-1)
+
+
 def test_statistics_merge_exactly_over_files(files):
     ds = DemoDataset(files, split="all", obs_keys=["x"])
     x = np.concatenate([np.arange(5), 100 + np.arange(3), 1000 + np.arange(4)]).astype(np.float64)

@@ -175,6 +175,18 @@ def settings_of(cfg: BenchConfig, tcfg) -> dict:
     return {"train": to_dict(tcfg), "eval": to_dict(cfg.eval)}
 
 
+def _current(settings: dict, where: Path) -> dict:
+    """A finished run's settings read through today's config classes: a field added since it
+    ran takes its default (the behaviour the run had) and is no difference."""
+    from embodied.bench.config import EvalSettings
+    from embodied.train.config import TrainConfig
+
+    return {
+        "train": to_dict(from_dict(TrainConfig, settings.get("train", {}), str(where))),
+        "eval": to_dict(from_dict(EvalSettings, settings.get("eval", {}), str(where))),
+    }
+
+
 def read_marker(path: Path) -> dict | None:
     try:
         data = json.loads(path.read_text())
@@ -260,7 +272,7 @@ def run_one(cfg: BenchConfig, method: str, seed: int) -> tuple[dict, str]:
     settings = settings_of(cfg, tcfg)
     marker = read_marker(folder / MARKER)
     if marker is not None:
-        diffs = config_differences(marker["settings"], settings, FREE_SETTINGS)
+        diffs = config_differences(_current(marker["settings"], folder / MARKER), settings, FREE_SETTINGS)
         if not diffs:
             return marker, "skipped"
         raise UserError(

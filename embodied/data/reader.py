@@ -11,6 +11,10 @@ One :class:`DemoDataset` over one or many demonstration files gives, for sample 
   shorter than the clip's span is padded by repeating its last frame;
 - both, from the same episode (mode ``paired``), for alignment.
 
+``max_demos`` keeps the first N demos of the split in each file (demo order: ``demo_0``,
+``demo_1``, ...), for low-data studies, like robomimic's ``N_percent`` filter keys; the
+normalisation statistics are then computed from those demos.
+
 Timeline of one window (To = 2, Ta = 4)::
 
     obs:      |t-1| t |
@@ -89,7 +93,10 @@ class DemoDataset(torch.utils.data.Dataset):
         image_cache_bytes: int = 4 << 30,
         classes: list[str] | None = None,
         instructions: list[str] | None = None,
+        max_demos: int = 0,
     ) -> None:
+        if max_demos < 0:
+            raise UserError(f"max_demos must be >= 0, got {max_demos}")
         self.files = expand_paths(paths)
         self.split, self.mode, self.training = split, mode, training
         self.To, self.Ta = int(obs_horizon), int(action_horizon)
@@ -104,7 +111,8 @@ class DemoDataset(torch.utils.data.Dataset):
         self._handles: list[h5py.File] = []
         for fi, path in enumerate(self.files):
             f = self._open(path)
-            demos = self._demos(f, path)
+            every = self._demos(f, path)
+            demos = every[:max_demos] if max_demos else every  # the first N, in demo order
             if not demos:
                 continue
             if obs_keys is None:  # default: every low-dim stream; image streams only on request
@@ -138,7 +146,7 @@ class DemoDataset(torch.utils.data.Dataset):
                         ds if key.endswith("_image") else ds[()].astype(np.float32)
                     )
                 low_dim.setdefault(K.ACTIONS, []).append(g["actions"][()].astype(np.float32))
-            file_stats.append(self._file_stats(f, demos, low_dim))
+            file_stats.append(self._file_stats(f, demos, low_dim, whole_split=len(demos) == len(every)))
         if not self.episodes:
             raise UserError(f"no demos in split {split!r} of {', '.join(map(str, self.files))}")
 
@@ -205,10 +213,11 @@ class DemoDataset(torch.utils.data.Dataset):
                 raise UserError(f"{f.filename}: no camera stream (obs/<camera>_image) for clips") from None
             return streams[0][: -len("_image")]
 
-    def _file_stats(self, f: h5py.File, demos: list[str], low_dim: dict) -> dict:
-        """Statistics stored with the file when it matches the split, else computed here."""
+    def _file_stats(self, f: h5py.File, demos: list[str], low_dim: dict, whole_split: bool) -> dict:
+        """Statistics stored with the file when they cover these demos (the whole train split),
+        else computed here."""
         n = len(demos)
-        if self.split == "train" and "stats" in f:
+        if self.split == "train" and whole_split and "stats" in f:
             stored = {
                 k: {a: np.asarray(f["stats"][k].attrs[a]) for a in ("count", "mean", "std")}
                 for k in f["stats"]

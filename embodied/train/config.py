@@ -47,6 +47,9 @@ class DataConfig:
     """DataLoader worker processes; 0 loads in the training process."""
     image_cache_bytes: int = 4 << 30
     """Hold image streams in memory when they fit under this many bytes; else read spans from HDF5."""
+    max_demos: int = 0
+    """Training demos per file (task): the first N of the train split, for low-data studies; 0: all.
+    Validation always uses the whole valid split."""
 
     def __post_init__(self) -> None:
         if not self.paths:
@@ -56,6 +59,8 @@ class DataConfig:
                 raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.max_demos < 0:
+            raise ValueError(f"max_demos must be >= 0, got {self.max_demos}")
 
 
 @dataclass

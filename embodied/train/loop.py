@@ -44,7 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from embodied import keys as K
-from embodied.config import to_dict
+from embodied.config import from_dict, to_dict
 from embodied.data.reader import DemoDataset
 from embodied.errors import UserError
 from embodied.mirror import (
@@ -219,6 +219,7 @@ def build_datasets(cfg: TrainConfig, vocab: DataSpec | None) -> tuple[DemoDatase
         d.paths,
         split="train",
         training=True,
+        max_demos=d.max_demos,
         classes=vocab.classes if vocab else None,
         instructions=vocab.instructions if vocab else None,
         **common,
@@ -524,7 +525,9 @@ def _train(
     spec = train_ds.data_spec()
     stats = train_ds.normalization_stats()
     if saved:
-        stored = json.loads(saved["config"])
+        # Read through today's config classes: a field added since the run was made takes its
+        # default (the behaviour the run had), so it is no difference.
+        stored = to_dict(from_dict(TrainConfig, json.loads(saved["config"]), f"the config stored in {out}"))
         diffs = ckpt.config_differences(stored, to_dict(cfg), RESUME_FREE_KEYS)
         if diffs:
             raise UserError(
