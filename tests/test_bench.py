@@ -84,7 +84,7 @@ def test_presets_load_and_compare_alike():
     from embodied.bench import load_preset
     from embodied.bench.runner import check_comparable, train_config
 
-    for name in ("quick", "mt10", "large"):
+    for name in ("quick", "mt10", "mt10_lowdata", "large"):
         cfg = load_preset(name)
         check_comparable(cfg)
         assert cfg.seeds >= 3  # the protocol's minimum for a claim
@@ -92,6 +92,10 @@ def test_presets_load_and_compare_alike():
         assert probe.mode == "probe" and probe.probe.init == "random" and probe.seed == 2
         assert probe.probe.policy_ckpt.endswith("policy/seed2")
         assert train_config(cfg, "joint", 1).rollout_every == 0
+    low = load_preset("mt10_lowdata")  # every run, the probe included, on the same 10 demos per task
+    assert {train_config(low, m, 0).data.max_demos for m in ("policy", "recognizer", "joint", "probe")} == {
+        10
+    }
 
 
 def test_incomparable_methods_are_refused():
