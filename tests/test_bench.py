@@ -161,6 +161,7 @@ def test_tiny_bench_writes_well_formed_results(tiny_bench, demo_tasks):
 
     md = (out / "results.md").read_text()
     for heading in (
+        "## Headline",
         "## Manipulation success",
         "## Action recognition",
         "### Early recognition",

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from embodied.bench.aggregate import ablations, aggregate, paired
+from embodied.bench.aggregate import PAIRS, ablations, aggregate, paired
 from embodied.bench.config import ABLATION, LABELS, BenchConfig, label, load_ablations
 from embodied.config import to_dict
 from embodied.fileio import json_safe, write_text
@@ -103,8 +103,6 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def _family_table(payload: dict, family: str, keys: list[tuple[str, str]], first: str) -> list[str]:
     """Rows ``keys`` (key, label) of one family: treatment and baseline with intervals, and Δ."""
     pair = payload["paired"].get(family, {})
-    from embodied.bench.aggregate import PAIRS
-
     treatment, baseline = PAIRS[family]
     stats = payload["summary"].get(family, {})
     header = [first, LABELS[baseline], LABELS[treatment], f"Δ {LABELS[treatment]} − {LABELS[baseline]}"]
@@ -124,6 +122,54 @@ def _family_table(payload: dict, family: str, keys: list[tuple[str, str]], first
 def _minutes(payload: dict, key: str) -> str:
     seconds = sum(r.get(key) or 0 for by_seed in payload["runs"].values() for r in by_seed.values())
     return f"{seconds / 60:.1f}"
+
+
+PAPER_DELTAS = {"success": "+0.035", "recognition": "+0.033"}
+"""What the paper reports for alignment over the separately trained models (paper.md: +3.5
+and +3.3 points), as fractions like every rate here."""
+
+
+def _headline(payload: dict) -> list[str]:
+    """One row per claim: overall success, recognition (video, clip, earliest prefix), probe recall."""
+    summary, pairs = payload["summary"], payload["paired"]
+    rows = []
+
+    def row(family: str, key: str, name: str, paper: str = "") -> None:
+        treatment, baseline = PAIRS[family]
+        stats = summary.get(family, {})
+        if key not in stats.get(treatment, {}) and key not in stats.get(baseline, {}):
+            return
+        rows.append(
+            [
+                name,
+                fmt(stats.get(baseline, {}).get(key)),
+                fmt(stats.get(treatment, {}).get(key)),
+                fmt(pairs.get(family, {}).get("metrics", {}).get(key), signed=True),
+                paper,
+            ]
+        )
+
+    row("success", "overall", "success (rollouts), policy alone → mirror", PAPER_DELTAS["success"])
+    row(
+        "recognition",
+        "video",
+        "recognition, video level: recognizer alone → mirror",
+        PAPER_DELTAS["recognition"],
+    )
+    row("recognition", "clip", "recognition, clip level: recognizer alone → mirror")
+    early = sorted(
+        {k for v in summary.get("recognition", {}).values() for k in v if k.startswith("early/")},
+        key=lambda k: float(k.split("/", 1)[1]),
+    )
+    if early:
+        seen = float(early[0].split("/", 1)[1])
+        row("recognition", early[0], f"recognition after {seen:.0%} of a video: recognizer alone → mirror")
+    row("alignment", "recall@1_u2e", "probe Recall@1 U→E: random init → trained")
+    row("alignment", "recall@1_e2u", "probe Recall@1 E→U: random init → trained")
+    if not rows:
+        return []
+    header = ["claim", "baseline", "treatment", "Δ (paired, 95 % CI)", "paper's Δ"]
+    return ["## Headline", "", *_table(header, rows), ""]
 
 
 def _ablation_section(payload: dict) -> list[str]:
@@ -192,6 +238,7 @@ def results_markdown(payload: dict) -> str:
         f"this invocation {payload['wall_s'] / 60:.1f} min.",
         "",
     ]
+    lines += _headline(payload)
     if "success" in payload["summary"]:
         keys = [(f"tasks/{t}", t) for t in tasks] + [("overall", "**overall**")]
         lines += ["## Manipulation success (rollouts)", ""]
