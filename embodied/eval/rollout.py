@@ -15,15 +15,18 @@ N = ``workers`` x ``envs_per_worker`` environments run in an
 :class:`~embodied.eval.envs.EnvPool`: ``workers`` processes (0 or 1: in this process), each
 stepping its ``envs_per_worker`` environments one after the other. The policy acts for all N
 at once: ``predict_action`` on the stacked observations (N, ...) with each environment's
-instruction. Why several environments per worker: a policy call costs about the same for 2
-rows as for 32 (a small MLP spends its ~0.4-0.7 ms in per-module overhead), and the workers
-wait while it runs, so with one environment per worker it added 40-60 % to a lock-step of two
-Meta-World environments (a step costs ~0.2 ms); with 16 per worker it is paid once per 16
-environment steps of each worker (``tools/bench_eval.py`` measures it: 8 per worker left the
-policy at ~20 % of a lock-step on a quiet CPU). Overlapping the policy with the stepping
-instead (two halves of the environments, each with its own copy
-of the policy, one stepping while the other's actions are computed) was measured slower on
-a 2-core machine: the workers already use the cores, and the halves double the round trips.
+instruction. Why several environments per worker: the workers wait while the policy runs,
+and part of a policy call is a fixed cost (torch's per-module dispatch, ~10 us a layer), so
+with one environment per worker it added 40-60 % to a lock-step of two Meta-World
+environments (a step costs ~0.2 ms); with 16 per worker the fixed part is paid once per 16
+environment steps of each worker. The rest grows with the rows: a 256-wide layer costs
+~1.35 us a row on this CPU, so bc_mlp takes ~0.25 ms for 2 rows and ~0.65 ms for 32, about
+20 us per environment step that the lock-step cannot hide (``tools/bench_eval.py`` measures
+it). Overlapping the policy with the stepping instead (two halves of the environments, each
+with its own copy of the policy, one stepping while the other's actions are computed) was
+measured slower on a 2-core machine: the workers already use the cores, and the halves
+double the round trips; a prototype running the policy in the workers (two processes, each
+evaluating half the episodes in-process) made 2.8k env-steps/s against the lock-step's 3.5k.
 
 A policy keeps rollout state for the whole batch (observation history, action queue,
 temporal ensemble) and ``reset()`` clears all of it, so one environment cannot start its next
@@ -289,10 +292,11 @@ def policy_cameras(policy, spec: DataSpec, suite: str) -> tuple[tuple[str, ...],
 
 
 DEFAULT_ENVS_PER_WORKER = 16
-"""Environments per worker process when not given (in process: 1): enough to amortise a small
-policy's call (~0.4-0.7 ms for 2 to 32 rows) over 16 environment steps (~0.2-0.4 ms each) of
-each worker; more would lengthen start-up (~0.15 s to build each) and leave more slots idle
-at the end of a wave for little gain. Never more than the episodes need."""
+"""Environments per worker process when not given (in process: 1): enough to amortise the
+fixed part of a policy call (bc_mlp: ~0.25 ms for 2 rows, ~0.65 ms for 32) over 16
+environment steps (~0.2-0.4 ms each) of each worker; more would lengthen start-up (~0.15 s to
+build each) and leave more slots idle at the end of a wave for little gain. Never more than
+the episodes need."""
 
 
 def make_env_pool(
