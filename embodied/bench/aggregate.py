@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from embodied.bench.config import ABLATION
 from embodied.eval.stats import mean_interval, paired_difference
 
 FAMILIES = {
@@ -126,7 +127,7 @@ def ablations(runs: Mapping[str, Mapping[int, Mapping]], baseline: str = "joint"
     on the seeds both finished, in the order of ``runs``."""
     out: dict[str, dict] = {}
     for method, by_seed in runs.items():
-        if not method.startswith("ablation/"):
+        if not method.startswith(ABLATION):
             continue
         summary, diffs = {}, {}
         for family in ("success", "recognition"):

@@ -23,6 +23,7 @@ exist (an interval over one seed) are null.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from embodied.bench.aggregate import PAIRS, ablations, aggregate, paired
@@ -129,6 +130,14 @@ PAPER_DELTAS = {"success": "+0.035", "recognition": "+0.033"}
 and +3.3 points), as fractions like every rate here."""
 
 
+def early_keys(stats: Iterable[Mapping[str, object]]) -> list[tuple[str, str]]:
+    """The ``early/<fraction>`` keys of some methods' recognition stats, earliest first, each
+    with its label ("10%")."""
+    found = {k for by_key in stats for k in by_key if k.startswith("early/")}
+    fractions = sorted(found, key=lambda k: float(k.split("/", 1)[1]))
+    return [(k, f"{float(k.split('/', 1)[1]):.0%}") for k in fractions]
+
+
 def _headline(payload: dict) -> list[str]:
     """One row per claim: overall success, recognition (video, clip, earliest prefix), probe recall."""
     summary, pairs = payload["summary"], payload["paired"]
@@ -157,13 +166,13 @@ def _headline(payload: dict) -> list[str]:
         PAPER_DELTAS["recognition"],
     )
     row("recognition", "clip", "recognition, clip level: recognizer alone → mirror")
-    early = sorted(
-        {k for v in summary.get("recognition", {}).values() for k in v if k.startswith("early/")},
-        key=lambda k: float(k.split("/", 1)[1]),
-    )
+    early = early_keys(summary.get("recognition", {}).values())
     if early:
-        seen = float(early[0].split("/", 1)[1])
-        row("recognition", early[0], f"recognition after {seen:.0%} of a video: recognizer alone → mirror")
+        row(
+            "recognition",
+            early[0][0],
+            f"recognition after {early[0][1]} of a video: recognizer alone → mirror",
+        )
     row("alignment", "recall@1_u2e", "probe Recall@1 U→E: random init → trained")
     row("alignment", "recall@1_e2u", "probe Recall@1 E→U: random init → trained")
     if not rows:
@@ -176,18 +185,11 @@ def _ablation_section(payload: dict) -> list[str]:
     """The ablation runs against the joint run: overall success, recognition and their Δ."""
     if not payload.get("ablations"):
         return []
-    early = sorted(
-        {
-            k
-            for a in payload["ablations"].values()
-            for k in a["summary"].get("recognition", {})
-            if "early/" in k
-        },
-        key=lambda k: float(k.split("/", 1)[1]),
-    )[:1]  # the earliest point: where recognition is least saturated
+    # the earliest point of the early-recognition curve: where recognition is least saturated
+    early = early_keys(a["summary"].get("recognition", {}) for a in payload["ablations"].values())[:1]
     cols = [("success", "overall", "success"), ("recognition", "video", "recognition (video)")]
     cols += [("recognition", "clip", "recognition (clip)")]
-    cols += [("recognition", k, f"recognition after {float(k.split('/', 1)[1]):.0%}") for k in early]
+    cols += [("recognition", k, f"recognition after {seen}") for k, seen in early]
     joint = payload["summary"]
     header = ["run", "overrides"] + [c for _, _, name in cols for c in (name, "Δ vs mirror (joint)")]
     rows = [
@@ -254,17 +256,8 @@ def results_markdown(payload: dict) -> str:
             "",
         ]
         lines += _family_table(payload, "recognition", keys, "task") + [""]
-        fractions = sorted(
-            {
-                k.split("/", 1)[1]
-                for v in payload["summary"]["recognition"].values()
-                for k in v
-                if "early/" in k
-            },
-            key=float,
-        )
-        if fractions:
-            keys = [(f"early/{f}", f"{float(f):.0%}") for f in fractions]
+        keys = early_keys(payload["summary"]["recognition"].values())
+        if keys:
             lines += [
                 "### Early recognition",
                 "",
