@@ -15,6 +15,15 @@ class UserError(Exception):
     """An error the user can fix; its message names what is wrong and where."""
 
 
+def one_line(err: BaseException, typed: bool = False, limit: int | None = None) -> str:
+    """``err``'s message on one line (at most ``limit`` characters), after its type with
+    ``typed``; its type alone when it has no message."""
+    text = " ".join(str(err).split())[:limit]
+    if not text:
+        return type(err).__name__
+    return f"{type(err).__name__}: {text}" if typed else text
+
+
 def run_cli(main: Callable[[], int | None]) -> int:
     """Run a command's main function, turning user errors into one line and exit status 2."""
     try:

@@ -355,6 +355,53 @@ def test_env_pool_keeps_environment_order(workers):
     assert pool.closed
 
 
+def counting_commands(envs: list) -> dict:
+    """A worker extension for the test below: ``where`` streams each environment's index, then
+    answers with their sum plus the payload."""
+
+    def where(payload, send):
+        for env in envs:
+            send(("index", env.index))
+        return sum(env.index for env in envs) + payload
+
+    return {"where": where}
+
+
+def test_env_pool_extension_runs_commands_in_each_worker():
+    import functools
+
+    from embodied.eval.envs import EnvPool
+
+    pool = EnvPool(
+        [functools.partial(make_counting_env, i) for i in range(5)], 2, extension=counting_commands
+    )
+    try:
+        assert [list(pool.share(w)) for w in range(2)] == [[0, 2, 4], [1, 3]]
+        for w in range(2):
+            pool.send(w, "where", 100)
+        answers = {0: [], 1: []}
+        busy = [0, 1]
+        while busy:
+            for w in pool.wait(busy):
+                status, data = pool.receive(w)
+                answers[w].append((status, data))
+                if status == "ok":
+                    busy.remove(w)
+        assert answers[0] == [("index", 0), ("index", 2), ("index", 4), ("ok", 106)]
+        assert answers[1] == [("index", 1), ("index", 3), ("ok", 104)]
+        assert pool.step(np.zeros((5, 1), np.float32))[1].tolist() == [
+            0,
+            1,
+            2,
+            3,
+            4,
+        ]  # its own commands still work
+    finally:
+        pool.close()
+    with pytest.raises(ValueError, match="worker processes"):
+        EnvPool([functools.partial(make_counting_env, 0)], 0, extension=counting_commands)
+
+
 def test_place_reuses_environments_built_for_the_task():
     from embodied.eval.envs import EpisodePlan
     from embodied.eval.rollout import place

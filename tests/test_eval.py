@@ -234,15 +234,25 @@ def test_recordings_and_videos(in_process):
             assert frames[0].shape == (*frame_shape(32, 32, 1), 3)
 
 
-def test_async_workers_are_deterministic_and_survive_broken_environments(in_process):
-    """2 worker processes: a step that raises and a NaN observation each fail one episode; the
-    other episodes come out exactly as in process (the seeds fix them)."""
+@pytest.mark.parametrize("policy_in_workers", [None, False], ids=["policy in the workers", "lock-step"])
+def test_async_workers_are_deterministic_and_survive_broken_environments(in_process, policy_in_workers):
+    """2 worker processes, the policy in each (the default on a CPU) or in this process: a step
+    that raises and a NaN observation each fail one episode; the other episodes come out
+    exactly as in process (the seeds fix them)."""
     from embodied.eval.rollout import evaluate_policy
 
     before = signal.getsignal(signal.SIGINT)  # a background job (CI) may start with SIGINT ignored
     r = evaluate_policy(
-        GoalPolicy(), make_spec(), TASKS, episodes=2, workers=2, horizon=HORIZON, env_fn=faulty_env
+        GoalPolicy(),
+        make_spec(),
+        TASKS,
+        episodes=2,
+        workers=2,
+        horizon=HORIZON,
+        env_fn=faulty_env,
+        policy_in_workers=policy_in_workers,
     )
+    assert r.policy_in_workers == (policy_in_workers is None)
     # Only the workers leave Ctrl-C to the main process (AsyncVectorEnv builds one env here too).
     assert signal.getsignal(signal.SIGINT) is before
     by_seed = {(e.task, e.seed): e for e in r.episodes}
@@ -272,6 +282,65 @@ def test_keyboard_interrupt_keeps_the_finished_episodes():
     r = info.value.results
     assert r.interrupted and [(e.seed, e.length) for e in r.episodes] == [(S, 10)]
     assert r.tasks["reach-v3"].episodes == 1
+
+
+class RefusingPolicy(GoalPolicy):
+    """Raises a user error at its first step (as a policy that cannot read the observations would)."""
+
+    def predict_action(self, obs, instruction_id):
+        from embodied.errors import UserError
+
+        raise UserError("this policy reads no goal")
+
+
+def test_a_user_error_in_a_policy_worker_reaches_the_caller_as_it_is():
+    from embodied.errors import UserError
+    from embodied.eval.rollout import evaluate_policy
+
+    with pytest.raises(UserError, match="^this policy reads no goal$"):
+        evaluate_policy(RefusingPolicy(), make_spec(), ["reach-v3"], episodes=2, workers=2, horizon=5)
+
+
+def test_a_policy_that_cannot_be_pickled_runs_in_this_process():
+    from embodied.errors import UserError
+    from embodied.eval.rollout import evaluate_policy
+
+    class Local(GoalPolicy):  # defined in a function: pickle cannot find it
+        pass
+
+    r = evaluate_policy(Local(), make_spec(), ["reach-v3"], episodes=2, workers=2, horizon=5)
+    assert not r.policy_in_workers and r.overall.episodes == 2
+    with pytest.raises(UserError, match="cannot be pickled"):
+        evaluate_policy(Local(), make_spec(), ["reach-v3"], episodes=2, workers=2, policy_in_workers=True)
+    with pytest.raises(UserError, match="needs worker processes"):
+        evaluate_policy(
+            GoalPolicy(), make_spec(), ["reach-v3"], episodes=2, workers=0, policy_in_workers=True
+        )
+
+
+def test_keyboard_interrupt_with_the_policy_in_the_workers_keeps_the_finished_episodes():
+    """Ctrl-C while the workers run: the episodes that came back are kept, the workers stopped."""
+    import multiprocessing as mp
+
+    from embodied.eval.rollout import EvaluationInterrupted, evaluate_policy
+
+    seen = []
+
+    def on_episode(record, recording):
+        seen.append(record)
+        if len(seen) == 3:
+            raise KeyboardInterrupt  # as Ctrl-C arriving while the third episode is reported
+
+    with pytest.raises(EvaluationInterrupted) as info:
+        evaluate_policy(
+            GoalPolicy(), make_spec(), TASKS, episodes=3, workers=2, horizon=HORIZON, on_episode=on_episode
+        )
+    r = info.value.results
+    assert r.interrupted and r.policy_in_workers
+    assert [(e.task, e.seed) for e in r.episodes] == sorted(
+        [(e.task, e.seed) for e in seen[:2]], key=lambda k: (TASKS.index(k[0]), k[1])
+    )
+    assert not mp.active_children()
 
 
 def test_unknown_task_for_the_policy_is_a_user_error():
@@ -481,6 +550,19 @@ def test_end_to_end_train_then_eval(trained_run, capsys):
     first = next(e for e in data["episodes"] if e["task"] == "reach-v3" and e["seed"] == S)
     assert len(read_video(Path(first["video"]))) == first["length"] + 1
     assert "## Recognizer as judge of the rollouts" in (out / "results.md").read_text()
+    assert (
+        data["policy_in_workers"] is True and "the policy in each worker" in (out / "results.md").read_text()
+    )
+
+
+def test_eval_with_the_policy_in_the_main_process(trained_run, tmp_path):
+    from embodied.cli.eval import main as eval_main
+
+    out = tmp_path / "main"
+    argv = [str(trained_run), "--episodes", "2", "--tasks", "reach-v3", "--horizon", "5", "--workers", "2"]
+    assert eval_main([*argv, "--policy-in-main", "--out", str(out)]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["policy_in_workers"] is False and data["overall"]["episodes"] == 2
 
 
 def test_videos_only(trained_run, tmp_path):

@@ -56,6 +56,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", help="the suite the tasks are expected from (default: the checkpoint's)")
     p.add_argument("--workers", type=int, default=2, help="environments in parallel processes; 0: in process")
     p.add_argument(
+        "--policy-in-main",
+        action="store_true",
+        help="run the policy in this process for every environment in lock-step (the default on a GPU; "
+        "on a CPU each worker runs a copy of it)",
+    )
+    p.add_argument(
         "--seed-start",
         type=int,
         default=EVAL_SEED_START,
@@ -251,6 +257,7 @@ def evaluate(args: argparse.Namespace) -> int:
     common = dict(
         seed_start=args.seed_start,
         workers=args.workers,
+        policy_in_workers=False if args.policy_in_main else None,
         horizon=horizon,
         cameras=cameras,
         video_dir=out / "videos",

@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 from embodied.data.schema import FORMAT_VERSION, IMAGE_SUFFIX, demo_sort_key, is_image_key
-from embodied.errors import UserError
+from embodied.errors import UserError, one_line
 
 DEMO_NAME = re.compile(r"demo_\d+")
 """robomimic sorts demos by ``int(name[5:])``: every group under /data must be named so."""
@@ -63,11 +63,6 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return list(dict.fromkeys(files))  # without repeats, in order
 
 
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text or type(err).__name__
-
-
 DAMAGE = (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError)
 """What h5py raises on a file damaged inside (unreadable metadata, broken links)."""
 
@@ -79,7 +74,7 @@ def _reading(path: Path):
         yield
     except DAMAGE as err:
         raise UserError(
-            f"{path}: damaged or not a demonstration file ({_one_line(err)}); "
+            f"{path}: damaged or not a demonstration file ({one_line(err)}); "
             "run 'embodied-data validate' on it"
         ) from None
 
@@ -94,7 +89,7 @@ def open_file(path: str | os.PathLike) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as err:
-        raise UserError(f"{path}: not a readable HDF5 file ({_one_line(err)})") from None
+        raise UserError(f"{path}: not a readable HDF5 file ({one_line(err)})") from None
 
 
 def _text(value) -> str | None:
@@ -149,7 +144,7 @@ def _read(group: h5py.Group, key: str, where: str) -> np.ndarray:
     try:
         return group[key][()]
     except (OSError, ValueError, RuntimeError) as err:
-        raise UserError(f"{where}/{key}: unreadable ({_one_line(err)})") from None
+        raise UserError(f"{where}/{key}: unreadable ({one_line(err)})") from None
 
 
 # -- info --------------------------------------------------------------------------------------
@@ -276,7 +271,7 @@ def validate_file(path: str | os.PathLike) -> list[str]:
         with f:
             _check_file(f, add)
     except DAMAGE as err:  # damaged inside
-        add("file", f"unreadable ({_one_line(err)})")
+        add("file", f"unreadable ({one_line(err)})")
     return problems
 
 
@@ -341,7 +336,7 @@ def _load(ds: h5py.Dataset, where: str, add) -> np.ndarray | None:
     try:
         return ds[()]
     except (OSError, ValueError, RuntimeError) as err:
-        add(where, f"unreadable ({_one_line(err)})")
+        add(where, f"unreadable ({one_line(err)})")
         return None
 
 

@@ -1,8 +1,10 @@
 """Evaluation: policy rollouts with confidence intervals, videos, and the recognizer as a judge.
 
 - :mod:`.rollout`: :func:`~.rollout.evaluate_policy`, batched rollouts in parallel worker
-  processes, per task and overall success with Wilson intervals, per-episode records;
-- :mod:`.envs`: the worker side (one environment per worker, errors become failed episodes);
+  processes (each with a copy of the policy on a CPU), per task and overall success with
+  Wilson intervals, per-episode records;
+- :mod:`.envs`: the worker side (several environments per worker, errors become failed
+  episodes);
 - :mod:`.stats`: Wilson intervals, t intervals of means and of paired differences;
 - :mod:`.video`: captioned rollout videos (MP4 or GIF), written atomically;
 - :mod:`.judge`: the recognizer's validation accuracy and its verdict on the rollouts, and the

@@ -1,11 +1,12 @@
 """The environment side of evaluation: worker processes, each stepping a few environments.
 
 :class:`EnvPool` runs ``W`` worker processes (or none: everything in this process), each
-holding ``k`` environments that it steps one after the other on every call, so one batched
-policy call serves ``W x k`` environments and its fixed cost (torch's per-module overhead,
-a few hundred microseconds for a small MLP) and the pipe round trip are paid once per
-``k`` environment steps of each worker, not once per step. Environment ``i`` lives in
-worker ``i % W`` (round robin): a partly filled wave still spreads over every worker.
+holding ``k`` environments that it steps one after the other on every call, so a batched
+policy call serves ``k`` environments (the policy in each worker) or ``W x k`` (the policy in
+the main process, in lock-step), and its fixed cost (torch's per-module overhead, a couple of
+hundred microseconds for a small MLP) and any pipe round trip are paid once per ``k``
+environment steps of each worker, not once per step. Environment ``i`` lives in worker
+``i % W`` (round robin): a partly filled wave still spreads over every worker.
 Several environments rendering in one process keep their frames apart
 (``tests/test_sim.py::test_two_envs_render_independently``).
 
@@ -18,8 +19,8 @@ episode still runs. The pool keeps gymnasium's environment API (each :class:`Eva
 ``gym.Env``) and its vector conventions (stacked observations, per-environment arrays).
 
 :class:`EvalEnv` is one such environment. It is told on every ``reset`` which episode to
-run, ``options["plan"][index]``, an :class:`EpisodePlan` (task, seed, cameras to record) or
-None (sit this wave out), so one set of worker processes serves every task of an
+run, ``options["plan"]``, an :class:`EpisodePlan` (task, seed, cameras to record) or None
+(sit this wave out), so one set of worker processes serves every task of an
 evaluation. It
 
 - builds the suite environment for the episode's task, and rebuilds it when the task or the
@@ -34,23 +35,30 @@ evaluation. It
 - records the frames of extra cameras (videos, the recognizer's observer camera) and the
   observations, for :meth:`take_recording`, only on episodes that ask for it.
 
-No torch here: worker processes import this module and the suite, nothing else.
+A worker can be given more to do than step: ``EnvPool(..., extension=f)`` calls ``f(envs)``
+in each worker once its environments are built, and the commands it returns run there (the
+evaluation's policy workers, :mod:`embodied.eval.rollout`, run whole waves of episodes so).
+
+No torch here: worker processes import this module and the suite, nothing else (an
+extension imports what it needs).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import multiprocessing as mp
-import os
 import signal
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import wait as wait_any
 
 import gymnasium as gym
 import numpy as np
 
+from embodied.errors import UserError, one_line
 from embodied.sim import image_key, make_env
 
 
@@ -81,17 +89,11 @@ def default_env_fn(suite: str, task: str, **kwargs) -> gym.Env:
     return make_env(suite, task, **kwargs)
 
 
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text[:200]}" if text else type(err).__name__
-
-
 class EvalEnv(gym.Env):
     """One worker's environment, driven episode by episode by :func:`evaluate_policy` (module doc)."""
 
     def __init__(
         self,
-        index: int,
         suite: str,
         first: EpisodePlan,
         cameras: tuple[str, ...],
@@ -100,7 +102,6 @@ class EvalEnv(gym.Env):
         terminate_on_success: bool,
         env_fn: Callable[..., gym.Env] = default_env_fn,
     ) -> None:
-        self.index = index
         self.suite = suite
         self.cameras = tuple(cameras)  # those the policy reads: in every observation
         self.image_size = image_size
@@ -147,13 +148,13 @@ class EvalEnv(gym.Env):
 
     # ------------------------------------------------------------------ the gymnasium API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        plan = (options or {}).get("plan")
-        if plan is None:
-            # The vector env's own autoreset after an episode ended: stay idle until the next
-            # wave, keeping the episode's recording for take_recording.
+        options = options or {}
+        if "plan" not in options:
+            # Not told an episode (a vector env's autoreset after an episode ended): stay idle
+            # until the next wave, keeping the episode's recording for take_recording.
             self._done = True
             return self._last, {}
-        self._plan = plan[self.index] if self.index < len(plan) else None
+        self._plan = options["plan"]  # this environment's episode, or None: it sits the wave out
         self._frames, self._obs = {}, {}
         self._done = True
         self._last = self._blank
@@ -164,7 +165,7 @@ class EvalEnv(gym.Env):
             obs, _ = env.reset(seed=self._plan.seed)
         except Exception as err:
             self._drop_env()
-            return self._blank, {"error": f"reset raised {_one_line(err)}"}
+            return self._blank, {"error": f"reset raised {one_line(err, typed=True, limit=200)}"}
         problem = _non_finite(obs)
         if problem:
             self._drop_env()
@@ -182,7 +183,7 @@ class EvalEnv(gym.Env):
             obs, reward, terminated, truncated, info = self._env.step(action)
         except Exception as err:
             self._drop_env()  # whatever state it is in, the next episode gets a fresh one
-            return self._fail(f"step raised {_one_line(err)}")
+            return self._fail(f"step raised {one_line(err, typed=True, limit=200)}")
         problem = _non_finite(obs) or ("reward" if not math.isfinite(reward) else "")
         if problem:
             self._drop_env()
@@ -244,17 +245,6 @@ def _non_finite(obs: dict[str, np.ndarray]) -> str:
     return ""
 
 
-def make_eval_env(index: int, *args, main_pid: int | None = None, **kwargs) -> EvalEnv:
-    """Build environment ``index``'s :class:`EvalEnv` (the function :class:`EnvPool` calls).
-
-    With ``main_pid`` (the evaluating process), any other process leaves Ctrl-C to the main
-    process; :class:`EnvPool`'s workers do so themselves.
-    """
-    if main_pid is not None and os.getpid() != main_pid:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return EvalEnv(index, *args, **kwargs)
-
-
 # --------------------------------------------------------------------------- the pool
 StepResult = tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, list[dict]]
 """(observations key -> (N, ...), rewards (N,), terminated (N,), truncated (N,), infos [N])."""
@@ -282,10 +272,17 @@ def _reset_all(envs: Sequence[gym.Env], kwargs: Sequence[dict]) -> tuple[dict[st
     return _stack(obs), list(info)
 
 
-def _pool_worker(conn, env_fns: list[Callable[[], gym.Env]]) -> None:
+Extension = Callable[[list[gym.Env]], dict[str, Callable[[object, Callable[[tuple], None]], object]]]
+"""``f(envs) -> {command: handler(payload, send) -> result}``: commands a worker runs besides its
+own, set up in the worker once its environments are built. A handler may ``send((status, data))``
+messages of its own before its result is sent as ``("ok", result)``."""
+
+
+def _pool_worker(conn, env_fns: list[Callable[[], gym.Env]], extension: Extension | None = None) -> None:
     """One worker process: build its environments, then answer commands until ``close``.
 
-    A command names the positions (in this worker's list) of the environments it is for.
+    A command names the positions (in this worker's list) of the environments it is for;
+    an extension's commands take their payload as it is.
     Ctrl-C is left to the main process (a terminal sends SIGINT to the whole process group),
     which closes the workers itself and keeps what finished.
     """
@@ -293,11 +290,15 @@ def _pool_worker(conn, env_fns: list[Callable[[], gym.Env]]) -> None:
     envs: list[gym.Env] = []
     try:
         envs = [fn() for fn in env_fns]
+        extra = extension(envs) if extension is not None else {}
         conn.send(("ok", None))
         while True:
             command, data = conn.recv()
             if command == "close":
                 break
+            if command in extra:
+                conn.send(("ok", extra[command](data, conn.send)))
+                continue
             positions, payload = data
             chosen = [envs[p] for p in positions]
             if command == "step":
@@ -311,14 +312,29 @@ def _pool_worker(conn, env_fns: list[Callable[[], gym.Env]]) -> None:
             conn.send(("ok", result))
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         pass  # the main process went away or stopped us
-    except Exception:  # noqa: BLE001  (reported to the main process, which raises it)
+    except BaseException as err:  # noqa: BLE001  (reported to the main process, which raises it)
         with contextlib.suppress(Exception):
-            conn.send(("error", traceback.format_exc()))
+            conn.send(("error", (traceback.format_exc(), _picklable(err))))
     finally:
         for env in envs:
             with contextlib.suppress(Exception):
                 env.close()
         conn.close()
+
+
+def _same(env: gym.Env) -> gym.Env:
+    return env
+
+
+def _picklable(err: BaseException) -> BaseException | None:
+    """``err`` if it survives the pipe (the main process re-raises a user error as it is)."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(err))
+    except Exception:  # noqa: BLE001
+        return None
+    return err
 
 
 class EnvPool:
@@ -331,11 +347,20 @@ class EnvPool:
     stepping its share one after the other; observations come back stacked, ``(len(envs), ...)``.
     ``step_async`` / ``step_wait`` split a step so the caller can work meanwhile (one step in
     flight at a time). Environments handle their own failures (:class:`EvalEnv`); an exception
-    escaping one is a bug and is raised here with the worker's traceback.
+    escaping one is a bug and is raised here with the worker's traceback (a
+    :class:`~embodied.errors.UserError` as it is).
+
+    ``extension``: commands each worker runs besides its own (:data:`Extension`), sent to one
+    worker with :meth:`send` and answered through :meth:`receive`; :meth:`share` says which
+    environments a worker holds.
     """
 
     def __init__(
-        self, env_fns: Sequence[Callable[[], gym.Env]], workers: int, context: str | None = "spawn"
+        self,
+        env_fns: Sequence[Callable[[], gym.Env]],
+        workers: int,
+        context: str | None = "spawn",
+        extension: Extension | None = None,
     ) -> None:
         self.num_envs = len(env_fns)
         if self.num_envs < 1:
@@ -348,6 +373,8 @@ class EnvPool:
         self.closed = False
         if self.workers == 0:
             self._envs = [fn() for fn in env_fns]
+            if extension is not None:
+                raise ValueError("an extension runs in worker processes: workers must be at least 1")
             return
         ctx = mp.get_context(context)
         try:
@@ -355,7 +382,7 @@ class EnvPool:
                 # Environment i lives in worker i % W, at position i // W of that worker's list.
                 fns = [env_fns[i] for i in range(w, self.num_envs, self.workers)]
                 parent, child = ctx.Pipe()
-                proc = ctx.Process(target=_pool_worker, args=(child, fns), daemon=True)
+                proc = ctx.Process(target=_pool_worker, args=(child, fns, extension), daemon=True)
                 proc.start()
                 child.close()
                 self._conns.append(parent)
@@ -365,6 +392,11 @@ class EnvPool:
         except BaseException:
             self.close(terminate=True)
             raise
+
+    @classmethod
+    def of(cls, envs: Sequence[gym.Env]) -> EnvPool:
+        """An in-process pool of environments already built (a worker's own, for an extension)."""
+        return cls([functools.partial(_same, env) for env in envs], 0)
 
     # ------------------------------------------------------------------ routing
     def _indices(self, envs: Sequence[int] | None) -> list[int]:
@@ -381,14 +413,35 @@ class EnvPool:
             self._conns[w].send((command, (positions, data)))
         return routes
 
-    def _receive(self, w: int):
+    def share(self, w: int) -> range:
+        """The environments worker ``w`` holds, in the order of its list."""
+        return range(w, self.num_envs, self.workers)
+
+    def send(self, w: int, command: str, payload=None) -> None:
+        """Send worker ``w`` one of its extension's commands; its answer comes through :meth:`receive`."""
+        self._conns[w].send((command, payload))
+
+    def wait(self, workers: Sequence[int], timeout: float | None = None) -> list[int]:
+        """Those of ``workers`` with a message waiting for :meth:`receive`."""
+        conns = {self._conns[w]: w for w in workers}
+        return [conns[c] for c in wait_any(list(conns), timeout)]
+
+    def receive(self, w: int) -> tuple[str, object]:
+        """Worker ``w``'s next message, (status, data): ``ok`` ends a command's answer; a worker's
+        failure is raised here."""
         try:
             status, data = self._conns[w].recv()
         except EOFError:
             raise RuntimeError(f"evaluation worker {w} died (exit code {self._procs[w].exitcode})") from None
         if status == "error":
-            raise RuntimeError(f"evaluation worker {w} failed:\n{data}")
-        return data
+            text, err = data
+            if isinstance(err, UserError):
+                raise err
+            raise RuntimeError(f"evaluation worker {w} failed:\n{text}")
+        return status, data
+
+    def _receive(self, w: int):
+        return self.receive(w)[1]
 
     def _gather(self, routes: dict[int, list[int]], count: int) -> list:
         """Each worker's answer, the per-environment parts put back in the order of the request."""

@@ -82,6 +82,7 @@ def results_markdown(payload: dict) -> str:
         lines += [
             f"{payload['suite']}, {len(payload['task_names'])} task(s) x {n} episodes, "
             f"seeds {first}..{first + n - 1}, horizon {horizon}, {payload['workers']} worker(s), "
+            f"the policy in {'each worker' if payload.get('policy_in_workers') else 'the main process'}, "
             f"{payload['env_steps']} steps in {payload['wall_s']:.1f} s "
             f"({payload['steps_per_s']:.0f} steps/s)",
             "",

@@ -9,24 +9,29 @@ Seeds: episode i of every task runs with seed ``seed_start + i``; the default st
 :data:`~embodied.data.collect.EVAL_SEED_START`, is above every demonstration seed, and the
 same seeds for every method and training seed make their results paired.
 
-Batching and episode boundaries
--------------------------------
+Where the policy runs
+---------------------
 N = ``workers`` x ``envs_per_worker`` environments run in an
 :class:`~embodied.eval.envs.EnvPool`: ``workers`` processes (0 or 1: in this process), each
-stepping its ``envs_per_worker`` environments one after the other. The policy acts for all N
-at once: ``predict_action`` on the stacked observations (N, ...) with each environment's
-instruction. Why several environments per worker: the workers wait while the policy runs,
-and part of a policy call is a fixed cost (torch's per-module dispatch, ~10 us a layer), so
-with one environment per worker it added 40-60 % to a lock-step of two Meta-World
-environments (a step costs ~0.2 ms); with 16 per worker the fixed part is paid once per 16
-environment steps of each worker. The rest grows with the rows: a 256-wide layer costs
-~1.35 us a row on this CPU, so bc_mlp takes ~0.25 ms for 2 rows and ~0.65 ms for 32, about
-20 us per environment step that the lock-step cannot hide (``tools/bench_eval.py`` measures
-it). Overlapping the policy with the stepping instead (two halves of the environments, each
-with its own copy of the policy, one stepping while the other's actions are computed) was
-measured slower on a 2-core machine: the workers already use the cores, and the halves
-double the round trips; a prototype running the policy in the workers (two processes, each
-evaluating half the episodes in-process) made 2.8k env-steps/s against the lock-step's 3.5k.
+holding ``envs_per_worker`` environments and stepping them one after the other.
+
+- On a CPU (the default there, ``policy_in_workers``): every worker gets its own copy of the
+  policy (pickled) and runs its share of the episodes by itself: ``predict_action`` on its
+  ``envs_per_worker`` stacked observations, step them, again, and sends each episode back as
+  it ends. No process waits for another, nothing crosses a pipe per step, and the policy's
+  compute is spread over the workers' cores.
+- Otherwise (a policy on a GPU, ``workers`` 0 or 1, ``policy_in_workers=False``, or a policy
+  that cannot be pickled): this process acts for all N at once, ``predict_action`` on the
+  stacked observations (N, ...), and sends the actions to the workers, in lock-step: the
+  workers wait while the policy runs, and this process waits while they step.
+
+Measured on the 2-core test machine with the quick benchmark's trained bc_mlp, 2 workers x 16
+environments (``tools/bench_eval.py``, which prints every figure here): the lock-step made
+about 0.75 of the steps per second of stepping the same episodes bare with zero actions, and
+the policy in the workers about 0.95. The lock-step loses the policy's time, ~0.85 ms a call
+for 32 rows that every step waits for, and the barrier of the slowest worker on every step.
+Several environments per worker pay the fixed part of a policy call (torch's per-module
+dispatch, ~10 us a layer) once per ``envs_per_worker`` environment steps.
 
 A policy keeps rollout state for the whole batch (observation history, action queue,
 temporal ensemble) and ``reset()`` clears all of it, so one environment cannot start its next
@@ -44,14 +49,16 @@ its last observation and its action is ignored) until the wave's longest episode
 The cost is the idle slots of a wave, small when episodes have similar lengths (the usual
 failure runs to the horizon), and an idle environment costs nothing but its row of the
 policy's batch; the gain is that every policy, with or without history, sees exactly the
-episodes it would see alone, whatever N.
+episodes it would see alone, whatever N. With the policy in the workers each worker runs its
+share of a wave (its environments of the wave) as a wave of its own, at its own pace.
 
 Order: building a Meta-World environment costs as much as ~600 steps, and an environment is
 rebuilt when its task changes. So when N is at least the number of tasks the episodes run
 seed after seed, task after task (every wave holds every task), and each wave's episodes go
 to environments already built for their task (:func:`place`); with fewer environments than
-tasks, task after task. ``on_episode`` sees the episodes in the order they run;
-:attr:`EvalResults.episodes` lists them in plan order (task after task, seed after seed).
+tasks, task after task. ``on_episode`` sees each episode as it ends (the workers' episodes
+interleave when the policy runs in them); :attr:`EvalResults.episodes` lists them in plan
+order (task after task, seed after seed).
 
 Robustness: an environment that raises, or returns NaN, ends its episode as a failure with
 the reason in :attr:`EpisodeRecord.failure`; the evaluation goes on (the worker rebuilds its
@@ -65,7 +72,7 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,8 +81,8 @@ import numpy as np
 import torch
 
 from embodied.data.collect import EVAL_SEED_START
-from embodied.errors import UserError
-from embodied.eval.envs import EnvPool, EpisodePlan, Recording, default_env_fn, make_eval_env
+from embodied.errors import UserError, one_line
+from embodied.eval.envs import EnvPool, EpisodePlan, EvalEnv, Extension, Recording, default_env_fn
 from embodied.eval.stats import wilson_interval
 from embodied.models.common import DataSpec
 from embodied.sim import image_key, load_suite
@@ -184,6 +191,8 @@ class EvalResults:
     """Worker processes that stepped the environments (1: in this process)."""
     envs_per_worker: int
     """Environments each worker stepped; ``workers x envs_per_worker`` ran together."""
+    policy_in_workers: bool
+    """True when each worker ran a copy of the policy, False when this process ran it for all."""
     interrupted: bool
     """True when Ctrl-C stopped the evaluation: only the finished episodes are counted."""
     tasks: dict[str, TaskSummary]
@@ -209,6 +218,7 @@ def build_results(
     wall_s: float = 0.0,
     startup_s: float = 0.0,
     interrupted: bool = False,
+    policy_in_workers: bool = False,
 ) -> EvalResults:
     """Summarise episode records into :class:`EvalResults` (per task and overall)."""
     overall = summarize(records)
@@ -230,6 +240,7 @@ def build_results(
         workers=workers,
         envs_per_worker=envs_per_worker,
         interrupted=interrupted,
+        policy_in_workers=policy_in_workers,
         tasks={t: summarize([r for r in records if r.task == t]) for t in tasks},
         overall=overall,
         episodes=list(records),
@@ -293,10 +304,9 @@ def policy_cameras(policy, spec: DataSpec, suite: str) -> tuple[tuple[str, ...],
 
 DEFAULT_ENVS_PER_WORKER = 16
 """Environments per worker process when not given (in process: 1): enough to amortise the
-fixed part of a policy call (bc_mlp: ~0.25 ms for 2 rows, ~0.65 ms for 32) over 16
-environment steps (~0.2-0.4 ms each) of each worker; more would lengthen start-up (~0.15 s to
-build each) and leave more slots idle at the end of a wave for little gain. Never more than
-the episodes need."""
+fixed part of a policy call (bc_mlp on an idle core: ~0.2 ms for 1 row, ~0.27 ms for 16) over
+16 environment steps (~0.2-0.4 ms each); more would lengthen start-up (~0.15 s to build each)
+and leave more slots idle at the end of a wave for little gain. Never more than the episodes need."""
 
 
 def make_env_pool(
@@ -310,13 +320,14 @@ def make_env_pool(
     terminate_on_success: bool,
     env_fn: Callable[..., gym.Env],
     context: str | None,
+    extension: Extension | None = None,
 ) -> EnvPool:
     """``num_envs`` :class:`~embodied.eval.envs.EvalEnv` s in ``workers`` processes (0: in
-    process), each built for its first planned episode."""
+    process), each built for its first planned episode; ``extension``: the workers' extra
+    commands (the policy workers, :func:`policy_commands`)."""
     fns = [
         functools.partial(
-            make_eval_env,
-            i,
+            EvalEnv,
             suite,
             plan[min(i, len(plan) - 1)],
             cameras,
@@ -328,7 +339,7 @@ def make_env_pool(
         for i in range(num_envs)
     ]
     # spawn: workers must not inherit the parent's GL contexts or torch's thread pools.
-    return EnvPool(fns, workers, context=context)
+    return EnvPool(fns, workers, context=context, extension=extension)
 
 
 def _to_tensors(obs: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
@@ -410,6 +421,15 @@ class _Wave:
             if terminated[j] or truncated[j]:
                 self.done[i] = True
 
+    def ended(self, envs: EnvPool) -> list[tuple[EpisodeRecord, Recording | None]]:
+        """The episodes that have ended since the last call, in run order, each with its
+        recording (taken from its environment) when it was recorded."""
+        new = [i for i in self.in_run_order if self.done[i] and not self.reported[i]]
+        self.reported[new] = True
+        wanted = [i for i in new if self.plans[i].record or self.plans[i].keep_obs]
+        recordings = dict(zip(wanted, envs.call("take_recording", wanted), strict=True)) if wanted else {}
+        return [(self.record(i), recordings.get(i)) for i in new]
+
     def record(self, i: int) -> EpisodeRecord:
         plan = self.plans[i]
         success = self.success_step[i] is not None
@@ -422,6 +442,78 @@ class _Wave:
             steps_to_success=self.success_step[i],
             failure=None if success else (self.error[i] or HORIZON),
         )
+
+
+def run_wave(
+    policy,
+    envs: EnvPool,
+    plans: list[EpisodePlan | None],
+    in_run_order: Sequence[int],
+    instruction: torch.Tensor,
+    device: torch.device,
+) -> Iterator[tuple[EpisodeRecord, Recording | None]]:
+    """One lock-step wave (module doc): environment ``i`` of ``envs`` runs ``plans[i]`` (None:
+    it sits out) with ``instruction[i]``; yields every episode as it ends, with its recording."""
+    wave = _Wave(plans, in_run_order)
+    obs, infos = envs.reset([{"options": {"plan": p}} for p in plans])
+    wave.start(infos)
+    policy.reset()
+    yield from wave.ended(envs)  # those that failed at reset
+    while not wave.done.all():
+        with torch.inference_mode():  # a little cheaper than no_grad for a step-by-step call
+            action = policy.predict_action(_to_tensors(obs, device), instruction)  # (N, A)
+        action = action.float().cpu().numpy()
+        # Only running episodes step: an ended one keeps its last observation, and a worker
+        # whose environments have all ended is not even asked.
+        running = np.flatnonzero(~wave.done)
+        stepped, reward, terminated, truncated, infos = envs.step(action[running], running)
+        # New arrays, not an update in place: the policy may keep the tensors it was given
+        # (its observation history), and those share memory with these arrays.
+        obs = {key: value.copy() for key, value in obs.items()}
+        for key, value in stepped.items():
+            obs[key][running] = value
+        wave.update(running, reward, terminated, truncated, infos)
+        yield from wave.ended(envs)
+
+
+Job = tuple[list[EpisodePlan | None], list[int], list[int]]
+"""One wave of a policy worker: (its environments' episodes, their run order, instruction ids)."""
+
+
+def policy_commands(policy_blob: bytes, threads: int | None, envs: list[gym.Env]) -> dict:
+    """The extension (:data:`~embodied.eval.envs.Extension`) of a policy worker: ``run`` a list of
+    :data:`Job` s with the worker's own copy of the policy, sending ``("episode", (record,
+    recording))`` as each episode ends."""
+    import pickle
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    policy = pickle.loads(policy_blob)
+    pool, cpu = EnvPool.of(envs), torch.device("cpu")
+
+    def run(jobs: list[Job], send: Callable[[tuple], None]) -> int:
+        count = 0
+        for plans, in_run_order, ids in jobs:
+            instruction = torch.tensor(ids, dtype=torch.long)
+            for episode in run_wave(policy, pool, plans, in_run_order, instruction, cpu):
+                send(("episode", episode))
+                count += 1
+        return count
+
+    return {"run": run}
+
+
+def _pickled(policy, required: bool) -> bytes | None:
+    """The policy for the workers, or None when it cannot be pickled (and need not be)."""
+    import pickle
+
+    try:
+        return pickle.dumps(policy)
+    except Exception as err:  # noqa: BLE001  (a policy class defined in a function, a lambda, ...)
+        if required:
+            reason = one_line(err, typed=True)
+            raise UserError(f"policy_in_workers: the policy cannot be pickled ({reason})") from None
+        return None
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -449,6 +541,7 @@ def evaluate_policy(
     env_fn: Callable[..., gym.Env] = default_env_fn,
     context: str | None = "spawn",
     torch_threads: int | None = 1,
+    policy_in_workers: bool | None = None,
     progress: bool = False,
 ) -> EvalResults:
     """Roll ``policy`` out for ``episodes`` episodes of each task; see the module doc.
@@ -458,9 +551,10 @@ def evaluate_policy(
     - ``spec``: the policy's :class:`DataSpec`; its classes must include every task, and its
       instructions give each task's instruction id.
     - ``workers``: worker processes stepping the environments; 0 or 1: none, all in this process.
-    - ``envs_per_worker``: environments each worker steps (the policy acts for
-      ``workers x envs_per_worker`` at once); None: :data:`DEFAULT_ENVS_PER_WORKER` with
-      workers, 1 in process; never more than the episodes need. The results do not depend
+    - ``envs_per_worker``: environments each worker steps (the policy acts for that many at
+      once in a worker, or for ``workers x envs_per_worker`` in lock-step); None:
+      :data:`DEFAULT_ENVS_PER_WORKER` with workers, 1 in process; never more than the
+      episodes need. The results do not depend
       on it, nor on ``workers``: every episode is fixed by its seed.
     - ``horizon``: step limit of every episode (None: each task's default).
     - ``cameras``, ``video_episodes``: the first ``video_episodes`` episodes of each task are
@@ -471,18 +565,22 @@ def evaluate_policy(
     - ``suite``: None: the one suite that holds every task.
     - ``image_size``: side of every rendered image; None: the policy's image size, else the
       data's (``spec.image_size``), else 84.
-    - ``on_episode(record, recording)``: called in the main process for every finished
-      episode, in the order they run (see the module doc), with its frames and observations
-      when they were recorded.
+    - ``on_episode(record, recording)``: called in the main process for every episode as it
+      ends (see the module doc), with its frames and observations when they were recorded.
     - ``env_fn(suite, task, **make_env kwargs)``: builds one environment (tests inject
       failures through it); must be picklable for worker processes.
     - ``context``: how worker processes start. ``spawn`` (default) gives clean processes
       that inherit no GL context or torch thread pool; a script that calls this with
       ``workers > 1`` therefore needs the usual ``if __name__ == "__main__":`` guard.
     - ``torch_threads``: torch's intra-op threads in this process during the evaluation
-      (restored after). The workers keep the cores busy, and a small batch on a busy CPU
-      with several threads is slow: bc_mlp at W = 2 took 95 ms a step with 2 threads and
-      0.5 ms with 1 on the 2-core test machine under load. None leaves torch's setting.
+      (restored after), and in each policy worker. The workers keep the cores busy, and a
+      small batch on a busy CPU with several threads is slow: bc_mlp at W = 2 took 95 ms a
+      step with 2 threads and 0.5 ms with 1 on the 2-core test machine under load. None
+      leaves torch's setting.
+    - ``policy_in_workers``: run a copy of the policy in each worker (module doc); None: when
+      there are worker processes, the policy is on the CPU and it can be pickled; True when
+      it cannot is a :class:`UserError`. The results say which ran
+      (:attr:`EvalResults.policy_in_workers`).
     """
     tasks = list(tasks)
     if not tasks:
@@ -529,38 +627,62 @@ def evaluate_policy(
 
     params = list(policy.parameters()) if hasattr(policy, "parameters") else []
     device = params[0].device if params else torch.device("cpu")
+    asked = policy_in_workers
+    if asked and (processes == 0 or device.type != "cpu"):
+        raise UserError("policy_in_workers needs worker processes (workers >= 2) and a policy on the CPU")
+    was_training = getattr(policy, "training", False)
+    if hasattr(policy, "eval"):
+        policy.eval()  # before pickling: the workers' copies are in eval mode too
+    blob = None
+    if asked or (asked is None and processes > 0 and device.type == "cpu"):
+        blob = _pickled(policy, required=bool(asked))
+    policy_in_workers = blob is not None
+    threads = torch.get_num_threads()
+
+    # Every wave's placement, decided up front (it depends only on the plan).
+    waves: list[tuple[list[EpisodePlan | None], list[int]]] = []
+    built = [_env_key(run_order[min(i, len(plan) - 1)]) for i in range(num_envs)]  # make_env_pool's
+    for first in range(0, len(plan), num_envs):
+        plans, in_run_order = place(run_order[first : first + num_envs], built)
+        built = [_env_key(p) if p is not None else b for p, b in zip(plans, built, strict=True)]
+        waves.append((plans, in_run_order))
+
+    def ids(plans: Sequence[EpisodePlan | None]) -> list[int]:
+        return [instructions[p.task] if p is not None else 0 for p in plans]
 
     records: list[EpisodeRecord] = []
     started = time.perf_counter()
-    envs = make_env_pool(
-        suite,
-        run_order,
-        num_envs,
-        processes,
-        base_cameras,
-        image_size,
-        horizon,
-        terminate_on_success,
-        env_fn,
-        context,
-    )
+    extension = functools.partial(policy_commands, blob, torch_threads) if policy_in_workers else None
+    try:
+        envs = make_env_pool(
+            suite,
+            run_order,
+            num_envs,
+            processes,
+            base_cameras,
+            image_size,
+            horizon,
+            terminate_on_success,
+            env_fn,
+            context,
+            extension,
+        )
+    except BaseException:
+        if hasattr(policy, "train"):
+            policy.train(was_training)
+        raise
     startup_s = time.perf_counter() - started
     # Changed here and restored in the `finally` below, together with the policy's mode.
-    threads, was_training = torch.get_num_threads(), getattr(policy, "training", False)
     if torch_threads is not None:
         torch.set_num_threads(torch_threads)
-    if hasattr(policy, "eval"):
-        policy.eval()
     started = time.perf_counter()
-    wave: _Wave | None = None
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(plan), desc="episodes", unit="ep", dynamic_ncols=True)
 
-    def finish(i: int, recording: Recording | None) -> None:
-        record = wave.record(i)
+    def finish(record: EpisodeRecord, recording: Recording | None) -> None:
         if recording is not None and record.seed - seed_start < video_episodes:
             from embodied.eval.video import write_episode_video
 
@@ -578,7 +700,6 @@ def evaluate_policy(
         if on_episode is not None:
             on_episode(record, recording)
         records.append(record)
-        wave.reported[i] = True
         if bar is not None:
             bar.update(1)
             done = [r.success for r in records]
@@ -597,48 +718,43 @@ def evaluate_policy(
             wall_s=wall_s,
             startup_s=startup_s,
             interrupted=interrupted,
+            policy_in_workers=policy_in_workers,
         )
 
     closed = False
     try:
-        # What each environment is built for: the first episode make_env_pool gave it.
-        built = [_env_key(run_order[min(i, len(plan) - 1)]) for i in range(num_envs)]
-        for first in range(0, len(plan), num_envs):
-            plans, in_run_order = place(run_order[first : first + num_envs], built)
-            built = [_env_key(p) if p is not None else b for p, b in zip(plans, built, strict=True)]
-            wave = _Wave(plans, in_run_order)
-            obs, infos = envs.reset([{"options": {"plan": plans}}] * num_envs)
-            wave.start(infos)
-            policy.reset()
-            instruction = torch.tensor(
-                [instructions[p.task] if p is not None else 0 for p in plans], dtype=torch.long, device=device
-            )  # (N,)
-            while not wave.done.all():
-                with torch.inference_mode():  # a little cheaper than no_grad for a step-by-step call
-                    action = policy.predict_action(_to_tensors(obs, device), instruction)  # (N, A)
-                action = action.float().cpu().numpy()
-                # Only running episodes step: an ended one keeps its last observation, and a
-                # worker whose environments have all ended is not even asked.
-                running = np.flatnonzero(~wave.done)
-                stepped, reward, terminated, truncated, infos = envs.step(action[running], running)
-                # New arrays, not an update in place: the policy may keep the tensors it was given
-                # (its observation history), and those share memory with these arrays.
-                obs = {key: value.copy() for key, value in obs.items()}
-                for key, value in stepped.items():
-                    obs[key][running] = value
-                wave.update(running, reward, terminated, truncated, infos)
-            recorded = any(p is not None and (p.record or p.keep_obs) for p in plans)
-            recordings = envs.call("take_recording") if recorded else (None,) * num_envs
-            for i in wave.in_run_order:
-                finish(i, recordings[i])
+        if policy_in_workers:
+            # Each worker runs its share of every wave with its own copy of the policy, at its
+            # own pace; the episodes come back as they end.
+            busy = []
+            for w in range(processes):
+                share = envs.share(w)
+                position = {i: j for j, i in enumerate(share)}
+                jobs = []
+                for plans, in_run_order in waves:
+                    mine = [plans[i] for i in share]
+                    if any(p is not None for p in mine):
+                        order = [position[i] for i in in_run_order if i in position]
+                        jobs.append((mine, order, ids(mine)))
+                if jobs:
+                    envs.send(w, "run", jobs)
+                    busy.append(w)
+            while busy:
+                for w in envs.wait(busy):
+                    status, data = envs.receive(w)
+                    if status == "episode":
+                        finish(*data)
+                    else:  # "ok": that worker has run all its episodes
+                        busy.remove(w)
+        else:
+            for plans, in_run_order in waves:
+                instruction = torch.tensor(ids(plans), dtype=torch.long, device=device)  # (N,)
+                for record, recording in run_wave(policy, envs, plans, in_run_order, instruction, device):
+                    finish(record, recording)
         # Stop the clock before closing: waiting for the workers to exit is not evaluation.
         wall_s = time.perf_counter() - started
     except KeyboardInterrupt:
-        # Keep what finished: earlier waves, and episodes of this wave that had ended.
-        if wave is not None:
-            for i in wave.in_run_order:
-                if wave.done[i] and not wave.reported[i]:
-                    records.append(wave.record(i))
+        # Every episode that had ended was reported as it ended: keep those.
         envs.close(terminate=True)  # a worker may be mid-step: do not wait for it
         closed = True
         raise EvaluationInterrupted(results(time.perf_counter() - started, interrupted=True)) from None
