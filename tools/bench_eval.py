@@ -4,6 +4,7 @@
     python tools/bench_eval.py --checkpoint runs/policy_quick --tasks quick --workers 2
     python tools/bench_eval.py --episodes 6 --horizon 150 --repeats 3 --video-episodes 1
     python tools/bench_eval.py --envs-per-worker 1               # one environment per worker
+    python tools/bench_eval.py --checkpoint runs/policy_quick --tasks quick --one-worker --repeats 5
 
 Every loop runs the same tasks, seeds (EVAL_SEED_START on), horizon, worker count and
 environments per worker, in the same :class:`~embodied.eval.envs.EnvPool`:
@@ -43,7 +44,16 @@ stricter reference is printed too. Separately, the rendering cost of video episo
 policy run again with every episode recorded as an MP4 of the observer camera, in seconds per
 video episode and per frame.
 
-Each loop runs ``--repeats`` times, alternating, and the best run counts (the CPU is shared).
+The speed of this VM drifts by up to 2x over minutes, so every loop runs task by task, back
+to back, and the whole is repeated ``--repeats`` times. Each repeat gives its own ratios; the
+verdict takes their median, printed with the lowest and highest and with the ratio of the best
+rates; the table lists each loop's best rate.
+
+``--one-worker`` measures instead, in this process alone, what a worker's time goes to: one
+wave of ``--envs-per-worker`` episodes per task stepped bare with zero actions (the unit), bare
+with the policy's actions, through the evaluation with those actions played back (its
+machinery: :class:`EvalEnv`, :func:`run_wave`), and with the policy; and the policy's time a
+call there against the same calls one after the other.
 """
 
 from __future__ import annotations
@@ -169,8 +179,8 @@ def bare_rates(
     horizon: int,
     workers: int,
     per_worker: int,
-) -> dict[str, tuple[float, float]]:
-    """{variant: (steps/s, start-up s)} of the suite's own environments with no policy, in an
+) -> tuple[dict[str, tuple[int, float]], float]:
+    """({variant: (env steps, seconds)}, start-up s) of the suite's own environments with no policy, in an
     :class:`EnvPool` of ``workers`` processes x ``per_worker`` environments, as the evaluation:
 
     - same episodes: each of ``lengths[task]`` (the evaluation's episodes, in plan order) reset
@@ -248,36 +258,135 @@ def bare_rates(
                 elapsed[variant] += time.perf_counter() - t0
         finally:
             envs.close()
-    return {k: (steps[k] / elapsed[k], startup) for k in steps}
+    return {k: (steps[k], elapsed[k]) for k in steps}, startup
 
 
-def eval_rate(policy, spec, tasks, episodes, horizon, workers, lockstep=False, **kwargs):
-    """(steps/s, start-up s, wall s, ms in predict_action per call, {task: episode lengths},
-    {task: the actions of each wave}) of evaluate_policy, one call per task; with ``lockstep``
-    the policy runs in this process (timed, its actions recorded), else in the workers (the
-    default on a CPU; no timing or actions)."""
+def eval_run(policy, spec, task, episodes, horizon, workers, lockstep=False, **kwargs):
+    """(env steps, seconds, start-up s, ms in predict_action per call, {task: episode lengths},
+    {task: the actions of each wave}) of evaluate_policy on one task; with ``lockstep`` the
+    policy runs in this process (timed, its actions recorded), else in the workers (the default
+    on a CPU; no timing or actions)."""
     timed = Timed(policy) if lockstep else None
-    steps, wall, startup = 0, 0.0, 0.0
-    lengths, actions = {}, {}
-    t0 = time.perf_counter()
-    for task in tasks:
-        if timed is not None:
-            timed.waves = []
-        r = evaluate_policy(
-            timed or policy,
-            spec,
-            [task],
-            episodes,
-            workers=workers,
-            horizon=horizon,
-            policy_in_workers=not lockstep,
-            **kwargs,
-        )
-        steps, wall, startup = steps + r.env_steps, wall + r.wall_s, startup + r.startup_s
-        lengths[task] = [e.length for e in r.episodes]
-        actions[task] = timed.waves if timed is not None else None
+    r = evaluate_policy(
+        timed or policy,
+        spec,
+        [task],
+        episodes,
+        workers=workers,
+        horizon=horizon,
+        policy_in_workers=not lockstep,
+        **kwargs,
+    )
     per_call = 1e3 * timed.seconds / max(timed.calls, 1) if timed is not None else 0.0
-    return steps / wall, startup, time.perf_counter() - t0, per_call, lengths, actions
+    actions = {task: timed.waves} if timed is not None else {}
+    return r.env_steps, r.wall_s, r.startup_s, per_call, {task: [e.length for e in r.episodes]}, actions
+
+
+def eval_rate(policy, spec, tasks, episodes, horizon, workers, **kwargs):
+    """(steps/s, start-up s, wall s including start-up) of evaluate_policy, one call per task."""
+    t0, steps, wall, startup = time.perf_counter(), 0, 0.0, 0.0
+    for task in tasks:
+        n, s, up, *_ = eval_run(policy, spec, task, episodes, horizon, workers, **kwargs)
+        steps, wall, startup = steps + n, wall + s, startup + up
+    return steps / wall, startup, time.perf_counter() - t0
+
+
+class Replay:
+    """A stand-in policy that plays recorded actions back (and keeps the observations it is
+    given): the evaluation's work without the policy's compute."""
+
+    def __init__(self, actions: list[np.ndarray]) -> None:
+        self.actions, self.t, self.obs = actions, 0, []
+
+    def reset(self) -> None:
+        self.t, self.obs = 0, []
+
+    def predict_action(self, obs, instruction_id):
+        self.obs.append(obs)
+        self.t += 1
+        return torch.from_numpy(self.actions[self.t - 1])
+
+
+def _bare_loop(envs, plans, lengths, actions, action_dim: int) -> float:
+    """Seconds to run the episodes bare: each env reset to its seed, stepped ``lengths[j]`` times
+    with ``actions`` (per step, (k, A)) or, when None, zero actions."""
+    t0 = time.perf_counter()
+    for env, plan, budget in zip(envs, plans, lengths, strict=True):
+        env.reset(seed=plan.seed, options={"budget": budget})
+    zero = np.zeros(action_dim, np.float32)
+    for t in range(max(lengths)):
+        for j, env in enumerate(envs):
+            if lengths[j] > t:
+                env.step(zero if actions is None else actions[t][j])
+    return time.perf_counter() - t0
+
+
+def _wave_seconds(policy, pool, plans, instruction) -> float:
+    from embodied.eval.rollout import run_wave
+
+    t0 = time.perf_counter()
+    for _ in run_wave(policy, pool, plans, range(len(plans)), instruction, torch.device("cpu")):
+        pass
+    return time.perf_counter() - t0
+
+
+def _policy_seconds(policy, observations, instruction) -> float:
+    t0 = time.perf_counter()
+    policy.reset()
+    with torch.inference_mode():
+        for obs in observations:
+            policy.predict_action(obs, instruction)
+    return time.perf_counter() - t0
+
+
+def one_worker(policy, spec, suite: str, tasks: list[str], k: int, horizon: int, repeats: int) -> None:
+    """What one worker's time goes to, measured in this process (no other process, so less noise):
+    one wave of ``k`` episodes per task, each loop best of ``repeats``, against stepping the same
+    episodes bare with zero actions."""
+    from embodied.eval.envs import EpisodePlan, EvalEnv
+    from embodied.eval.rollout import instruction_ids, run_wave
+
+    torch.set_num_threads(1)
+    policy.eval()
+    ids = instruction_ids(spec, suite, tasks)
+    totals: dict[str, float] = {}
+    in_situ, calls = 0.0, 0
+    for task in tasks:
+        plans = [EpisodePlan(task, EVAL_SEED_START + i) for i in range(k)]
+        pool = EnvPool.of([EvalEnv(suite, plans[0], (), 84, horizon, True) for _ in range(k)])
+        bare = [budget_env(suite, task, horizon) for _ in range(k)]
+        instruction = torch.full((k,), ids[task], dtype=torch.long)
+        timed, replay = Timed(policy), Replay([])
+        cpu = torch.device("cpu")
+        ended = {r.seed: r.length for r, _ in run_wave(timed, pool, plans, range(k), instruction, cpu)}
+        lengths = [ended[plan.seed] for plan in plans]
+        replay.actions = timed.waves[-1]  # the policy's actions, per step (k, A)
+        _wave_seconds(replay, pool, plans, instruction)  # the observations the policy saw
+        best: dict[str, float] = {}
+        situ = 0.0
+        for _ in range(repeats):
+            timed.seconds = 0.0
+            runs = {
+                "bare, zero actions": _bare_loop(bare, plans, lengths, None, spec.action_dim),
+                "bare, policy's actions": _bare_loop(bare, plans, lengths, replay.actions, spec.action_dim),
+                "eval, actions played back (no policy)": _wave_seconds(
+                    Replay(replay.actions), pool, plans, instruction
+                ),
+                "eval, policy": _wave_seconds(timed, pool, plans, instruction),
+                "the policy alone, same observations": _policy_seconds(policy, replay.obs, instruction),
+            }
+            if runs["eval, policy"] < best.get("eval, policy", np.inf):
+                situ = timed.seconds
+            best = {name: min(t, best.get(name, np.inf)) for name, t in runs.items()}
+        totals = {name: totals.get(name, 0.0) + t for name, t in best.items()}
+        in_situ, calls = in_situ + situ, calls + len(replay.obs)
+    steps = "; ".join(f"{name} {t / totals['bare, zero actions']:.2f}" for name, t in totals.items())
+    print(f"one worker, {k} envs, in this process, time against bare with zero actions: {steps}")
+    alone = totals["the policy alone, same observations"]
+    print(
+        f"  the policy: {1e3 * in_situ / calls:.2f} ms a call between the environments' steps, "
+        f"{1e3 * alone / calls:.2f} ms a call on the same observations one after the other"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -299,6 +408,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--video-episodes", type=int, default=1, help="episodes per task for the rendering cost (0: skip)"
     )
+    p.add_argument(
+        "--one-worker",
+        action="store_true",
+        help="instead: what one worker's time goes to, measured in this process (see one_worker)",
+    )
     args = p.parse_args(argv)
 
     suite = load_suite(args.suite)
@@ -314,12 +428,15 @@ def main(argv: list[str] | None = None) -> int:
         policy, spec, which = fresh_policy(tasks, args.suite)
     zero = ZeroPolicy(spec.action_dim)
     h, w, k = args.horizon, args.workers, args.envs_per_worker
+    if args.one_worker:
+        one_worker(policy, spec, args.suite, tasks, k, h, args.repeats)
+        return 0
     n = args.episodes or w * k
     if w < 2:
         sys.exit("--workers must be at least 2 (the bare reference runs worker processes)")
     print(
         f"{which}; {len(tasks)} task(s) x {n} episodes, horizon {h}, {w} workers x {k} envs, "
-        f"torch {torch.__version__}, best of {args.repeats}"
+        f"torch {torch.__version__}, {args.repeats} repeats (rates: the best)"
     )
 
     names = (
@@ -333,44 +450,81 @@ def main(argv: list[str] | None = None) -> int:
         "eval, policy, lock-step",
         "eval, policy",
     )
-    best = dict.fromkeys(names, (0.0, 0.0, 0.0))
+    # Task by task, every loop back to back, so that a comparison is made minutes apart at most
+    # (this VM's speed drifts); per repeat, the rates over every task.
+    runs = []  # per repeat: {name: (steps/s, start-up s, predict_action ms per call)}
     for _ in range(args.repeats):
-        e = eval_rate(policy, spec, tasks, n, h, w, suite=args.suite, envs_per_worker=k)
-        s = eval_rate(policy, spec, tasks, n, h, w, lockstep=True, suite=args.suite, envs_per_worker=k)
-        z = eval_rate(zero, spec, tasks, n, h, w, suite=args.suite, envs_per_worker=k)
-        bare = bare_rates(args.suite, s[4], s[5], h, w, k)
-        rate = {f"bare, {variant}": (*v, 0.0) for variant, v in bare.items()}
-        rate |= {
-            "eval, zero policy": (z[0], z[1], 0.0),
-            "eval, policy, lock-step": (s[0], s[1], s[3]),
-            "eval, policy": (e[0], e[1], 0.0),
-        }
-        for name, v in rate.items():
-            if v[0] > best[name][0]:
-                best[name] = v
+        total = {name: [0, 0.0, 0.0, 0.0] for name in names}  # steps, seconds, start-up, ms
+        for task in tasks:
+            common = dict(suite=args.suite, envs_per_worker=k)
+            e = eval_run(policy, spec, task, n, h, w, **common)
+            s = eval_run(policy, spec, task, n, h, w, lockstep=True, **common)
+            z = eval_run(zero, spec, task, n, h, w, **common)
+            bare, startup = bare_rates(args.suite, s[4], s[5], h, w, k)
+            parts = {f"bare, {variant}": (*v, startup, 0.0) for variant, v in bare.items()}
+            parts |= {
+                "eval, zero policy": z[:3] + (0.0,),
+                "eval, policy, lock-step": s[:4],
+                "eval, policy": e[:3] + (0.0,),
+            }
+            for name, (steps, seconds, up, ms) in parts.items():
+                t = total[name]
+                t[0], t[1], t[2], t[3] = t[0] + steps, t[1] + seconds, t[2] + up, t[3] + ms / len(tasks)
+        runs.append({name: (t[0] / t[1], t[2], t[3]) for name, t in total.items()})
+    best = {name: max((r[name] for r in runs), key=lambda v: v[0]) for name in names}
+
     envs = min(w * k, n)
     for name, (sps, startup, ms) in best.items():
         extra = f", predict_action {ms:.2f} ms/call for {envs} envs" if ms else ""
-        print(f"  {name:<23} {sps:8.0f} env-steps/s   (start-up {startup:.1f} s{extra})")
-    ev = best["eval, policy"][0]
-    ratio = ev / best["bare, same episodes"][0]
-    verdict = "meets" if ratio >= TARGET else "BELOW"
-    strict = ev / best["bare, in the workers"][0]
-    own = best["eval, policy, lock-step"][0] / best["bare, policy's actions"][0]
-    machinery = best["eval, zero policy"][0] / best["bare, in the workers, to the horizon"][0]
-    print(
-        f"eval-policy / bare (same episodes, zero actions) = {ratio:.2f} ({verdict} the target {TARGET}); "
-        f"/ bare in the workers = {strict:.2f}; "
-        f"lock-step / bare with the policy's actions = {own:.2f}; "
-        f"machinery alone (zero policy / bare in the workers, to the horizon): {machinery:.2f}"
-    )
+        print(f"  {name:<36} {sps:6.0f} env-steps/s   (start-up {startup:.1f} s{extra})")
+
+    def ratio(a: str, b: str) -> str:
+        """a / b: the median over the repeats [lowest, highest] (each repeat's own pair), and best / best."""
+        each = sorted(r[a][0] / r[b][0] for r in runs)
+        return (
+            f"{float(np.median(each)):.2f} [{each[0]:.2f}, {each[-1]:.2f}] over {len(each)} repeats, "
+            f"best/best {best[a][0] / best[b][0]:.2f}"
+        )
+
+    target = float(np.median([r["eval, policy"][0] / r["bare, same episodes"][0] for r in runs]))
+    verdict = "meets" if target >= TARGET else "BELOW"
+    comparisons = [
+        (
+            f"eval-policy / bare, same episodes (the target, {TARGET}: {verdict})",
+            "eval, policy",
+            "bare, same episodes",
+        ),
+        (
+            "eval-policy / bare in the workers (the stricter reference)",
+            "eval, policy",
+            "bare, in the workers",
+        ),
+        ("eval lock-step / bare, same episodes", "eval, policy, lock-step", "bare, same episodes"),
+        (
+            "eval lock-step / bare with the policy's actions",
+            "eval, policy, lock-step",
+            "bare, policy's actions",
+        ),
+        (
+            "a moving arm: bare with the policy's actions / zero actions",
+            "bare, policy's actions",
+            "bare, same episodes",
+        ),
+        (
+            "machinery: eval zero policy / bare in the workers to the horizon",
+            "eval, zero policy",
+            "bare, in the workers, to the horizon",
+        ),
+        ("policy in the workers / lock-step", "eval, policy", "eval, policy, lock-step"),
+    ]
+    for label, a, b in comparisons:
+        print(f"{label}: {ratio(a, b)}")
     # The lock-step runs the policy while the workers wait: its time adds to every step.
     bare_ms = 1e3 * envs / best["bare, same episodes"][0]  # wall ms per lock-step of every environment
     policy_ms = best["eval, policy, lock-step"][2]
     print(
         f"lock-step, per step of {envs} envs: bare {bare_ms:.2f} ms, policy {policy_ms:.2f} ms while the "
-        f"workers wait -> at best {bare_ms / (bare_ms + policy_ms):.2f} of bare; "
-        f"policy in the workers / lock-step = {ev / best['eval, policy, lock-step'][0]:.2f}"
+        f"workers wait -> at best {bare_ms / (bare_ms + policy_ms):.2f} of bare"
     )
 
     if args.video_episodes > 0:
