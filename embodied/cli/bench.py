@@ -30,7 +30,7 @@ import sys
 from embodied.errors import run_cli
 
 # Heavy modules (torch, the models) are imported inside main(): rollout worker processes
-# started by `spawn` import the console script's module, and should not pay for them.
+# started by `spawn` or the forkserver import the console script's module, and should not pay for them.
 
 
 def parser() -> argparse.ArgumentParser:

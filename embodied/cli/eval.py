@@ -39,7 +39,7 @@ from pathlib import Path
 from embodied.errors import UserError, run_cli
 
 # Heavy modules (torch, the models) are imported inside main(): worker processes started by
-# `spawn` import the console script's module, and should not pay for them.
+# `spawn` or the forkserver import the console script's module, and should not pay for them.
 
 
 def parser() -> argparse.ArgumentParser:

@@ -352,7 +352,8 @@ class EnvPool:
 
     ``extension``: commands each worker runs besides its own (:data:`Extension`), sent to one
     worker with :meth:`send` and answered through :meth:`receive`; :meth:`share` says which
-    environments a worker holds.
+    environments a worker holds. ``context``: the multiprocessing start method; with
+    ``forkserver``, ``preload`` names the modules its server imports once for every worker.
     """
 
     def __init__(
@@ -361,6 +362,7 @@ class EnvPool:
         workers: int,
         context: str | None = "spawn",
         extension: Extension | None = None,
+        preload: Sequence[str] = (),
     ) -> None:
         self.num_envs = len(env_fns)
         if self.num_envs < 1:
@@ -377,6 +379,10 @@ class EnvPool:
                 raise ValueError("an extension runs in worker processes: workers must be at least 1")
             return
         ctx = mp.get_context(context)
+        if ctx.get_start_method() == "forkserver" and preload:
+            # Imported once by the server that every later worker forks from (a server already
+            # running keeps what it was started with).
+            ctx.set_forkserver_preload(list(preload))
         try:
             for w in range(self.workers):
                 # Environment i lives in worker i % W, at position i // W of that worker's list.
