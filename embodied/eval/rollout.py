@@ -27,8 +27,8 @@ holding ``envs_per_worker`` environments and stepping them one after the other.
 
 Measured on the 2-core test machine with the quick benchmark's trained bc_mlp, 2 workers x 16
 environments (``tools/bench_eval.py``, which prints every figure here): the lock-step made
-0.73 of the steps per second of stepping the same episodes bare with zero actions, and the
-policy in the workers 0.99 (medians of 5 repeats). The lock-step loses the policy's time,
+about 0.75 of the steps per second of stepping the same episodes bare with zero actions, and
+the policy in the workers about 1.0-1.1 (medians of 5 repeats). The lock-step loses the policy's time,
 ~1 ms a call for 32 rows that every step waits for, and the barrier of the slowest worker on
 every step.
 Several environments per worker pay the fixed part of a policy call (torch's per-module
