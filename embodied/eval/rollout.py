@@ -28,11 +28,11 @@ holding ``envs_per_worker`` environments and stepping them one after the other.
 Measured on the 2-core test machine with the quick benchmark's trained bc_mlp, 2 workers x 16
 environments (``tools/bench_eval.py``, which prints every figure here): the lock-step made
 about 0.75 of the steps per second of stepping the same episodes bare with zero actions, and
-the policy in the workers about 1.0-1.1 (medians of 5 repeats). The lock-step loses the policy's time,
-~1 ms a call for 32 rows that every step waits for, and the barrier of the slowest worker on
-every step.
-Several environments per worker pay the fixed part of a policy call (torch's per-module
-dispatch, ~10 us a layer) once per ``envs_per_worker`` environment steps.
+the policy in the workers about 1.0-1.1 (medians of 5 repeats). The lock-step loses the
+policy's time, ~1 ms a call for 32 rows that every step waits for, and the barrier of the
+slowest worker on every step. Several environments per worker pay the fixed part of a policy
+call (torch's per-module dispatch, ~10 us a layer) once per ``envs_per_worker`` environment
+steps.
 
 A policy keeps rollout state for the whole batch (observation history, action queue,
 temporal ensemble) and ``reset()`` clears all of it, so one environment cannot start its next
@@ -569,8 +569,8 @@ def evaluate_policy(
     - ``envs_per_worker``: environments each worker steps (the policy acts for that many at
       once in a worker, or for ``workers x envs_per_worker`` in lock-step); None:
       :data:`DEFAULT_ENVS_PER_WORKER` with workers, 1 in process; never more than the
-      episodes need. The results do not depend
-      on it, nor on ``workers``: every episode is fixed by its seed.
+      episodes need. The results depend neither on it nor on ``workers``: every episode is
+      fixed by its seed.
     - ``horizon``: step limit of every episode (None: each task's default).
     - ``cameras``, ``video_episodes``: the first ``video_episodes`` episodes of each task are
       written as videos of ``cameras`` side by side to ``video_dir`` (GIF with ``gif``).
