@@ -152,22 +152,28 @@ def budget_env(suite: str, task: str, horizon: int) -> gym.Env:
     return StepBudget(make_env(suite, task, horizon=horizon))
 
 
+def step_bare(envs, seeds, budgets, actions=None) -> int:
+    """Reset each of ``envs`` to its seed with its step budget, then step them in rounds as a
+    lock-step would (only those with budget left), with ``actions`` (per step, (k, A)) or, when
+    None, zero actions; returns the steps taken."""
+    for env, seed, budget in zip(envs, seeds, budgets, strict=True):
+        env.reset(seed=seed, options={"budget": budget})
+    zero = np.zeros(envs[0].action_space.shape, np.float32)
+    steps = 0
+    for t in range(max(budgets)):
+        for j, env in enumerate(envs):
+            if budgets[j] > t:
+                env.step(zero if actions is None else actions[t][j])
+                steps += 1
+    return steps
+
+
 def bare_commands(envs: list[gym.Env]) -> dict:
     """A bare worker's extension: ``run`` waves of (seeds, step budgets) of its own environments
-    with zero actions, stepping them in rounds as a lock-step would, with no round trip."""
+    with zero actions (:func:`step_bare`), with no round trip per step."""
 
     def run(jobs: list[tuple[list[int], list[int]]], send) -> int:
-        steps = 0
-        for seeds, budgets in jobs:
-            for env, seed, budget in zip(envs, seeds, budgets, strict=True):
-                env.reset(seed=seed, options={"budget": budget})
-            zero = np.zeros(envs[0].action_space.shape, np.float32)
-            for t in range(max(budgets)):
-                for env, budget in zip(envs, budgets, strict=True):
-                    if budget > t:
-                        env.step(zero)
-                        steps += 1
-        return steps
+        return sum(step_bare(envs, seeds, budgets) for seeds, budgets in jobs)
 
     return {"run": run}
 
@@ -307,17 +313,9 @@ class Replay:
         return torch.from_numpy(self.actions[self.t - 1])
 
 
-def _bare_loop(envs, plans, lengths, actions, action_dim: int) -> float:
-    """Seconds to run the episodes bare: each env reset to its seed, stepped ``lengths[j]`` times
-    with ``actions`` (per step, (k, A)) or, when None, zero actions."""
+def _bare_seconds(envs, plans, lengths, actions=None) -> float:
     t0 = time.perf_counter()
-    for env, plan, budget in zip(envs, plans, lengths, strict=True):
-        env.reset(seed=plan.seed, options={"budget": budget})
-    zero = np.zeros(action_dim, np.float32)
-    for t in range(max(lengths)):
-        for j, env in enumerate(envs):
-            if lengths[j] > t:
-                env.step(zero if actions is None else actions[t][j])
+    step_bare(envs, [plan.seed for plan in plans], lengths, actions)
     return time.perf_counter() - t0
 
 
@@ -356,19 +354,18 @@ def one_worker(policy, spec, suite: str, tasks: list[str], k: int, horizon: int,
         pool = EnvPool.of([EvalEnv(suite, plans[0], (), 84, horizon, True) for _ in range(k)])
         bare = [budget_env(suite, task, horizon) for _ in range(k)]
         instruction = torch.full((k,), ids[task], dtype=torch.long)
-        timed, replay = Timed(policy), Replay([])
-        cpu = torch.device("cpu")
+        timed, cpu = Timed(policy), torch.device("cpu")
         ended = {r.seed: r.length for r, _ in run_wave(timed, pool, plans, range(k), instruction, cpu)}
         lengths = [ended[plan.seed] for plan in plans]
-        replay.actions = timed.waves[-1]  # the policy's actions, per step (k, A)
+        replay = Replay(timed.waves[-1])  # the policy's actions, per step (k, A)
         _wave_seconds(replay, pool, plans, instruction)  # the observations the policy saw
         best: dict[str, float] = {}
         situ = 0.0
         for _ in range(repeats):
             timed.seconds = 0.0
             runs = {
-                "bare, zero actions": _bare_loop(bare, plans, lengths, None, spec.action_dim),
-                "bare, policy's actions": _bare_loop(bare, plans, lengths, replay.actions, spec.action_dim),
+                "bare, zero actions": _bare_seconds(bare, plans, lengths),
+                "bare, policy's actions": _bare_seconds(bare, plans, lengths, replay.actions),
                 "eval, actions played back (no policy)": _wave_seconds(
                     Replay(replay.actions), pool, plans, instruction
                 ),
@@ -478,15 +475,19 @@ def main(argv: list[str] | None = None) -> int:
         extra = f", predict_action {ms:.2f} ms/call for {envs} envs" if ms else ""
         print(f"  {name:<36} {sps:6.0f} env-steps/s   (start-up {startup:.1f} s{extra})")
 
+    def each(a: str, b: str) -> list[float]:
+        """a / b in every repeat (each repeat's own pair), sorted."""
+        return sorted(r[a][0] / r[b][0] for r in runs)
+
     def ratio(a: str, b: str) -> str:
-        """a / b: the median over the repeats [lowest, highest] (each repeat's own pair), and best / best."""
-        each = sorted(r[a][0] / r[b][0] for r in runs)
+        """a / b: the median over the repeats [lowest, highest], and best / best."""
+        v = each(a, b)
         return (
-            f"{float(np.median(each)):.2f} [{each[0]:.2f}, {each[-1]:.2f}] over {len(each)} repeats, "
+            f"{float(np.median(v)):.2f} [{v[0]:.2f}, {v[-1]:.2f}] over {len(v)} repeats, "
             f"best/best {best[a][0] / best[b][0]:.2f}"
         )
 
-    target = float(np.median([r["eval, policy"][0] / r["bare, same episodes"][0] for r in runs]))
+    target = float(np.median(each("eval, policy", "bare, same episodes")))
     verdict = "meets" if target >= TARGET else "BELOW"
     comparisons = [
         (
