@@ -49,8 +49,9 @@ def test_info_mentions_keys_shapes_and_totals(demo_dir, demo_tasks):
     assert "obs/corner_image" in text and "(T, 32, 32, 3) uint8" in text
     assert "obs/robot_state" in text and "(T, 4) float32" in text
     assert "actions" in text and "success 100% (2/2)" in text
-    assert "train 1, valid 1" in text and "format_version 1" in text
-    assert "overall: 2 file(s), 4 demos" in text
+    assert "train 1, valid 1" in text and f"format_version {FORMAT_VERSION}" in text
+    assert "overall: 2 file(s), 4 demos" in text and "2 class(es)" in text
+    assert "classes: reach (2 demos)" in text and "demos per class: drawer 2, reach 2" in text
 
 
 def test_info_cli_prints_summary(demo_file, capsys):

@@ -4,6 +4,7 @@ embodied-data collect quick                       # a recipe from datasets/recip
 embodied-data collect --tasks mt10 --episodes 50 --out datasets/mt10
 embodied-data info datasets/quick
 embodied-data validate datasets/quick/drawer-open-v3.hdf5
+embodied-data upgrade datasets/old                  # format_version 1 -> 2 (class hierarchy), in place
 embodied-data replay datasets/quick/drawer-open-v3.hdf5 --demo demo_0
 embodied-data video datasets/quick/drawer-open-v3.hdf5 --demo demo_0 --out demo0.mp4
 """
@@ -68,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("paths", nargs="+", help="HDF5 files or folders of them")
     p = sub.add_parser("validate", help="check the whole schema; exit 2 if invalid")
     p.add_argument("paths", nargs="+", help="HDF5 files or folders of them")
+    p = sub.add_parser(
+        "upgrade",
+        help="rewrite format_version 1 files as version 2 (classes and instruction ids from the suite spec)",
+    )
+    p.add_argument("paths", nargs="+", help="HDF5 files or folders of them")
     p = sub.add_parser("replay", help="re-simulate a demo from its states and actions")
     p.add_argument("path")
     p.add_argument("--demo", required=True, help="demo name, e.g. demo_0")
@@ -107,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"invalid: {len(problems)} problem(s)", file=sys.stderr)
                 return 2
             print("valid")
+            return 0
+        if args.verb == "upgrade":
+            for line in inspect.upgrade(args.paths):
+                print(line)
             return 0
         if args.verb == "replay":
             print(inspect.replay(args.path, args.demo))

@@ -145,7 +145,7 @@ def checkpoint_suite(config, spec) -> str:
             continue
         if suite:
             return suite.decode() if isinstance(suite, bytes) else str(suite)
-    return suite_of(spec.classes)
+    return suite_of(spec.task_names)
 
 
 def select_tasks(requested: list[str] | None, suite: str, spec, asked_suite: str | None) -> list[str]:
@@ -154,14 +154,13 @@ def select_tasks(requested: list[str] | None, suite: str, spec, asked_suite: str
 
     if asked_suite is not None and asked_suite != suite:
         raise UserError(f"the checkpoint's policy was trained on {suite} tasks, not {asked_suite}")
+    trained = spec.task_names
     if not requested:
-        return list(spec.classes)
+        return trained
     tasks = load_suite(suite).resolve_tasks(requested)
-    missing = [t for t in tasks if t not in spec.classes]
+    missing = [t for t in tasks if t not in trained]
     if missing:
-        raise UserError(
-            f"the checkpoint was trained on {', '.join(spec.classes)}; not on {', '.join(missing)}"
-        )
+        raise UserError(f"the checkpoint was trained on {', '.join(trained)}; not on {', '.join(missing)}")
     return tasks
 
 

@@ -22,6 +22,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from embodied.data.schema import FORMAT_VERSION
 from embodied.errors import UserError
 from embodied.sim import image_key, load_suite, make_env
 
@@ -114,7 +115,7 @@ def collect_episode(env, expert, seed: int, noise: float, cameras: tuple[str, ..
 
 def collect_task(cfg: CollectConfig, task: str, path: Path, progress=None) -> dict:
     """Collect one task's file at ``path`` (atomically). Returns a summary."""
-    from embodied.data.schema import DemoFileWriter
+    from embodied.data.schema import DemoFileWriter, task_attrs
 
     spec = load_suite(cfg.suite).task(task)
     env = make_env(
@@ -132,13 +133,7 @@ def collect_task(cfg: CollectConfig, task: str, path: Path, progress=None) -> di
             successes += success
             if not (success or cfg.keep_failures):
                 continue
-            attrs = {
-                "task": task,
-                "instruction": spec.instruction,
-                "label": spec.label,
-                "seed": seed,
-                "success": int(success),
-            }
+            attrs = {**task_attrs(spec), "seed": seed, "success": int(success)}
             writer.add_demo(arrays, streams, attrs)
             kept += 1
             if progress is not None:
@@ -165,6 +160,11 @@ def file_is_complete(path: Path, args: dict) -> bool:
     return stored == json.loads(json.dumps(args, sort_keys=True))
 
 
+def _format_version(path: Path) -> int:
+    with h5py.File(path, "r") as f:
+        return int(f["data"].attrs.get("format_version", 1))
+
+
 def _worker(cfg_dict: dict, task: str, path: str, progress) -> dict:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
     return collect_task(CollectConfig(**cfg_dict), task, Path(path), progress)
@@ -189,6 +189,11 @@ def collect(cfg: CollectConfig, overwrite: bool = False) -> list[dict]:
         path = out / f"{task}.hdf5"
         if path.exists() and not overwrite:
             if file_is_complete(path, task_args(cfg, task)):
+                if _format_version(path) < FORMAT_VERSION:
+                    raise UserError(
+                        f"{path} is format_version {_format_version(path)}, without the class hierarchy; "
+                        f"run 'embodied-data upgrade {path}' (or pass --overwrite to collect it again)"
+                    )
                 summaries.append({"task": task, "path": str(path), "skipped": True})
                 continue
             raise UserError(

@@ -4,6 +4,7 @@
     validate(["datasets/quick/drawer-open-v3.hdf5"]) # [] or one line per problem
     replay("datasets/quick/drawer-open-v3.hdf5", "demo_0")
     export_video("datasets/quick/drawer-open-v3.hdf5", "demo_0", "demo0.mp4")
+    upgrade(["datasets/quick"])                      # format_version 1 -> 2, in place, atomically
 
 The schema is the one in :mod:`embodied.data.schema` (and design.md). Every problem names
 the file, the demo and the key (``data/x.hdf5: demo_3/actions: 2 values outside [-1, 1]``);
@@ -25,7 +26,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from embodied.data.schema import FORMAT_VERSION, IMAGE_SUFFIX, demo_sort_key, is_image_key
+from embodied.data.schema import (
+    FORMAT_VERSION,
+    HIERARCHY_VERSION,
+    IMAGE_SUFFIX,
+    demo_sort_key,
+    is_image_key,
+    task_attrs,
+)
 from embodied.errors import UserError, one_line
 
 DEMO_NAME = re.compile(r"demo_\d+")
@@ -38,6 +46,9 @@ DEMO_ATTRS = {
     "seed": "int",
     "success": "int",
 }
+HIERARCHY_ATTRS = {"class": "str", "instruction_id": "int"}
+"""Per-demo attributes that format_version 2 adds (the suite's task hierarchy)."""
+NO_HIERARCHY = "no class attribute: each task its own class; 'embodied-data upgrade' adds them"
 DATA_ATTRS = ("total", "env_args", "format_version", "suite")
 MASKS = ("train", "valid")
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -171,7 +182,7 @@ def _file_summary(path: Path) -> tuple[list[str], dict]:
         data = f["data"]
         attrs = data.attrs
         names = _demo_names(data)
-        lengths, successes, tasks, instructions = [], 0, {}, {}
+        lengths, successes, tasks, instructions, classes = [], 0, {}, {}, {}
         keys: dict[str, str] = {}
         for name in names:
             g = data[name]
@@ -179,7 +190,12 @@ def _file_summary(path: Path) -> tuple[list[str], dict]:
             lengths.append(n)
             successes += int(bool(g.attrs.get("success", 0)))
             task = _text(g.attrs.get("task")) or "?"
-            tasks.setdefault(task, g.attrs.get("label", "?"))
+            ids = [f"label {g.attrs.get('label', '?')}"]
+            if "instruction_id" in g.attrs:
+                ids.append(f"instruction_id {g.attrs['instruction_id']}")
+            tasks.setdefault(task, ", ".join(ids))
+            cls = _text(g.attrs.get("class")) or task  # format_version 1: the task is the class
+            classes[cls] = classes.get(cls, 0) + 1
             instr = _text(g.attrs.get("instruction"))
             if instr is not None:
                 instructions[instr] = instructions.get(instr, 0) + 1
@@ -209,7 +225,9 @@ def _file_summary(path: Path) -> tuple[list[str], dict]:
             f"success {_fmt_rate(successes, len(names))}"
         )
         lines.append(f"  episode length min / mean / max: {_fmt_len(lengths)}")
-        lines.append("  tasks: " + ", ".join(f"{t} (label {lab})" for t, lab in tasks.items()))
+        lines.append("  tasks: " + ", ".join(f"{t} ({ids})" for t, ids in tasks.items()))
+        note = "" if all("class" in data[n].attrs for n in names) else f" ({NO_HIERARCHY})"
+        lines.append("  classes: " + ", ".join(f"{c} ({k} demos)" for c, k in classes.items()) + note)
         for instr, count in instructions.items():
             lines.append(f"  instruction: {instr!r} ({count} demos)")
         for key, desc in sorted(keys.items(), key=lambda kv: (kv[0].startswith("obs/"), kv[0])):
@@ -219,7 +237,8 @@ def _file_summary(path: Path) -> tuple[list[str], dict]:
         "lengths": lengths,
         "successes": successes,
         "tasks": set(tasks),
-        "instructions": set(instructions),
+        "classes": classes,
+        "instructions": instructions,
     }
     return lines, numbers
 
@@ -231,7 +250,8 @@ def info(paths: list[str]) -> str:
     lengths: list[int] = []
     demos = successes = 0
     tasks: set[str] = set()
-    instructions: set[str] = set()
+    classes: dict[str, int] = {}
+    instructions: dict[str, int] = {}
     for path in files:
         with _reading(path):
             lines, numbers = _file_summary(path)
@@ -240,12 +260,17 @@ def info(paths: list[str]) -> str:
         lengths += numbers["lengths"]
         successes += numbers["successes"]
         tasks |= numbers["tasks"]
-        instructions |= numbers["instructions"]
+        for total, part in ((classes, numbers["classes"]), (instructions, numbers["instructions"])):
+            for key, count in part.items():
+                total[key] = total.get(key, 0) + count
     out.append(
         f"overall: {len(files)} file(s), {demos} demos, {sum(lengths)} samples, {len(tasks)} task(s), "
-        f"{len(instructions)} instruction(s), success {_fmt_rate(successes, demos)}, "
-        f"length min / mean / max {_fmt_len(lengths)}"
+        f"{len(classes)} class(es), {len(instructions)} instruction(s), "
+        f"success {_fmt_rate(successes, demos)}, length min / mean / max {_fmt_len(lengths)}"
     )
+    if len(files) > 1:
+        out.append("  demos per class: " + ", ".join(f"{c} {k}" for c, k in classes.items()))
+        out.append("  demos per instruction: " + ", ".join(f"{i!r} {k}" for i, k in instructions.items()))
     return "\n".join(out)
 
 
@@ -299,8 +324,10 @@ def _check_file(f: h5py.File, add) -> None:
             suite = _text(attrs.get("suite"))
             if suite is not None and isinstance(env_args.get("type"), str) and suite != env_args["type"]:
                 add("/data", f"attribute suite {suite!r} differs from env_args.type {env_args['type']!r}")
+    hierarchy = False
     if "format_version" in attrs:
         version = attrs["format_version"]
+        hierarchy = _is_int(version) and int(version) >= HIERARCHY_VERSION
         if not _is_int(version):
             add("/data", f"attribute format_version is not an integer ({version!r})")
         elif not 1 <= int(version) <= FORMAT_VERSION:
@@ -320,7 +347,7 @@ def _check_file(f: h5py.File, add) -> None:
     names.sort(key=demo_sort_key)
     if not names:
         add("/data", "holds no demos")
-    samples = sum(_check_demo(data[name], name, add) for name in names)
+    samples = sum(_check_demo(data[name], name, add, hierarchy) for name in names)
     if "total" in attrs:
         total = attrs["total"]
         if not _is_int(total):
@@ -344,9 +371,10 @@ def _count_not_finite(x: np.ndarray | None) -> int:
     return 0 if x is None or x.dtype.kind != "f" else int(np.count_nonzero(~np.isfinite(x)))
 
 
-def _check_demo(g: h5py.Group, name: str, add) -> int:
-    """Check one demo; returns its length (0 when it cannot be told)."""
-    for key, kind in DEMO_ATTRS.items():
+def _check_demo(g: h5py.Group, name: str, add, hierarchy: bool = False) -> int:
+    """Check one demo (with ``hierarchy``, format_version 2's attributes too); returns its
+    length (0 when it cannot be told)."""
+    for key, kind in (DEMO_ATTRS | HIERARCHY_ATTRS if hierarchy else DEMO_ATTRS).items():
         if key not in g.attrs:
             add(name, f"attribute {key} missing")
             continue
@@ -514,6 +542,90 @@ def _check_stats(f: h5py.File, data: h5py.Group, names: list[str], add) -> None:
                         f"stats/{key}",
                         f"{attr} has shape {np.shape(g.attrs[attr])}, expected ({widths[key]},)",
                     )
+
+
+# -- upgrade -----------------------------------------------------------------------------------
+def _upgrade_plan(path: Path) -> dict[str, dict] | None:
+    """The new attributes of each demo of ``path`` (None when it is already current); every
+    task must be one the file's suite spec knows, else a one-line UserError."""
+    from embodied.sim import load_suite
+
+    with open_file(path) as f, _reading(path):
+        if not isinstance(f.get("data"), h5py.Group):
+            raise UserError(f"{path}: no /data group; not a demonstration file")
+        data = f["data"]
+        version = data.attrs.get("format_version")
+        names = _demo_names(data)
+        if not names:
+            raise UserError(f"{path}: /data holds no demos; nothing to upgrade")
+        if version is not None and not _is_int(version):
+            raise UserError(f"{path}: /data: attribute format_version is not an integer ({version!r})")
+        if version is not None and int(version) > FORMAT_VERSION:
+            raise UserError(
+                f"{path}: format_version {int(version)} is newer than this reader's {FORMAT_VERSION}"
+            )
+        current = version is not None and int(version) >= HIERARCHY_VERSION
+        if current and all(set(HIERARCHY_ATTRS) <= set(data[n].attrs) for n in names):
+            return None
+        suite_name = _text(data.attrs.get("suite"))
+        if suite_name is None:
+            env_type = _env_args(f, str(path)).get("type")
+            suite_name = env_type if isinstance(env_type, str) else None
+        if suite_name is None:
+            raise UserError(f"{path}: /data names no suite (attribute suite, env_args.type); cannot upgrade")
+        try:
+            suite = load_suite(suite_name)
+        except UserError as err:
+            raise UserError(f"{path}: {err}; cannot upgrade") from None
+        env_name = _env_args(f, str(path)).get("env_name")
+        plan = {}
+        for name in names:
+            task = _text(data[name].attrs.get("task")) or (env_name if isinstance(env_name, str) else None)
+            if task is None:
+                raise UserError(f"{path}: {name}: no task attribute (nor env_args.env_name); cannot upgrade")
+            if task not in suite.tasks:
+                raise UserError(
+                    f"{path}: {name}: task {task!r} is not in the {suite.suite} suite spec; cannot upgrade"
+                )
+            attrs = task_attrs(suite.task(task))
+            attrs.pop("instruction")  # the file's own wording stays
+            plan[name] = attrs
+    return plan
+
+
+def upgrade(paths: list[str]) -> list[str]:
+    """Rewrite format_version 1 files as version 2, in place: each demo gets its task's
+    ``class``, ``label`` (class id) and ``instruction_id`` from the suite spec. Every file is
+    checked before any is changed; each is rewritten atomically (a copy, edited, renamed over
+    it). Returns one line per file."""
+    import shutil
+
+    files = expand_paths(paths)
+    plans = [(path, _upgrade_plan(path)) for path in files]  # refuse before writing anything
+    out = []
+    for path, plan in plans:
+        if plan is None:
+            out.append(f"{path}: already format_version {FORMAT_VERSION}, unchanged")
+            continue
+        tmp = path.with_name(path.name + ".upgrade.part")
+        try:
+            shutil.copy2(path, tmp)
+            with h5py.File(tmp, "r+") as f:
+                for name, attrs in plan.items():
+                    for key, value in attrs.items():
+                        f["data"][name].attrs[key] = value
+                f["data"].attrs["format_version"] = FORMAT_VERSION
+            os.replace(tmp, path)
+        except OSError as err:
+            raise UserError(f"{path}: cannot rewrite ({one_line(err)}); the file is unchanged") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        classes = list(dict.fromkeys(a["class"] for a in plan.values()))
+        out.append(
+            f"{path}: upgraded to format_version {FORMAT_VERSION} ({len(plan)} demos; "
+            f"class {', '.join(classes)})"
+        )
+    return out
 
 
 # -- replay ------------------------------------------------------------------------------------
@@ -722,6 +834,7 @@ __all__ = [
     "open_file",
     "replay",
     "replay_demo",
+    "upgrade",
     "validate",
     "validate_file",
 ]

@@ -11,6 +11,12 @@ One :class:`DemoDataset` over one or many demonstration files gives, for sample 
   shorter than the clip's span is padded by repeating its last frame;
 - both, from the same episode (mode ``paired``), for alignment.
 
+Labels: ``label`` indexes :attr:`DemoDataset.classes`, the demos' ``class`` attribute (the
+object family, format_version 2), or their task where a file has none (format_version 1,
+robomimic's files: every task its own class); ``instruction_id`` indexes
+:attr:`DemoDataset.instructions`, the demos' ``instruction``. Both vocabularies list names in
+the order the demos first show them, unless given (a model's, for its validation split).
+
 ``max_demos`` keeps the first N demos of the split in each file (demo order: ``demo_0``,
 ``demo_1``, ...), for low-data studies, like robomimic's ``N_percent`` filter keys; the
 normalisation statistics are then computed from those demos.
@@ -29,6 +35,7 @@ when they fit under ``image_cache_bytes``, else read from HDF5 one contiguous sp
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -73,6 +80,7 @@ class _Episode:
     length: int
     task: str
     instruction: str
+    cls: str  # the demo's class; its task in files without one
 
 
 class DemoDataset(torch.utils.data.Dataset):
@@ -109,8 +117,11 @@ class DemoDataset(torch.utils.data.Dataset):
         images: dict[str, list] = {}
         file_stats: list[dict] = []
         self._handles: list[h5py.File] = []
+        self.v1_files: list[Path] = []  # format_version 1: no class hierarchy
         for fi, path in enumerate(self.files):
             f = self._open(path)
+            if _version(f) == 1:
+                self.v1_files.append(path)
             every = self._demos(f, path)
             demos = every[:max_demos] if max_demos else every  # the first N, in demo order
             if not demos:
@@ -123,6 +134,7 @@ class DemoDataset(torch.utils.data.Dataset):
             for demo in demos:
                 g = f["data"][demo]
                 n = int(g["actions"].shape[0])
+                task = _attr(g, "task", path.stem)
                 if n == 0:
                     raise UserError(f"{path}: {demo}: empty demo (0 samples)")
                 for key in wanted:
@@ -135,8 +147,9 @@ class DemoDataset(torch.utils.data.Dataset):
                         demo,
                         sum(e.length for e in self.episodes),
                         n,
-                        _attr(g, "task", path.stem),
+                        task,
                         _attr(g, "instruction", path.stem),
+                        _attr(g, "class", task),
                     )
                 )
                 for key in wanted:
@@ -167,12 +180,23 @@ class DemoDataset(torch.utils.data.Dataset):
         self.sample_ep = np.repeat(np.arange(len(lengths)), lengths)
         self.sample_t = np.concatenate([np.arange(n) for n in lengths])
 
-        self.classes = classes or _ordered_unique(e.task for e in self.episodes)
-        self.instructions = instructions or _ordered_unique(e.instruction for e in self.episodes)
-        self.ep_label = self._index(self.classes, [e.task for e in self.episodes], "task")
+        ep_class = [e.cls for e in self.episodes]
+        if classes and not set(ep_class) <= set(classes) and {e.task for e in self.episodes} <= set(classes):
+            ep_class = [e.task for e in self.episodes]  # a model from before the hierarchy: class = task
+        self.classes = list(classes or _ordered_unique(ep_class))
+        self.instructions = list(instructions or _ordered_unique(e.instruction for e in self.episodes))
+        self.ep_label = self._index(self.classes, ep_class, "class")
         self.ep_instruction = self._index(
             self.instructions, [e.instruction for e in self.episodes], "instruction"
         )
+        self.tasks = _ordered_unique(e.task for e in self.episodes)
+        first = {}
+        for i, e in enumerate(self.episodes):
+            first.setdefault(e.task, i)
+        self.task_labels = [int(self.ep_label[first[t]]) for t in self.tasks]
+        self.task_instructions = [int(self.ep_instruction[first[t]]) for t in self.tasks]
+        if self.v1_files:
+            _note_v1(self.v1_files)
 
     # ------------------------------------------------------------------ loading
     @staticmethod
@@ -344,6 +368,9 @@ class DemoDataset(torch.utils.data.Dataset):
             image_size=int(size),
             classes=list(self.classes),
             instructions=list(self.instructions),
+            tasks=list(self.tasks),
+            task_labels=list(self.task_labels),
+            task_instructions=list(self.task_instructions),
         )
 
     def _frame_shape(self, key: str) -> tuple[int, int, int]:
@@ -383,6 +410,32 @@ class DemoDataset(torch.utils.data.Dataset):
 def _attr(group: h5py.Group, name: str, default: str) -> str:
     value = group.attrs.get(name, default)
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _version(f: h5py.File) -> int | None:
+    value = f["data"].attrs.get("format_version")
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+_NOTED_V1 = False
+
+
+def _note_v1(files: list[Path]) -> None:
+    """Say once per process that format_version 1 files carry no class hierarchy."""
+    global _NOTED_V1
+    if _NOTED_V1:
+        return
+    _NOTED_V1 = True
+    shown = ", ".join(map(str, files[:2])) + (", ..." if len(files) > 2 else "")
+    print(
+        f"note: {len(files)} demonstration file(s) are format_version 1 ({shown}): no class hierarchy, "
+        "each task is its own class, so positives by class and by instruction coincide; "
+        "'embodied-data upgrade PATH...' adds the suite's classes",
+        file=sys.stderr,
+    )
 
 
 def _ordered_unique(values) -> list[str]:

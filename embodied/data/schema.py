@@ -1,13 +1,20 @@
 """The demonstration file: robomimic-compatible HDF5, one file per task (design.md).
 
     /data                attrs: total, env_args (JSON), format_version, suite
-    /data/demo_<i>       attrs: num_samples, task, instruction, label, seed, success
+    /data/demo_<i>       attrs: num_samples, task, class, label, instruction, instruction_id,
+                                seed, success
        actions           (T, A) float32 in [-1, 1]
        rewards, dones    (T,)
        states            (T, S) float64 flattened simulator state
        obs/<key>         (T, d) float32, or (T, H, W, 3) uint8 for ``<camera>_image``
     /mask/train, /mask/valid   demo names (bytes)
     /stats/<key>         attrs count, mean, std over the training demos (obs keys, actions)
+
+Format versions: 2 adds the task hierarchy of the suite spec to each demo: ``class`` (the
+object or scene family, ``drawer``), ``label`` (its class id) and ``instruction_id`` (the
+task's position in the spec). In version 1 ``label`` was the task's position and there was
+no ``class`` or ``instruction_id`` (every task its own class); readers take such a file's
+class to be its task, and ``embodied-data upgrade`` rewrites it as version 2.
 
 Writing is atomic: :class:`DemoFileWriter` writes ``<name>.part`` and renames it only when
 the file is complete, so an interrupted run never leaves a corrupt file at the target.
@@ -22,7 +29,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+HIERARCHY_VERSION = 2
+"""The first format version whose demos carry ``class`` and ``instruction_id``."""
 IMAGE_SUFFIX = "_image"
 IMAGE_CHUNK = 16  # frames per HDF5 chunk of an image stream: clips read whole chunks
 
@@ -30,6 +39,17 @@ IMAGE_CHUNK = 16  # frames per HDF5 chunk of an image stream: clips read whole c
 def demo_sort_key(name: str) -> int:
     """demo_10 after demo_9."""
     return int(name.rsplit("_", 1)[-1]) if name.rsplit("_", 1)[-1].isdigit() else 1 << 30
+
+
+def task_attrs(task) -> dict:
+    """The per-demo attributes that name a task of a suite spec (a :class:`~embodied.sim.TaskSpec`)."""
+    return {
+        "task": task.name,
+        "class": task.class_name,
+        "label": task.class_id,
+        "instruction": task.instruction,
+        "instruction_id": task.instruction_id,
+    }
 
 
 def is_image_key(key: str) -> bool:

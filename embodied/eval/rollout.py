@@ -268,16 +268,20 @@ def suite_of(tasks: Sequence[str]) -> str:
 
 
 def instruction_ids(spec: DataSpec, suite: str, tasks: Sequence[str]) -> dict[str, int]:
-    """The policy's instruction id of each task: the suite's instruction's position in
-    ``spec.instructions``, or, for data worded otherwise with one instruction per task, the
-    task's class index."""
+    """The policy's instruction id of each task: the one its data gave the task
+    (``spec.task_instructions``); for a spec saved before those existed, the suite's
+    instruction's position in ``spec.instructions``, or, for data worded otherwise with one
+    instruction per task, the task's class index."""
     suite_spec = load_suite(suite)
+    trained = spec.task_names
     ids = {}
     for task in tasks:
-        if spec.classes and task not in spec.classes:
-            raise UserError(f"the policy was trained on {', '.join(spec.classes)}; {task} is not among them")
+        if trained and task not in trained:
+            raise UserError(f"the policy was trained on {', '.join(trained)}; {task} is not among them")
         text = suite_spec.task(task).instruction
-        if not spec.instructions:
+        if spec.tasks and len(spec.task_instructions) == len(spec.tasks):
+            ids[task] = spec.task_instructions[spec.tasks.index(task)]
+        elif not spec.instructions:
             ids[task] = 0
         elif text in spec.instructions:
             ids[task] = spec.instructions.index(text)
@@ -563,8 +567,8 @@ def evaluate_policy(
 
     - ``policy``: ``predict_action(obs, instruction_id) -> (N, A)`` and ``reset()`` (the
       contract of :class:`embodied.policies.Policy`); put in eval mode for the evaluation.
-    - ``spec``: the policy's :class:`DataSpec`; its classes must include every task, and its
-      instructions give each task's instruction id.
+    - ``spec``: the policy's :class:`DataSpec`; its tasks (:attr:`DataSpec.task_names`) must
+      include every task, and give each task's instruction id.
     - ``workers``: worker processes stepping the environments; 0 or 1: none, all in this process.
     - ``envs_per_worker``: environments each worker steps (the policy acts for that many at
       once in a worker, or for ``workers x envs_per_worker`` in lock-step); None:

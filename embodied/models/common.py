@@ -24,7 +24,7 @@ class DataSpec:
     action_dim: int = 0
     """Size of one action."""
     num_classes: int = 1
-    """Task classes in the dataset (``label`` runs over 0..num_classes-1)."""
+    """Classes in the dataset (``label`` runs over 0..num_classes-1)."""
     num_instructions: int = 1
     """Distinct instructions in the dataset (``instruction_id``)."""
     obs_horizon: int = 1
@@ -36,16 +36,35 @@ class DataSpec:
     image_size: int = 84
     """Side of the observer camera's square frames."""
     classes: list[str] = field(default_factory=list)
-    """Task name of each class label."""
+    """Name of each class label: the demos' ``class`` (``drawer``), or their task where the files
+    have no class (format_version 1, robomimic's own files)."""
     instructions: list[str] = field(default_factory=list)
     """Text of each instruction id."""
+    tasks: list[str] = field(default_factory=list)
+    """Task names in the order the data first shows them. Empty in specs saved before the task
+    hierarchy, whose ``classes`` were the tasks: use :attr:`task_names`."""
+    task_labels: list[int] = field(default_factory=list)
+    """Class label (index into ``classes``) of each task of ``tasks``."""
+    task_instructions: list[int] = field(default_factory=list)
+    """Instruction id (index into ``instructions``) of each task of ``tasks`` (its first demo's)."""
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, raw: dict) -> DataSpec:
-        return cls(**raw)
+        return cls(**raw)  # JSON saved before a field was added takes that field's default
+
+    @property
+    def task_names(self) -> list[str]:
+        """The tasks of the data: ``tasks``, or, for a spec saved before it existed, ``classes``."""
+        return list(self.tasks) if self.tasks else list(self.classes)
+
+    def task_label(self, task: str) -> int:
+        """The class label of ``task`` (old specs: its position in ``classes``)."""
+        if self.tasks and len(self.task_labels) == len(self.tasks):
+            return self.task_labels[self.tasks.index(task)]
+        return self.classes.index(task)
 
     @property
     def low_dim_keys(self) -> list[str]:

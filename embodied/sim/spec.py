@@ -1,7 +1,10 @@
 """Suite specs: the declarative description of a suite's tasks, kept as YAML under ``envs/``.
 
-A spec gives every task a class label (its position in the file), a natural-language
-instruction and a default horizon, and names task sets (``mt10``, ``quick``, ...).
+A spec gives every task a class (the object or scene family it works on, ``drawer``), a
+natural-language instruction (``open the drawer``) and a default horizon, and names task sets
+(``mt10``, ``quick``, ``lookalike``, ...). Ids, as demonstration files store them: a task's
+``instruction_id`` is its position in the file; its class id (the files' ``label``) is the
+position of its class in the order the classes first appear in the file.
 """
 
 from __future__ import annotations
@@ -20,12 +23,21 @@ from embodied.paths import resource_dir
 class TaskSpec:
     name: str
     """Task id inside its suite, e.g. ``drawer-open-v3``."""
-    label: int
-    """Class label: the task's position in the suite spec (stable, never reordered)."""
+    class_name: str
+    """The object or scene family the task works on, e.g. ``drawer``."""
+    class_id: int
+    """Position of the class in the order classes first appear in the spec (stable)."""
+    instruction_id: int
+    """The task's position in the suite spec (stable, never reordered; format_version 1's label)."""
     instruction: str
     """What the robot does, in words: ``open the drawer``."""
     horizon: int
     """Default episode length for rollouts, in environment steps."""
+
+    @property
+    def label(self) -> int:
+        """The class label demonstration files store (``label``): the class id."""
+        return self.class_id
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,12 @@ class SuiteSpec:
     observer_camera: str
     tasks: dict[str, TaskSpec]
     task_sets: dict[str, tuple[str, ...]]
+    classes: tuple[str, ...] = ()
+    """Class names in class-id order."""
+
+    def class_tasks(self, name: str) -> list[str]:
+        """The tasks of class ``name``, in spec order."""
+        return [t.name for t in self.tasks.values() if t.class_name == name]
 
     def task(self, name: str) -> TaskSpec:
         try:
@@ -79,10 +97,20 @@ def load_suite(suite: str) -> SuiteSpec:
     if not path.is_file():
         raise UserError(f"unknown suite {suite!r}; suites: {', '.join(known_suites())}")
     raw = yaml.safe_load(path.read_text())
-    tasks = {
-        name: TaskSpec(name=name, label=i, instruction=str(t["instruction"]), horizon=int(t["horizon"]))
-        for i, (name, t) in enumerate(raw["tasks"].items())
-    }
+    classes: list[str] = []
+    tasks = {}
+    for i, (name, t) in enumerate(raw["tasks"].items()):
+        cls = str(t.get("class", name))  # a spec without classes: every task its own class
+        if cls not in classes:
+            classes.append(cls)
+        tasks[name] = TaskSpec(
+            name=name,
+            class_name=cls,
+            class_id=classes.index(cls),
+            instruction_id=i,
+            instruction=str(t["instruction"]),
+            horizon=int(t["horizon"]),
+        )
     sets = {}
     for name, members in raw.get("task_sets", {}).items():
         sets[name] = tuple(tasks) if members == "all" else tuple(members)
@@ -93,4 +121,5 @@ def load_suite(suite: str) -> SuiteSpec:
         observer_camera=raw["observer_camera"],
         tasks=tasks,
         task_sets=sets,
+        classes=tuple(classes),
     )
