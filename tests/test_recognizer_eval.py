@@ -147,7 +147,9 @@ def evaluated(data_dir):
     ds = open_clips(data_dir, SPEC, None, STRIDE)
     try:
         assert ds.camera == "corner" and list(ds.ep_len) == [e[1] for e in EPISODES]
-        report = evaluate_recognizer(oracle, ds, clips_per_video=5, clips_per_episode=3, top_k=2)
+        report = evaluate_recognizer(
+            oracle, ds, clips_per_video=5, clips_per_episode=3, top_k=2, level="class"
+        )
     finally:
         ds.close()
     return report, oracle
@@ -227,6 +229,25 @@ def test_early_recognition_sees_only_the_prefix(evaluated):
     assert [early[f]["topk"] for f in early] == pytest.approx([5 / 6, 5 / 6, 1.0, 1.0])
     assert early[0.1]["mean_frames"] == pytest.approx((3 * 5 + 1) / 6)
     assert early[1.0]["accuracy"] == report.video_accuracy
+
+
+def test_with_a_hierarchy_the_instruction_is_recognised_and_the_class_reported_beside(data_dir):
+    """Two instructions of task-a's class: by default the numbers are the instruction head's."""
+    ds = open_clips(data_dir, SPEC, None, STRIDE)
+    try:
+        report = evaluate_recognizer(Oracle(), ds, clips_per_video=5, clips_per_episode=3, top_k=2)
+    finally:
+        ds.close()
+    assert report.level == "instruction" and report.classes == INSTRUCTIONS
+    # episode 2 shows the wrong instruction ("do a" for "do b"): its 3 clips and its video
+    assert report.clip_accuracy == pytest.approx(13 / 16) and report.video_accuracy == pytest.approx(5 / 6)
+    assert report.confusion[2] == [1, 0, 1, 0] and report.per_class["do a again"]["accuracy"] == 1.0
+    assert report.class_level == {
+        "clip_accuracy": pytest.approx(12 / 16),
+        "video_accuracy": pytest.approx(5 / 6),
+    }
+    assert report.instruction is None
+    assert "| class (clip / video) | 0.750 / 0.833 | | |" in report_table(report)
 
 
 def test_instruction_accuracy_only_when_it_says_more_than_the_class(data_dir):
@@ -380,6 +401,7 @@ def test_cli_classify_prints_task_probability_and_top5(
 
     from embodied.cli.eval import main as eval_main
     from embodied.eval.video import write_video
+    from embodied.sim import load_suite
 
     with h5py.File(demo_file, "r") as f:
         frames = f["data/demo_0/obs/corner_image"][()]  # (T, 32, 32, 3)
@@ -387,8 +409,9 @@ def test_cli_classify_prints_task_probability_and_top5(
     capsys.readouterr()
     assert eval_main([str(recognizer_run), "--classify", str(video), "--clips", "3"]) == 0
     first, second = capsys.readouterr().out.strip().splitlines()
-    task = first.split(": ", 1)[1].split(" (p=")[0]
-    assert first.startswith(f"{video}: ") and task in demo_tasks
+    task = first.split(": ", 1)[1].split(" (p=")[0]  # the class: the object family of a task
+    classes = {load_suite("metaworld").task(t).class_name for t in demo_tasks}
+    assert first.startswith(f"{video}: ") and task in classes
     p = float(first.split("(p=")[1].split(")")[0])
     assert 0.0 < p <= 1.0 and "instruction" in first
     assert second.startswith("  top 2: ") and task in second  # 2 classes: the top 2

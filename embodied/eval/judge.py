@@ -7,7 +7,8 @@
 2. :class:`RolloutJudge`, an ``on_episode`` callback of
    :func:`~embodied.eval.rollout.evaluate_policy`: it classifies each recorded rollout's
    observer-camera video (the initial frame and one per step) and says whether the recognized
-   task is the instructed one; with a mirror head (and the policy) it also scores the
+   task is the instructed one (with a class/instruction hierarchy: whether the recognized
+   instruction is, named by its task); with a mirror head (and the policy) it also scores the
    episode's alignment.
 3. :func:`judge_summary`: the agreement rate, and how agreement and alignment relate to
    success (among successful vs failed episodes).
@@ -120,18 +121,33 @@ class RolloutJudge:
         self.mirror = mirror
         self.instruction_ids = instruction_ids or {}
         self.windows = windows
+        # With a class/instruction hierarchy the recognizer's instruction head says which action a
+        # rollout shows (open or close the drawer); the class head only which object family.
+        trained = getattr(getattr(recognizer, "config", None), "instruction_loss_weight", 0.0) > 0
+        self.by_instruction = bool(
+            trained and len(spec.instructions) != len(spec.classes) and spec.task_instructions
+        )
 
     def __call__(self, record: EpisodeRecord, recording: Recording | None) -> None:
         if recording is None or self.observer not in recording.frames:
             return
         frames = recording.frames[self.observer]  # (L + 1, H, W, 3)
+        head = "instruction" if self.by_instruction else "class"
         probs, top = classify_video(
-            self.recognizer, frames, self.spec.clip_len, self.clip_stride, self.num_clips
+            self.recognizer, frames, self.spec.clip_len, self.clip_stride, self.num_clips, head=head
         )
-        classes = self.spec.classes
-        instructed = classes.index(record.task) if record.task in classes else None
+        if self.by_instruction:  # the action recognised: which of the instructions, named by its task
+            tasks, ids = self.spec.task_names, self.spec.task_instructions
+            names = [
+                tasks[ids.index(i)] if i in ids else self.spec.instructions[i] for i in range(len(probs))
+            ]
+            instructed = self.instruction_ids.get(record.task)
+        else:
+            names = self.spec.classes
+            trained = self.spec.task_names
+            instructed = self.spec.task_label(record.task) if record.task in trained else None
         record.extra.update(
-            recognized_task=classes[top] if top < len(classes) else str(top),
+            recognized_task=names[top] if top < len(names) else str(top),
             recognized_prob=float(probs[top]),
             instructed_prob=float(probs[instructed]) if instructed is not None else None,
             agrees=bool(instructed == top),

@@ -56,6 +56,9 @@ class RecognizerConfig:
     """Brightness and contrast factors drawn from [1 - x, 1 + x] per clip in training; 0 = none."""
     instruction_loss_weight: float = 0.5
     """Weight of the instruction cross-entropy beside the class cross-entropy; 0 = head not trained."""
+    input_size: int = 0
+    """Side of the frames the backbone reads, resampled from the data's (after the crop); 0 = the
+    data's own size. Smaller frames cost less and leave less detail for the scene to give away."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout < 1.0:
@@ -66,6 +69,8 @@ class RecognizerConfig:
             raise ValueError(f"color_jitter must be in [0, 1), got {self.color_jitter}")
         if self.instruction_loss_weight < 0.0:
             raise ValueError(f"instruction_loss_weight must be >= 0, got {self.instruction_loss_weight}")
+        if self.input_size < 0:
+            raise ValueError(f"input_size must be >= 0, got {self.input_size}")
 
 
 class Recognizer(nn.Module):
@@ -96,7 +101,7 @@ class Recognizer(nn.Module):
     @classmethod
     def working_size(cls, config: RecognizerConfig, spec: DataSpec) -> int:
         """Side S of the frames the backbone reads; the clip is resampled to it."""
-        return spec.image_size
+        return config.input_size or spec.image_size
 
     # ------------------------------------------------------------------ the contract
     def prepare(self, video: torch.Tensor) -> torch.Tensor:

@@ -22,9 +22,14 @@ frame indices past the last available frame are clamped to it: **the last frame 
 as if the robot held still. No clip ever takes a frame from another episode or, in early
 recognition, from beyond the prefix.
 
-Top-k accuracy uses k = min(``top_k``, number of classes), so with 5 classes or fewer top-5 is
-1 by definition. When the instructions are not one per class (more or fewer instructions than
-classes), instruction accuracy is reported too, from the instruction head.
+Level: a recognizer says which instruction (the action: "open the drawer") and which class
+(the object family: "drawer") a clip shows. With a task hierarchy (instructions not one per
+class) and a trained instruction head, every number above is taken at the **instruction**
+level, from the instruction head, and the class head's clip- and video-level accuracy is
+reported beside it (``class_level``); otherwise (one instruction per class, or ``level="class"``)
+at the class level, with the instruction head's accuracy beside it when it says more
+(``instruction``). Top-k accuracy uses k = min(``top_k``, number of categories), so with 5 or
+fewer top-5 is 1 by definition.
 
 :func:`write_report` writes ``recognition.json`` (every number), ``confusion.png``,
 ``early_recognition.json`` (fraction -> accuracy) and ``early_recognition.png``, each
@@ -136,7 +141,8 @@ class RecognizerReport:
     """Everything :func:`evaluate_recognizer` measured; :meth:`to_json` is ``recognition.json``."""
 
     classes: list[str]
-    """Class names, in label order (the model's ``spec.classes``)."""
+    """Names of the categories at the reported ``level``, in id order (the model's
+    ``spec.instructions`` or ``spec.classes``)."""
     camera: str | None
     """Observer camera the clips came from."""
     clip_len: int
@@ -165,7 +171,12 @@ class RecognizerReport:
     early_recognition: list[dict]
     """Per fraction: ``fraction``, ``mean_frames`` seen, ``accuracy`` (top-1), ``topk`` (video level)."""
     instruction: dict | None = None
-    """Instruction head's ``clip_accuracy``, ``video_accuracy``, if instructions are not one per class."""
+    """At the class level: the instruction head's ``clip_accuracy``, ``video_accuracy``, if
+    instructions are not one per class and the head was trained."""
+    level: str = "class"
+    """What the numbers above recognise: ``instruction`` (the action) or ``class``."""
+    class_level: dict | None = None
+    """At the instruction level: the class head's ``clip_accuracy``, ``video_accuracy``."""
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, **asdict(self)}
@@ -195,18 +206,23 @@ def evaluate_recognizer(
     clips_per_episode: int = 10,
     top_k: int = 5,
     batch_size: int = 64,
+    level: str = "auto",
 ) -> RecognizerReport:
-    """Clip- and video-level top-1/top-k, per-class accuracy, confusion and early recognition.
+    """Clip- and video-level top-1/top-k, per-category accuracy, confusion and early recognition.
 
     ``dataset``: a :class:`~embodied.data.reader.DemoDataset` in clip (or paired) mode, usually
     the ``valid`` split with ``training=False``, built with the model's ``classes`` (see
     :func:`open_clips`). Every episode is read once; each distinct clip is classified once,
-    in eval mode (the model is put back in its mode). See the module doc for the protocol.
+    in eval mode (the model is put back in its mode). ``level``: ``instruction``, ``class`` or
+    ``auto`` (the instruction when the data has a hierarchy and the instruction head was
+    trained). See the module doc for the protocol.
     """
     if dataset.video_key is None:
         raise ValueError("the dataset gives no clips: build it with mode='clip' (or 'paired')")
     if clips_per_video < 1 or clips_per_episode < 1 or top_k < 1:
         raise ValueError("clips_per_video, clips_per_episode and top_k must be at least 1")
+    if level not in ("auto", "instruction", "class"):
+        raise ValueError(f"level must be auto, instruction or class, got {level!r}")
     fractions = sorted({float(f) for f in fractions})
     if not all(0.0 < f <= 1.0 for f in fractions):
         raise ValueError(f"fractions must lie in (0, 1], got {fractions}")
@@ -217,12 +233,18 @@ def evaluate_recognizer(
             "the dataset's classes are not the model's (build it with classes=spec.classes): "
             f"{', '.join(classes)} vs {', '.join(spec.classes)}"
         )
-    n_classes = len(classes)
-    k = min(top_k, n_classes)
-    with_instruction = len(dataset.instructions) != n_classes and _instruction_head_trained(model)
+    hierarchy = len(dataset.instructions) != len(classes) and _instruction_head_trained(model)
+    if level == "auto":
+        level = "instruction" if hierarchy else "class"
+    by_instruction = level == "instruction"
+    names = list(dataset.instructions) if by_instruction else classes
+    targets = np.asarray(dataset.ep_instruction if by_instruction else dataset.ep_label, dtype=np.int64)
+    with_other = hierarchy  # the other head's accuracy beside the reported level's
+    n_names = len(names)
+    k = min(top_k, n_names)
 
     clip_hit, clip_hitk, n_clips = 0, 0, 0
-    ins_clip_hit, ins_video_hit = 0, 0
+    other_clip_hit, other_video_hit = 0, 0
     video_pred, video_hitk = [], []
     early_hit = {f: [0, 0] for f in fractions}  # fraction -> [top-1 hits, top-k hits]
     early_frames = {f: [] for f in fractions}
@@ -232,6 +254,7 @@ def evaluate_recognizer(
         for e in range(len(dataset.episodes)):
             length = int(dataset.ep_len[e])
             label, instruction = int(dataset.ep_label[e]), int(dataset.ep_instruction[e])
+            target, other = (instruction, label) if by_instruction else (label, instruction)
             plan = plan_clips(
                 length, dataset.clip_len, dataset.clip_stride, clips_per_episode, clips_per_video, fractions
             )
@@ -240,44 +263,51 @@ def evaluate_recognizer(
             unique, inverse = np.unique(np.concatenate(sets), axis=0, return_inverse=True)  # (U, T), (N,)
             frames = dataset.episode_video(e)  # (L, 3, H, W)
             class_p, ins_p = clip_probabilities(model, torch.from_numpy(frames[unique]), batch_size)
+            if by_instruction and ins_p is None:
+                raise ValueError("level 'instruction' needs a model with instruction logits")
+            probs, other_p = (ins_p, class_p) if by_instruction else (class_p, ins_p)
             bounds = np.cumsum([0, *(len(s) for s in sets)])
             per_set = [inverse.reshape(-1)[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
             clip_rows, video_rows, early_rows = per_set[0], per_set[1], per_set[2:]
 
-            tops = _top(class_p[clip_rows], k)  # (K, k)
-            clip_hit += int((tops[:, 0] == label).sum())
-            clip_hitk += int((tops == label).any(-1).sum())
+            tops = _top(probs[clip_rows], k)  # (K, k)
+            clip_hit += int((tops[:, 0] == target).sum())
+            clip_hitk += int((tops == target).any(-1).sum())
             n_clips += len(clip_rows)
-            video = _top(class_p[video_rows].mean(0, keepdims=True), k)[0]  # (k,)
+            video = _top(probs[video_rows].mean(0, keepdims=True), k)[0]  # (k,)
             video_pred.append(int(video[0]))
-            video_hitk.append(bool(label in video))
+            video_hitk.append(bool(target in video))
             for f, rows in zip(fractions, early_rows, strict=True):
-                top = _top(class_p[rows].mean(0, keepdims=True), k)[0]
-                early_hit[f][0] += int(top[0] == label)
-                early_hit[f][1] += int(label in top)
+                top = _top(probs[rows].mean(0, keepdims=True), k)[0]
+                early_hit[f][0] += int(top[0] == target)
+                early_hit[f][1] += int(target in top)
                 early_frames[f].append(prefix_length(length, f))
-            if with_instruction and ins_p is None:  # a model without an instruction head
-                with_instruction = False
-            if with_instruction:
-                ins_clip_hit += int((ins_p[clip_rows].argmax(-1) == instruction).sum())
-                ins_video_hit += int(ins_p[video_rows].mean(0).argmax() == instruction)
+            if with_other and other_p is None:  # a model without an instruction head
+                with_other = False
+            if with_other:
+                other_clip_hit += int((other_p[clip_rows].argmax(-1) == other).sum())
+                other_video_hit += int(other_p[video_rows].mean(0).argmax() == other)
     finally:
         model.train(was_training)
 
     from embodied.eval.stats import wilson_interval  # numpy only (embodied.eval imports no torch)
 
-    labels = np.asarray(dataset.ep_label, dtype=np.int64)
     preds = np.asarray(video_pred, dtype=np.int64)
     n_videos = len(preds)
-    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(confusion, (labels, preds), 1)
+    confusion = np.zeros((n_names, n_names), dtype=np.int64)
+    np.add.at(confusion, (targets, preds), 1)
     per_class = {}
-    for c, name in enumerate(classes):
+    for c, name in enumerate(names):
         n, hit = int(confusion[c].sum()), int(confusion[c, c])
         per_class[name] = {"videos": n, "correct": hit, "accuracy": hit / n if n else None}
-    video_hit = int((preds == labels).sum())
+    video_hit = int((preds == targets).sum())
+    other = (
+        {"clip_accuracy": other_clip_hit / n_clips, "video_accuracy": other_video_hit / n_videos}
+        if with_other
+        else None
+    )
     return RecognizerReport(
-        classes=classes,
+        classes=names,
         camera=dataset.camera,
         clip_len=dataset.clip_len,
         clip_stride=dataset.clip_stride,
@@ -301,11 +331,9 @@ def evaluate_recognizer(
             }
             for f in fractions
         ],
-        instruction=(
-            {"clip_accuracy": ins_clip_hit / n_clips, "video_accuracy": ins_video_hit / n_videos}
-            if with_instruction
-            else None
-        ),
+        instruction=None if by_instruction else other,
+        level=level,
+        class_level=other if by_instruction else None,
     )
 
 
@@ -343,11 +371,10 @@ def report_table(report: RecognizerReport) -> str:
         f"| video ({report.clips_per_video} clips) | {report.video_accuracy:.3f} [{low:.2f}, {high:.2f}] "
         f"| {report.video_topk:.3f} | {report.videos} videos |",
     ]
-    if report.instruction:
-        ins = report.instruction
-        lines.append(
-            f"| instruction (clip / video) | {ins['clip_accuracy']:.3f} / {ins['video_accuracy']:.3f} | | |"
-        )
+    for name, other in (("instruction", report.instruction), ("class", report.class_level)):
+        if other:
+            clip, video = other["clip_accuracy"], other["video_accuracy"]
+            lines.append(f"| {name} (clip / video) | {clip:.3f} / {video:.3f} | | |")
     early = report.early_recognition
     lines += [
         "",
@@ -357,7 +384,7 @@ def report_table(report: RecognizerReport) -> str:
         f"| top-{k} | " + " | ".join(f"{e['topk']:.3f}" for e in early) + " |",
         "| mean frames | " + " | ".join(f"{e['mean_frames']:.1f}" for e in early) + " |",
         "",
-        "| class | videos | correct | accuracy | most often taken for |",
+        f"| {report.level} | videos | correct | accuracy | most often taken for |",
         "|---|---:|---:|---:|---|",
     ]
     confusion = np.asarray(report.confusion)
@@ -391,7 +418,7 @@ def confusion_figure(report: RecognizerReport):
     fig = Figure(figsize=(side + 1.2, side))
     ax = fig.add_subplot()
     image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class's videos")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=f"share of the true {report.level}'s videos")
     ticks = np.arange(n)
     ax.set_xticks(ticks, labels=report.classes, rotation=60, ha="right", fontsize=font)
     ax.set_yticks(ticks, labels=report.classes, fontsize=font)
@@ -400,8 +427,8 @@ def confusion_figure(report: RecognizerReport):
             if counts[i, j]:
                 colour = "white" if share[i, j] > 0.5 else "black"
                 ax.text(j, i, str(counts[i, j]), ha="center", va="center", color=colour, fontsize=font)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
+    ax.set_xlabel(f"predicted {report.level}")
+    ax.set_ylabel(f"true {report.level}")
     ax.set_title(
         f"Video-level confusion ({report.videos} videos, {report.clips_per_video} clips each): "
         f"top-1 {report.video_accuracy:.1%}",

@@ -51,30 +51,39 @@ def video_clips(
 
 
 def classify_video(
-    model: Recognizer, frames: np.ndarray, clip_len: int, stride: int = 1, num_clips: int = 4
+    model: Recognizer,
+    frames: np.ndarray,
+    clip_len: int,
+    stride: int = 1,
+    num_clips: int = 4,
+    head: str = "class",
 ) -> tuple[np.ndarray, int]:
-    """Class probabilities of a video, averaged over ``num_clips`` clips, and the top class.
+    """Class probabilities of a video, averaged over ``num_clips`` clips, and the top class
+    (with ``head="instruction"``: the instruction head's, and the top instruction).
 
     ``frames``: (N, H, W, 3) uint8, e.g. one episode from the observer camera. Frames are
-    resized to the model's input size with ``torch.nn.functional.interpolate`` (bilinear,
+    resized to the size of the model's training frames with ``torch.nn.functional.interpolate`` (bilinear,
     antialiased), ``num_clips`` clips of ``clip_len`` frames at ``stride`` are sampled
     uniformly over the video (see :func:`sample_clip_indices`; a video shorter than one clip is
     padded by repeating its last frame), each is classified, and the softmax probabilities are
     averaged. The model runs in eval mode (centre crop, no jitter, batch-norm statistics) and
     is put back in the mode it was in. Returns ``(probabilities (num_classes,) float32, top
-    class index)``.
+    class index)``, or of the instructions.
     """
+    if head not in ("class", "instruction"):
+        raise ValueError(f"head must be class or instruction, got {head!r}")
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be (N, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
     clips = video_clips(
-        frames, clip_len, stride, num_clips, model.input_size, next(model.parameters()).device
+        frames, clip_len, stride, num_clips, model.spec.image_size, next(model.parameters()).device
     )
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            probs = model.predict(clips).float().softmax(dim=-1).mean(dim=0)  # (num_classes,)
+            logits = model.predict(clips) if head == "class" else model(clips)[f"{head}_logits"]
+            probs = logits.float().softmax(dim=-1).mean(dim=0)  # (num_classes,) or (num_instructions,)
     finally:
         model.train(was_training)
     probs = probs.cpu().numpy()

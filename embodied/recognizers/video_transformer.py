@@ -155,7 +155,7 @@ class VideoTransformerRecognizer(Recognizer):
     def working_size(cls, config: VideoTransformerConfig, spec: DataSpec) -> int:
         # The frame side must be a whole number of patches: round it (84 px -> 80 px at p = 8).
         p = config.patch_size
-        return p * max(1, round(spec.image_size / p))
+        return p * max(1, round((config.input_size or spec.image_size) / p))
 
     def build_backbone(self, config: VideoTransformerConfig, spec: DataSpec) -> tuple[nn.Module, int]:
         backbone = VideoTransformerBackbone(config, spec.clip_len, self.input_size)
