@@ -153,6 +153,14 @@ def test_joint_run_reports_alignment_and_draws_the_shared_space(joint_run):
         for key in ("cos_pos", "cos_neg", "pair_cos"):
             assert -1.0 <= e[key] <= 1.0, key
         assert 0.0 <= e["cka"] <= 1.0 and e["pairs"] == 16
+        # the fixed gallery: one pair per validation episode, every level beside its chance
+        episodes = e["gallery/gallery"]
+        assert episodes >= 2 and e["gallery/chance@1_episode"] == pytest.approx(1 / episodes)
+        for level in ("episode", "instruction", "class"):
+            assert 0.0 <= e[f"gallery/recall@1_{level}_u2e"] <= 1.0
+            assert e[f"gallery/chance@1_{level}"] >= e["gallery/chance@1_episode"]
+    # the gallery does not depend on batch draws: the last validation's numbers are its own again
+    assert vals[-1]["gallery/gallery"] == vals[0]["gallery/gallery"]
     png = joint_run / "tsne.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((joint_run / "summary.json").read_text())

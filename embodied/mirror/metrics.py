@@ -80,6 +80,65 @@ def chance_recall_at_k(batch_size: int, k: int, match: torch.Tensor | None = Non
     return sum(1 - math.comb(batch_size - p, k) / total for p in counts) / len(counts)
 
 
+def episode_means(z: torch.Tensor, episode: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, D) embeddings and their (N,) episode ids -> (E, D) the mean of each episode's
+    L2-normalised rows, and the (E,) episode ids in ascending order."""
+    z = F.normalize(torch.as_tensor(z).detach().float(), dim=-1)
+    episode = torch.as_tensor(episode).reshape(-1)
+    ids, inverse = torch.unique(episode, return_inverse=True)  # (E,), (N,)
+    sums = torch.zeros(len(ids), z.shape[1], dtype=z.dtype).index_add_(0, inverse, z)  # (E, D)
+    counts = torch.bincount(inverse, minlength=len(ids)).clamp_min(1)[:, None]  # (E, 1)
+    return sums / counts, ids
+
+
+def gallery_retrieval(
+    z_u: torch.Tensor, z_e: torch.Tensor, instruction: torch.Tensor, label: torch.Tensor
+) -> dict[str, float]:
+    """Retrieval over a fixed gallery of one ``(z_u, z_e)`` pair per episode, at every level.
+
+    ``z_u``, ``z_e`` (E, D): row i of both describe episode i (e.g. :func:`episode_means`);
+    ``instruction``, ``label`` (E,): its instruction id and class. Each query ranks the whole
+    other side by cosine; the numbers do not depend on how batches were drawn. Returned, each
+    both ways (``u2e``, ``e2u``) beside the chance level of a random ranking:
+
+    - ``recall@1_<level>_<dir>`` for ``level`` in episode, instruction, class: the top-1 item
+      is the partner itself, one of the same instruction, one of the same class
+      (``chance@1_<level>``);
+    - ``within_instruction@1_<dir>``: the partner is ranked first among the episodes of the
+      same instruction, the part of the episode level that knowing the label cannot give
+      (``chance@1_within_instruction``: the mean of 1 / episodes of the query's instruction;
+      queries alone in their instruction are left out);
+    - ``gallery``: E.
+    """
+    e = len(z_u)
+    if len(z_e) != e or len(instruction) != e or len(label) != e:
+        raise ValueError("z_u, z_e, instruction and label must describe the same episodes")
+    if e < 2:
+        raise ValueError(f"a gallery needs at least 2 episodes, got {e}")
+    instruction = torch.as_tensor(instruction).reshape(-1).cpu()
+    label = torch.as_tensor(label).reshape(-1).cpu()
+    sim = _cosine_matrix(z_u, z_e).cpu()  # (E, E)
+    out: dict[str, float] = {"gallery": float(e)}
+    for level, ids in (("episode", None), ("instruction", instruction), ("class", label)):
+        match = torch.eye(e, dtype=torch.bool) if ids is None else ids[:, None] == ids[None, :]  # (E, E)
+        recall = recall_at_k(z_u, z_e, ks=(1,), match=match)
+        out[f"recall@1_{level}_u2e"] = recall["u2e@1"]
+        out[f"recall@1_{level}_e2u"] = recall["e2u@1"]
+        out[f"chance@1_{level}"] = chance_recall_at_k(e, 1, match)
+    same = instruction[:, None] == instruction[None, :]  # (E, E) candidates of each query
+    counted = same.sum(dim=1) > 1  # (E,) queries with another episode of their instruction
+    if counted.any():
+        for name, s in (("u2e", sim), ("e2u", sim.T)):
+            masked = s.masked_fill(~same, -math.inf)  # other instructions out of the ranking
+            hit = masked.argmax(dim=1) == torch.arange(e)  # (E,)
+            out[f"within_instruction@1_{name}"] = hit[counted].float().mean().item()
+        out["chance@1_within_instruction"] = (1.0 / same.sum(dim=1)[counted].float()).mean().item()
+    else:
+        out |= {f"within_instruction@1_{d}": math.nan for d in ("u2e", "e2u")}
+        out["chance@1_within_instruction"] = math.nan
+    return out
+
+
 def positive_negative_cosine(
     z_u: torch.Tensor, z_e: torch.Tensor, positives: torch.Tensor
 ) -> dict[str, float]:
@@ -144,13 +203,18 @@ def tsne_plot(
     seed: int = 0,
     groups: Sequence[int] | np.ndarray | None = None,
     group_names: Sequence[str] = (),
+    instructions: Sequence[int] | np.ndarray | None = None,
+    instruction_names: Sequence[str] = (),
 ) -> Path:
     """Write a PNG of a 2-D t-SNE of embeddings ``z`` (N, D), each point coloured by its class.
 
     The rows are L2-normalised first, so t-SNE's Euclidean distances rank pairs as the cosine
     of the shared space does. ``labels`` (N,) index ``class_names``. ``groups`` (N,) index
     ``group_names`` and set each point's marker (e.g. z_u as circles, z_e as triangles), so
-    one can see whether the two sides of a class meet. The perplexity is lowered to
+    one can see whether the two sides of a class meet. With ``instructions`` (N,) indexing
+    ``instruction_names``, the marker tells the instructions of a class apart instead (the
+    first of a class a circle, the second a triangle, ...), the legend lists every instruction,
+    and the groups are told apart by fill (the first filled, the others hollow). The perplexity is lowered to
     (N - 1) / 3 for small N. The file is written whole or not at all. Needs scikit-learn.
     """
     try:
@@ -178,7 +242,16 @@ def tsne_plot(
     cmap = _colormap(len(classes))
     fig = Figure(figsize=(7, 6))
     ax = fig.add_subplot()
-    for i, c in enumerate(classes):
+    if instructions is not None:
+        _draw_instructions(ax, xy, labels, np.asarray(instructions).reshape(-1), groups, cmap, markers)
+        legend = _instruction_legend(
+            ax, labels, np.asarray(instructions).reshape(-1), class_names, instruction_names, cmap, markers
+        )
+        for g, group in enumerate(group_names):  # fill key: the first group filled, the others hollow
+            face = "grey" if g == 0 else "none"
+            ax.scatter([], [], s=12, facecolors=face, edgecolors="grey", marker="o", label=group)
+        classes = np.arange(legend)  # legend entries, for the size check below
+    for i, c in enumerate(classes if instructions is None else ()):
         name = class_names[c] if 0 <= c < len(class_names) else f"class {c}"
         for g in np.unique(groups):
             sel = (labels == c) & (groups == g)
@@ -191,7 +264,7 @@ def tsne_plot(
                 marker=marker,
                 label=name if g == groups.min() else None,
             )
-    for g, group in enumerate(group_names):  # marker key: grey, one entry per group
+    for g, group in enumerate(group_names if instructions is None else ()):  # marker key, one per group
         ax.scatter([], [], s=12, color="grey", marker=markers[g % len(markers)], label=group)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -202,6 +275,57 @@ def tsne_plot(
 
     # bbox_inches="tight" keeps the legend outside the axes
     return replace_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+
+
+def _instruction_rank(labels: np.ndarray, instructions: np.ndarray) -> dict[int, int]:
+    """instruction id -> its rank among the instructions of its class (0, 1, ...), for the marker."""
+    rank: dict[int, int] = {}
+    for c in np.unique(labels):
+        for r, i in enumerate(np.unique(instructions[labels == c])):
+            rank.setdefault(int(i), r)
+    return rank
+
+
+def _draw_instructions(ax, xy, labels, instructions, groups, cmap, markers) -> None:
+    """Points coloured by class, marked by instruction within the class, filled by group."""
+    classes = list(np.unique(labels))
+    rank = _instruction_rank(labels, instructions)
+    for i in np.unique(instructions):
+        for g in np.unique(groups):
+            sel = (instructions == i) & (groups == g)
+            if not sel.any():
+                continue
+            colour = cmap(classes.index(labels[sel][0]))
+            ax.scatter(
+                xy[sel, 0],
+                xy[sel, 1],
+                s=14,
+                marker=markers[rank[int(i)] % len(markers)],
+                facecolors=colour if g == groups.min() else "none",
+                edgecolors=colour,
+                linewidths=0.8,
+            )
+
+
+def _instruction_legend(ax, labels, instructions, class_names, instruction_names, cmap, markers) -> int:
+    """One legend entry per instruction (its class's colour, its marker); returns their number."""
+    classes = list(np.unique(labels))
+    rank = _instruction_rank(labels, instructions)
+    entries = 0
+    for c in classes:
+        cname = class_names[c] if 0 <= c < len(class_names) else f"class {c}"
+        for i in np.unique(instructions[labels == c]):
+            iname = instruction_names[i] if 0 <= i < len(instruction_names) else f"instruction {i}"
+            ax.scatter(
+                [],
+                [],
+                s=14,
+                color=cmap(classes.index(c)),
+                marker=markers[rank[int(i)] % len(markers)],
+                label=f"{cname}: {iname}",
+            )
+            entries += 1
+    return entries
 
 
 def _colormap(n: int):

@@ -33,7 +33,6 @@ import random
 import shutil
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +49,8 @@ from embodied.errors import UserError
 from embodied.mirror import (
     MirrorHead,
     chance_recall_at_k,
+    episode_means,
+    gallery_retrieval,
     linear_cka,
     pair_alignment,
     positive_mask,
@@ -67,8 +68,6 @@ from embodied.train.sampling import ShardedBatches, fixed_subset, train_loader
 
 RECALL_KS = (1, 5)
 """Recall@k reported on the validation pairs (joint and probe)."""
-TSNE_PAIRS = 500
-"""Validation pairs drawn in tsne.png (two points each; t-SNE's cost grows faster than linearly)."""
 
 
 # --------------------------------------------------------------------------- the loss
@@ -395,6 +394,15 @@ class Averager:
 
 
 # --------------------------------------------------------------------------- validation
+def _compute_batches(module: TrainModule, dataset: DemoDataset, indices, batch_size: int, device, autocast):
+    """(batch, metrics, features) of ``module.compute`` over ``indices`` in batches."""
+    for lo in range(0, len(indices), batch_size):
+        batch = to_device(dataset.__getitems__(indices[lo : lo + batch_size]), device)
+        with autocast():
+            _, metrics, features = module.compute(batch)
+        yield batch, metrics, features
+
+
 @torch.no_grad()
 def validate(
     module: TrainModule,
@@ -404,32 +412,45 @@ def validate(
     device: torch.device,
     autocast,
     tsne: Path | None = None,
-    class_names: Sequence[str] = (),
+    spec: DataSpec | None = None,
+    gallery: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Mean metrics over fixed validation batches; with a mirror head, alignment over all the pairs.
 
     Besides the batch means (``loss``, ``policy/*``, ``recognizer/*``, ``mirror/*``), joint and
     probe runs get, over every validation pair at once (see :func:`alignment_metrics`):
     Recall@1/5 both ways and their chance levels, ``cos_pos``/``cos_neg``, ``pair_cos`` and the
-    linear CKA of the raw features. With ``tsne`` a path, the first :data:`TSNE_PAIRS` pairs'
-    ``z_u`` and ``z_e`` are drawn there, coloured by class (``class_names``).
+    linear CKA of the raw features. With ``gallery`` (sample indices, :func:`gallery_indices`)
+    they also get ``gallery/*``: retrieval among one episode-averaged pair per validation
+    episode at every positive level, with chance levels (see
+    :func:`~embodied.mirror.gallery_retrieval`); with ``tsne`` a path, that gallery's ``z_u``
+    and ``z_e`` are drawn there, coloured by class and marked by instruction (``spec``'s names).
     """
     was_training = module.training
     module.eval()
     avg = Averager()
     feats_u, feats_e, ids = [], [], {K.EPISODE: [], K.INSTRUCTION: [], K.LABEL: []}
+    shown = {K.EPISODE: [], K.INSTRUCTION: [], K.LABEL: []}
+    gallery_u, gallery_e = [], []
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            for lo in range(0, len(indices), batch_size):
-                batch = to_device(dataset.__getitems__(indices[lo : lo + batch_size]), device)
-                with autocast():
-                    _, metrics, features = module.compute(batch)
+            for batch, metrics, features in _compute_batches(
+                module, dataset, indices, batch_size, device, autocast
+            ):
                 avg.add(metrics, weight=len(batch[K.LABEL]))
                 if features is not None:
                     feats_u.append(features[0].float())
                     feats_e.append(features[1].float())
                     for k in ids:
                         ids[k].append(batch[k])
+            if feats_u and gallery is not None:
+                for batch, _, features in _compute_batches(
+                    module, dataset, gallery, batch_size, device, autocast
+                ):
+                    gallery_u.append(features[0].float())
+                    gallery_e.append(features[1].float())
+                    for k in shown:
+                        shown[k].append(batch[k])
     finally:
         module.train(was_training)
     result = avg.mean()
@@ -440,18 +461,42 @@ def validate(
         ids = {k: torch.cat(v) for k, v in ids.items()}
         match = positive_mask(mirror.config.positives, ids[K.EPISODE], ids[K.INSTRUCTION], ids[K.LABEL])
         result |= alignment_metrics(f_u, f_e, z_u, z_e, match)
-        if tsne is not None:
-            n = min(len(z_u), TSNE_PAIRS)  # the subset is in random order: the first n are a fair sample
+    if gallery_u:
+        shown = {k: torch.cat(v).cpu() for k, v in shown.items()}
+        z_u, z_e = mirror.embed(torch.cat(gallery_u), torch.cat(gallery_e))  # (G, dim) each
+        m_u, episodes = episode_means(z_u, shown[K.EPISODE])  # (E, dim), (E,)
+        m_e, _ = episode_means(z_e, shown[K.EPISODE])
+        first = torch.searchsorted(shown[K.EPISODE], episodes)  # gallery rows are in episode order
+        instruction, label = shown[K.INSTRUCTION][first], shown[K.LABEL][first]  # (E,) each
+        if len(episodes) > 1:
+            result |= {f"gallery/{k}": v for k, v in gallery_retrieval(m_u, m_e, instruction, label).items()}
+        if tsne is not None and len(episodes) >= 2:
             tsne_plot(
-                torch.cat([z_u[:n], z_e[:n]]),  # (2n, dim)
-                torch.cat([ids[K.LABEL][:n], ids[K.LABEL][:n]]),  # (2n,)
-                class_names,
+                torch.cat([m_u, m_e]),  # (2E, dim)
+                torch.cat([label, label]),  # (2E,)
+                spec.classes if spec else (),
                 tsne,
-                title=f"shared space: z_u and z_e of {n} validation pairs",
-                groups=np.repeat([0, 1], n),
+                title=f"shared space: z_u and z_e of {len(episodes)} validation episodes (mean of each)",
+                groups=np.repeat([0, 1], len(episodes)),
                 group_names=["z_u (recognizer)", "z_e (policy)"],
+                instructions=torch.cat([instruction, instruction]),
+                instruction_names=spec.instructions if spec else (),
             )
     return result
+
+
+GALLERY_STEPS = 8
+"""Steps of each validation episode whose pairs, averaged, are its entry in the probe's gallery."""
+
+
+def gallery_indices(dataset: DemoDataset, steps: int = GALLERY_STEPS) -> np.ndarray:
+    """Sample indices of ``steps`` evenly spaced steps of every episode (all of a shorter one),
+    in episode order: the fixed gallery of :func:`validate`, independent of seeds and batches."""
+    out = []
+    for first, length in zip(dataset.ep_start, dataset.ep_len, strict=True):
+        t = np.unique(np.linspace(0, length - 1, min(steps, length)).round().astype(np.int64))
+        out.append(first + t)  # sample index of (episode, t): the samples are episodes back to back
+    return np.concatenate(out)
 
 
 def alignment_metrics(
@@ -564,6 +609,7 @@ def _train(
         return json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
 
     val_indices = validation_indices(valid_ds, cfg) if valid_ds is not None else None
+    val_gallery = gallery_indices(valid_ds) if valid_ds is not None and cfg.mirror is not None else None
     model: nn.Module = module
     if procs.distributed:
         ids = [procs.device.index] if procs.device.type == "cuda" else None
@@ -628,7 +674,15 @@ def _train(
         tsne = out / "tsne.png" if final and cfg.mirror is not None else None
         with ema.applied() if ema else contextlib.nullcontext():
             metrics = validate(
-                module, valid_ds, val_indices, cfg.data.batch_size, procs.device, autocast, tsne, spec.classes
+                module,
+                valid_ds,
+                val_indices,
+                cfg.data.batch_size,
+                procs.device,
+                autocast,
+                tsne,
+                spec,
+                gallery=val_gallery,
             )
         last["val"] = metrics
         log.event("val", step, metrics)
@@ -643,7 +697,7 @@ def _train(
         with ema.applied() if ema else contextlib.nullcontext(), torch.random.fork_rng(devices=[]):
             policy.eval()
             try:
-                result = evaluator(policy, spec, list(spec.classes), cfg.rollout_episodes, EVAL_SEED_START)
+                result = evaluator(policy, spec, spec.task_names, cfg.rollout_episodes, EVAL_SEED_START)
             finally:
                 module.train()
         last["rollout"] = numeric_results(result)
@@ -775,6 +829,19 @@ def format_summary(s: dict) -> str:
                 val["chance@5"],
                 val["pairs"],
             )
+        )
+    if "gallery/gallery" in val:
+        parts = []
+        for level in ("episode", "instruction", "class"):
+            u2e, e2u = (_fmt(val.get(f"gallery/recall@1_{level}_{d}")) for d in ("u2e", "e2u"))
+            parts.append(f"{level} {u2e}/{e2u} (chance {_fmt(val.get(f'gallery/chance@1_{level}'))})")
+        parts.append(
+            f"episode within its instruction {_fmt(val.get('gallery/within_instruction@1_u2e'))}/"
+            f"{_fmt(val.get('gallery/within_instruction@1_e2u'))} "
+            f"(chance {_fmt(val.get('gallery/chance@1_within_instruction'))})"
+        )
+        lines.append(
+            f"val gallery of {val['gallery/gallery']:.0f} episodes, Recall@1 u->e/e->u: " + "; ".join(parts)
         )
     if "cka" in val:
         lines.append(
