@@ -157,7 +157,14 @@ def test_tiny_bench_writes_well_formed_results(tiny_bench, demo_tasks):
             runs[a][s]["metrics"][family][key] - runs[b][s]["metrics"][family][key] for s in ("0", "1")
         ]
         assert pair["metrics"][key]["values"] == pytest.approx(expected)
-    assert set(data["paired"]["alignment"]["metrics"]) >= {"recall@1_u2e", "recall@1_e2u"}
+    gallery = {
+        f"recall@1_{level}_{d}" for level in ("episode", "instruction", "class") for d in ("u2e", "e2u")
+    }
+    assert set(data["paired"]["alignment"]["metrics"]) >= gallery
+    probe = data["summary"]["alignment"]["probe"]
+    assert probe["gallery"]["mean"] == 2 and probe["chance@1_episode"]["mean"] == pytest.approx(0.5)
+    # power: every paired difference carries the half-width of its interval
+    assert data["paired"]["success"]["metrics"]["overall"]["half_width"] >= 0
 
     md = (out / "results.md").read_text()
     for heading in (
@@ -198,6 +205,19 @@ def test_rerun_skips_finished_runs(tiny_bench):
     assert {p: p.stat().st_mtime_ns for p in markers} == stamps  # neither evaluated
     assert {p: p.stat().st_mtime_ns for p in checkpoints} == checkpoints  # nor trained again
     assert again["results"]["summary"] == first["results"]["summary"]
+    # a shard of the seeds touches only its own runs, and still reports every finished one
+    shard = run_bench(cfg, only_seeds=[1])
+    assert shard["ran"] == [] and {s for _, s in shard["skipped"]} == {1}
+    assert shard["results"]["summary"] == first["results"]["summary"]
+
+
+def test_a_shard_names_seeds_of_the_preset(tiny_bench):
+    from embodied.bench import run_bench
+    from embodied.errors import UserError
+
+    cfg, _, _ = tiny_bench
+    with pytest.raises(UserError, match="seed 2 is not one of the preset's training seeds 0..1"):
+        run_bench(cfg, only_seeds=[0, 2])
 
 
 def test_finished_run_with_other_settings_is_refused(tiny_bench):

@@ -4,11 +4,13 @@ paired differences of the aligned method against its baseline (design.md, "Bench
 A run's numbers (``bench.json``'s ``metrics``) come in families, each a nested dict of numbers:
 
 - ``success``: the policy's rollout success, ``overall`` and ``tasks/<task>`` (policy, joint);
-- ``recognition``: the recognizer's validation accuracy, ``video``, ``clip``,
-  ``tasks/<task>`` (video level) and ``early/<fraction>`` (recognizer, joint);
-- ``alignment``: Recall@1 of the validation pairs both ways, chance and CKA (probe,
-  probe_random; the joint run's own recall, at its training positives, is not comparable and
-  stays in its details).
+- ``recognition``: the recognizer's validation accuracy at the instruction level (the class
+  level for data without a hierarchy), ``video``, ``clip``, ``tasks/<task>`` (video level),
+  ``early/<fraction>``, and with a hierarchy ``class/video``, ``class/clip`` (recognizer, joint);
+- ``alignment``: retrieval over the fixed gallery of validation episodes, both ways, at the
+  episode, instruction and class levels and within an instruction, with chance levels, and
+  CKA (probe, probe_random; the joint run's own numbers, trained at its positives, are not
+  comparable and stay in its details).
 
 :func:`aggregate` flattens each family to ``key -> number`` ("tasks/reach-v3") and, per method
 and key, takes the mean over the seeds with a Student-t interval; :func:`paired` takes the
@@ -72,6 +74,9 @@ def interval(values: list[float], seeds: list[int], difference: bool = False) ->
         "mean": m.mean,
         "low": _nan_to_none(max(m.low, lo)),
         "high": _nan_to_none(min(m.high, 1.0)),
+        # before clipping: what these seeds can resolve (a true effect smaller than this half-width
+        # is not told from 0 at 95 %)
+        "half_width": _nan_to_none(m.high - m.mean),
         "std": _nan_to_none(m.std),
         "n": m.n,
         "values": [float(v) for v in values],

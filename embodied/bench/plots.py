@@ -7,7 +7,8 @@
   recognizer, the same way;
 - ``early_recognition.png``: accuracy against the fraction of the video seen, per recognizer,
   with the interval as a band;
-- ``probe_recall.png``: Recall@1 both ways of the probe, trained against random init, and chance;
+- ``probe_recall.png``: Recall@1 both ways of the probe over the episode gallery (its own
+  episode; its own episode among its instruction's), trained against random init, and chance;
 - ``ablations.png``: overall success and recognition of the joint run and each ablation run.
 
 The t-SNE of the shared space is drawn by training's last validation (``tsne.png`` of the joint
@@ -149,15 +150,25 @@ def write_plots(payload: dict, out: Path) -> list[Path]:
             written.append(curve)
     if "alignment" in summary:
         stats = summary["alignment"]
-        chances = [v["chance@1"]["mean"] for v in stats.values() if "chance@1" in v]
+        if any("recall@1_episode_u2e" in v for v in stats.values()):  # the gallery, every level
+            keys = [
+                (f"{stem}_{d}", f"{arrow} {name}")
+                for stem, name in (("recall@1_episode", "episode"), ("within_instruction@1", "in instr."))
+                for d, arrow in (("u2e", "U→E"), ("e2u", "E→U"))
+            ]
+            chance_key, title = "chance@1_episode", "probe over the episode gallery: trained vs random init"
+        else:
+            keys = [("recall@1_u2e", "Recall@1 U→E"), ("recall@1_e2u", "Recall@1 E→U")]
+            chance_key, title = "chance@1", "probe of frozen features: trained vs random init"
+        chances = [v[chance_key]["mean"] for v in stats.values() if chance_key in v]
         written.append(
             bars(
                 out / "probe_recall.png",
                 stats,
-                [("recall@1_u2e", "Recall@1 U→E"), ("recall@1_e2u", "Recall@1 E→U")],
+                keys,
                 [m for m in FAMILIES["alignment"] if m in stats],
                 "Recall@1",
-                "probe of frozen features: trained vs random init",
+                title,
                 chance=float(np.mean(chances)) if chances else None,
             )
         )

@@ -4,6 +4,7 @@
 
     preset, config            the preset's name and its full config
     tasks, seeds, methods     what was compared
+    recognition_level         what the recognizers recognised: instruction or class
     complete                  every method finished every seed
     runs                      method -> seed -> {metrics, finished, train_wall_s, eval_wall_s, dir}
     summary                   family -> method -> key -> {mean, low, high, std, n, values, seeds}
@@ -36,13 +37,25 @@ FORMAT_VERSION = 1
 
 
 def tasks_of(runs: dict[str, dict[int, dict]]) -> list[str]:
-    """The tasks (classes) of the runs, in the order the models list them."""
+    """The tasks of the runs, in the order the models list them (runs from before the task
+    hierarchy list them as their classes)."""
     for method in ("policy", "joint", "recognizer"):
         for marker in runs.get(method, {}).values():
-            classes = marker.get("details", {}).get("classes")
-            if classes:
-                return list(classes)
+            details = marker.get("details", {})
+            tasks = details.get("tasks") or details.get("classes")
+            if tasks:
+                return list(tasks)
     return []
+
+
+def recognition_level(runs: dict[str, dict[int, dict]]) -> str:
+    """What the recognizers recognised: ``instruction`` (data with a hierarchy) or ``class``."""
+    for method in ("recognizer", "joint"):
+        for marker in runs.get(method, {}).values():
+            level = marker.get("details", {}).get("recognition", {}).get("level")
+            if level:
+                return level
+    return "class"
 
 
 def results_payload(cfg: BenchConfig, runs: dict[str, dict[int, dict]], wall_s: float) -> dict:
@@ -56,6 +69,7 @@ def results_payload(cfg: BenchConfig, runs: dict[str, dict[int, dict]], wall_s: 
             "preset": cfg.name,
             "config": to_dict(cfg),
             "tasks": tasks_of(runs),
+            "recognition_level": recognition_level(runs),
             "seeds": seeds,
             "methods": list(cfg.methods),
             "complete": all(s in runs.get(m, {}) for m in cfg.methods for s in seeds),
@@ -138,8 +152,26 @@ def early_keys(stats: Iterable[Mapping[str, object]]) -> list[tuple[str, str]]:
     return [(k, f"{float(k.split('/', 1)[1]):.0%}") for k in fractions]
 
 
+def half_width(entry: dict | None) -> str:
+    """``±0.024``: the 95 % half-width of a paired difference, what its seeds can resolve."""
+    if not entry or entry.get("half_width") is None:
+        return "–"
+    return f"±{entry['half_width']:.3f}"
+
+
+GALLERY_ROWS = (
+    ("recall@1_episode", "episode", "chance@1_episode"),
+    ("within_instruction@1", "episode among its instruction's", "chance@1_within_instruction"),
+    ("recall@1_instruction", "instruction", "chance@1_instruction"),
+    ("recall@1_class", "class", "chance@1_class"),
+)
+"""The probe's gallery retrieval: (key stem, what counts as found, its chance level's key)."""
+
+
 def _headline(payload: dict) -> list[str]:
-    """One row per claim: overall success, recognition (video, clip, earliest prefix), probe recall."""
+    """One row per claim: overall success, recognition (video, clip, earliest prefix, class),
+    probe retrieval; each with the paired difference, the half-width of its interval (what the
+    seeds can resolve) and the paper's difference."""
     summary, pairs = payload["summary"], payload["paired"]
     rows = []
 
@@ -148,37 +180,54 @@ def _headline(payload: dict) -> list[str]:
         stats = summary.get(family, {})
         if key not in stats.get(treatment, {}) and key not in stats.get(baseline, {}):
             return
+        diff = pairs.get(family, {}).get("metrics", {}).get(key)
         rows.append(
             [
                 name,
                 fmt(stats.get(baseline, {}).get(key)),
                 fmt(stats.get(treatment, {}).get(key)),
-                fmt(pairs.get(family, {}).get("metrics", {}).get(key), signed=True),
+                fmt(diff, signed=True),
+                half_width(diff),
                 paper,
             ]
         )
 
     row("success", "overall", "success (rollouts), policy alone → mirror", PAPER_DELTAS["success"])
+    level = payload.get("recognition_level", "class")
     row(
         "recognition",
         "video",
-        "recognition, video level: recognizer alone → mirror",
+        f"recognition ({level}), video level: recognizer alone → mirror",
         PAPER_DELTAS["recognition"],
     )
-    row("recognition", "clip", "recognition, clip level: recognizer alone → mirror")
+    row("recognition", "clip", f"recognition ({level}), clip level: recognizer alone → mirror")
     early = early_keys(summary.get("recognition", {}).values())
     if early:
         row(
             "recognition",
             early[0][0],
-            f"recognition after {early[0][1]} of a video: recognizer alone → mirror",
+            f"recognition ({level}) after {early[0][1]} of a video: recognizer alone → mirror",
         )
+    row("recognition", "class/video", "recognition (class), video level: recognizer alone → mirror")
+    for stem, found, chance in GALLERY_ROWS[:2]:
+        c = summary.get("alignment", {}).get("probe", {}).get(chance)
+        at = f", chance {c['mean']:.2f}" if c and c.get("mean") is not None else ""
+        for d, arrow in (("u2e", "U→E"), ("e2u", "E→U")):
+            row("alignment", f"{stem}_{d}", f"probe Recall@1 {arrow}, {found}{at}: random init → trained")
     row("alignment", "recall@1_u2e", "probe Recall@1 U→E: random init → trained")
     row("alignment", "recall@1_e2u", "probe Recall@1 E→U: random init → trained")
     if not rows:
         return []
-    header = ["claim", "baseline", "treatment", "Δ (paired, 95 % CI)", "paper's Δ"]
-    return ["## Headline", "", *_table(header, rows), ""]
+    header = ["claim", "baseline", "treatment", "Δ (paired, 95 % CI)", "95 % half-width", "paper's Δ"]
+    return [
+        "## Headline",
+        "",
+        "The half-width of each paired difference's 95 % interval is the smallest effect these seeds "
+        "can tell from zero: a paper's Δ below it could be there and go unseen.",
+        "",
+        *_table(header, rows),
+        "",
+    ]
 
 
 def _ablation_section(payload: dict) -> list[str]:
@@ -215,6 +264,46 @@ def _ablation_section(payload: dict) -> list[str]:
     ]
 
 
+def _alignment_section(payload: dict) -> list[str]:
+    """The probe: retrieval over the fixed gallery at every level, trained against random init,
+    each with its chance level (older runs: Recall@1 of the validation pairs)."""
+    stats = payload["summary"]["alignment"]
+    probe = stats.get("probe", {}) or stats.get("probe_random", {})
+    lines = [
+        "## Spontaneous alignment (probe)",
+        "",
+        "The policy and the recognizer trained apart, frozen; only T_u and T_e trained, on the same "
+        "architectures trained and randomly initialised. ",
+    ]
+    if "recall@1_episode_u2e" in probe:
+        gallery = probe.get("gallery", {}).get("mean")
+        lines[-1] += (
+            f"Retrieval over a fixed gallery of one pair per validation episode ({gallery:.0f} episodes, "
+            "each the mean of its pairs at evenly spaced steps): a query counts as found when its top-1 is "
+            "its own episode, one of its instruction or one of its class; *among its instruction's*: "
+            "the own episode ranked first among the episodes of the same instruction, what knowing "
+            "the label alone cannot give."
+            if gallery is not None
+            else ""
+        )
+        lines.append("")
+        keys, chances = [], {}
+        for stem, found, chance in GALLERY_ROWS:
+            for d, arrow in (("u2e", "U→E"), ("e2u", "E→U")):
+                keys.append((f"{stem}_{d}", f"{arrow}: {found}"))
+                chances[f"{stem}_{d}"] = probe.get(chance, {}).get("mean")
+        table = _family_table(payload, "alignment", keys, "Recall@1")
+        table[0] += " chance |"
+        table[1] += "---|"
+        for i, (key, _) in enumerate(keys):
+            c = chances[key]
+            table[2 + i] += f" {'–' if c is None else f'{c:.3f}'} |"
+        return lines + table + [""]
+    lines[-1] += "Recall@1 of the matching partner among the validation pairs."
+    keys = [("recall@1_u2e", "Recall@1 U→E"), ("recall@1_e2u", "Recall@1 E→U"), ("chance@1", "chance")]
+    return lines + [""] + _family_table(payload, "alignment", keys, "") + [""]
+
+
 def results_markdown(payload: dict) -> str:
     cfg = payload["config"]
     e = cfg["eval"]
@@ -248,10 +337,18 @@ def results_markdown(payload: dict) -> str:
     if "recognition" in payload["summary"]:
         keys = [(f"tasks/{t}", t) for t in tasks]
         keys += [("video", "**overall (video level)**"), ("clip", "overall (clip level)")]
+        keys += [("class/video", "class level (video)"), ("class/clip", "class level (clip)")]
+        keys = [(k, n) for k, n in keys if any(k in by for by in payload["summary"]["recognition"].values())]
         lines += [
             "## Action recognition (validation demonstrations)",
             "",
-            "Video level: one verdict per validation video from clips spread over it; per task, the "
+            f"What is recognised: the {payload.get('recognition_level', 'class')}"
+            + (
+                " (the action; the class, the object family, beside it). "
+                if payload.get("recognition_level") == "instruction"
+                else ". "
+            )
+            + "Video level: one verdict per validation video from clips spread over it; per task, the "
             "share of its videos recognized.",
             "",
         ]
@@ -266,16 +363,7 @@ def results_markdown(payload: dict) -> str:
             ]
             lines += _family_table(payload, "recognition", keys, "video seen") + [""]
     if "alignment" in payload["summary"]:
-        keys = [("recall@1_u2e", "Recall@1 U→E"), ("recall@1_e2u", "Recall@1 E→U"), ("chance@1", "chance")]
-        lines += [
-            "## Spontaneous alignment (probe)",
-            "",
-            "The policy and the recognizer trained apart, frozen; only T_u and T_e trained. Recall@1 of the "
-            "matching partner among the validation pairs, against the same architectures randomly "
-            "initialised.",
-            "",
-        ]
-        lines += _family_table(payload, "alignment", keys, "") + [""]
+        lines += _alignment_section(payload)
     lines += _ablation_section(payload)
     lines += ["## Runs", ""]
     rows = []
@@ -285,11 +373,8 @@ def results_markdown(payload: dict) -> str:
             success = m.get("success", {}).get("overall")
             video = m.get("recognition", {}).get("video")
             a = m.get("alignment", {})
-            recall = (
-                f"{a['recall@1_u2e']:.2f} / {a['recall@1_e2u']:.2f}"
-                if a.get("recall@1_u2e") is not None
-                else "–"
-            )
+            u2e, e2u = (a.get(f"recall@1_episode_{d}", a.get(f"recall@1_{d}")) for d in ("u2e", "e2u"))
+            recall = f"{u2e:.2f} / {e2u:.2f}" if u2e is not None and e2u is not None else "–"
             rows.append(
                 [
                     label(method),
@@ -301,7 +386,15 @@ def results_markdown(payload: dict) -> str:
                     f"{r['eval_wall_s'] or 0:.0f}",
                 ]
             )
-    header = ["method", "seed", "success", "recognition (video)", "Recall@1 U→E / E→U", "train s", "eval s"]
+    header = [
+        "method",
+        "seed",
+        "success",
+        "recognition (video)",
+        "probe Recall@1 U→E / E→U",
+        "train s",
+        "eval s",
+    ]
     lines += _table(header, [[str(c) for c in r] for r in rows]) + [""]
     if payload.get("plots"):
         lines += ["## Plots", ""] + [f"- `{p}`" for p in payload["plots"]] + [""]

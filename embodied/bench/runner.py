@@ -25,7 +25,9 @@ Evaluation of a finished run (:func:`evaluate_run`), from its ``checkpoints/last
 - a recognizer (recognizer, joint): :func:`embodied.recognizers.evaluate.evaluate_recognizer`
   on the valid split of the demonstrations: video- and clip-level accuracy, per task, and the
   early-recognition curve;
-- a probe: Recall@1 both ways on the validation pairs, from the run's last validation.
+- a probe: from the run's last validation, retrieval over the fixed gallery of one pair per
+  validation episode at the episode, instruction and class levels and within an instruction,
+  both ways, each with its chance level (older runs without it: Recall@1 of the pairs).
 
 Resume: a (method, seed) with a ``bench.json`` made with the same settings is skipped; with
 other settings it is an error (delete the folder or choose another ``out``); a run killed
@@ -209,19 +211,19 @@ def evaluate_run(cfg: BenchConfig, method: str, folder: Path) -> tuple[dict, dic
     _, models, spec, tcfg = load_model(folder, device=device)
     e = cfg.eval
     metrics: dict = {}
-    details: dict = {"classes": list(spec.classes)}
+    details: dict = {"classes": list(spec.classes), "tasks": spec.task_names}
     kind = base_method(method)
     if kind in ("policy", "joint"):
         result = evaluate_policy(
             models["policy"],
             spec,
-            list(spec.classes),
+            spec.task_names,
             e.episodes,
             seed_start=e.seed_start,
             workers=e.workers,
             horizon=e.horizon or None,
             envs_per_worker=e.envs_per_worker or None,
-            suite=suite_of(spec.classes),
+            suite=suite_of(spec.task_names),
         )
         metrics["success"] = {
             "overall": result.success_rate,
@@ -245,21 +247,42 @@ def evaluate_run(cfg: BenchConfig, method: str, folder: Path) -> tuple[dict, dic
         metrics["recognition"] = {
             "video": report.video_accuracy,
             "clip": report.clip_accuracy,
-            "tasks": {c: v["accuracy"] for c, v in report.per_class.items()},
+            "tasks": per_task(report, spec),
             "early": {str(x["fraction"]): x["accuracy"] for x in report.early_recognition},
         }
+        if report.class_level:  # the instruction is what is recognised; the class beside it
+            metrics["recognition"]["class"] = {
+                "video": report.class_level["video_accuracy"],
+                "clip": report.class_level["clip_accuracy"],
+            }
         details["recognition"] = report.to_json()
     summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").exists() else {}
     val = summary.get("val", {})
     if "recall@1_u2e" in val:
-        rates = {k: val.get(k) for k in ("recall@1_u2e", "recall@1_e2u", "chance@1", "cka")}
+        # the fixed gallery (one pair per validation episode, every level) when the run has it
+        gallery = {k.removeprefix("gallery/"): v for k, v in val.items() if k.startswith("gallery/")}
+        rates = gallery or {k: val.get(k) for k in ("recall@1_u2e", "recall@1_e2u", "chance@1")}
+        rates["cka"] = val.get("cka")
         details["alignment"] = rates | {
             k: val.get(k) for k in ("recall@5_u2e", "recall@5_e2u", "pair_cos", "pairs")
         }
-        if kind.startswith("probe"):  # joint's recall is at its training positives: not the probe's
+        if kind.startswith("probe"):  # joint's head trained at its positives: not the probe's
             metrics["alignment"] = rates
     details["train"] = {k: summary.get(k) for k in ("steps", "wall_time_s", "best_val_loss", "device")}
     return metrics, details
+
+
+def per_task(report, spec) -> dict[str, float | None]:
+    """Video-level accuracy of each task from a recognizer report at either level: at the
+    instruction level each task's is its instruction's (a Meta-World task has one)."""
+    if report.level != "instruction":
+        return {c: v["accuracy"] for c, v in report.per_class.items()}
+    names = spec.task_names
+    return {
+        task: report.per_class.get(spec.instructions[spec.task_instructions[i]], {}).get("accuracy")
+        for i, task in enumerate(names)
+        if i < len(spec.task_instructions)
+    }
 
 
 def run_one(cfg: BenchConfig, method: str, seed: int) -> tuple[dict, str]:
@@ -313,7 +336,13 @@ def _brief(metrics: dict) -> str:
         parts.append(f"video accuracy {metrics['recognition']['video']:.2f}")
     if "alignment" in metrics:
         a = metrics["alignment"]
-        parts.append(f"Recall@1 u->e {a['recall@1_u2e']:.2f}, e->u {a['recall@1_e2u']:.2f}")
+        if "recall@1_episode_u2e" in a:
+            parts.append(
+                f"gallery Recall@1 episode u->e {a['recall@1_episode_u2e']:.2f}, e->u "
+                f"{a['recall@1_episode_e2u']:.2f} (chance {a['chance@1_episode']:.2f})"
+            )
+        else:
+            parts.append(f"Recall@1 u->e {a['recall@1_u2e']:.2f}, e->u {a['recall@1_e2u']:.2f}")
     return ", ".join(parts) or "no numbers"
 
 
@@ -345,12 +374,19 @@ def copy_tsne(cfg: BenchConfig) -> list[Path]:
     return copied
 
 
-def run_bench(cfg: BenchConfig, report_only: bool = False) -> dict:
+def run_bench(cfg: BenchConfig, report_only: bool = False, only_seeds: list[int] | None = None) -> dict:
     """Train, evaluate and aggregate every (method, seed) of ``cfg``; write the results.
 
-    Returns ``{"ran": [(method, seed)], "skipped": [...], "files": [paths], "results": payload}``.
-    Ctrl-C writes the results of the runs finished so far, then stops.
+    ``only_seeds``: train and evaluate these training seeds only (a shard: several processes or
+    machines may each take some seeds of one bench folder; the results cover every finished
+    run, so the last shard to finish writes them whole). Returns ``{"ran": [(method, seed)],
+    "skipped": [...], "files": [paths], "results": payload}``. Ctrl-C writes the results of
+    the runs finished so far, then stops.
     """
+    seeds = list(range(cfg.seeds)) if only_seeds is None else sorted(set(only_seeds))
+    outside = [s for s in seeds if not 0 <= s < cfg.seeds]
+    if outside:
+        raise UserError(f"seed {outside[0]} is not one of the preset's training seeds 0..{cfg.seeds - 1}")
     from embodied.bench.report import write_results
 
     started = time.perf_counter()
@@ -366,7 +402,7 @@ def run_bench(cfg: BenchConfig, report_only: bool = False) -> dict:
         if not report_only:
             # The comparison first, every seed; then the ablations, every seed.
             for methods in (cfg.methods, ablations):
-                for seed in range(cfg.seeds):
+                for seed in seeds:
                     for method in methods:
                         _, status = run_one(cfg, method, seed)
                         (ran if status == "ran" else skipped).append((method, seed))

@@ -6,6 +6,8 @@ embodied-bench --preset mt10                        # MT10 on a CPU (about an ho
 embodied-bench --preset large device=cuda           # bigger models, more steps, for a GPU
 embodied-bench --preset quick --ablations           # also the paper's ablations (configs/ablations.yaml)
 embodied-bench --preset quick --report-only         # re-aggregate the finished runs only
+embodied-bench --preset visual --only-seeds 0 2 4 & embodied-bench --preset visual --only-seeds 1 3
+                                                    # two shards side by side (one core each)
 
 For each training seed it trains the policy alone, the recognizer alone, both with the mirror
 head, and the probe of the first two (trained vs random init); rolls each policy out on
@@ -59,6 +61,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--report-only", action="store_true", help="train nothing: write the results of the finished runs"
     )
+    p.add_argument(
+        "--only-seeds",
+        type=int,
+        nargs="+",
+        metavar="K",
+        help="train and evaluate only these training seeds (shards: run one process per share of the "
+        "seeds on one out folder, after the data exists; the results cover every finished run)",
+    )
     return p
 
 
@@ -75,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = dataclasses.replace(cfg, out=args.out)
         if args.ablations:
             cfg = dataclasses.replace(cfg, ablations=args.ablations)
-        result = run_bench(cfg, report_only=args.report_only)
+        result = run_bench(cfg, report_only=args.report_only, only_seeds=args.only_seeds)
         md = next((f for f in result["files"] if f.name == "results.md"), None)
         if md is not None:
             print(md.read_text())
