@@ -149,6 +149,28 @@ def test_paired_rows_come_from_the_same_episode(files):
     assert ep.tolist() == [0] * 5 + [1] * 3 + [2] * 4
 
 
+@pytest.mark.parametrize("cache", [4 << 30, 0])  # images in memory, and read from the file
+def test_a_policy_on_the_observer_camera_pairs_frames_of_its_own_episode(files, cache):
+    """The policy's image key is the clips' stream: read once, both sides show the step's episode."""
+    ds = DemoDataset(
+        files,
+        split="all",
+        mode="paired",
+        obs_keys=["x", "cam_image"],
+        clip_len=2,
+        clip_stride=1,
+        camera="cam",
+        training=False,
+        image_cache_bytes=cache,
+    )
+    b = ds.__getitems__(list(range(len(ds))))
+    demo = (b[K.OBS]["x"][:, -1, 0].numpy() % 1000) // 100  # (N,) demo index within its file
+    t = b[K.OBS]["x"][:, -1, 0].numpy() % 100  # (N,) the step
+    frame = b[K.OBS]["cam_image"][:, -1, 0, 0, 0].numpy()  # (N,) value 10 d + t
+    assert (frame == 10 * demo + t).all()
+    assert (b[K.VIDEO][:, 0, 0, 0, 0].numpy() // 10 == demo).all()
+
+
 def test_max_demos_keeps_the_first_demos_of_each_file_and_their_statistics(tmp_path):
     a = write_file(tmp_path / "a.hdf5", "task-a", [5, 3, 4, 6])
     b = write_file(tmp_path / "b.hdf5", "task-b", [2, 6, 3, 7], offset=1000.0)

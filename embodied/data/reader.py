@@ -131,6 +131,9 @@ class DemoDataset(torch.utils.data.Dataset):
             if camera is None and mode != "window":
                 camera = self._default_camera(f)
             wanted = list(obs_keys) + ([f"{camera}_image"] if mode != "window" else [])
+            # once each: a policy that reads the observer camera wants the clips' stream too, and a
+            # stream read twice would be stored twice and shift every later episode's frames
+            wanted = list(dict.fromkeys(wanted))
             for demo in demos:
                 g = f["data"][demo]
                 n = int(g["actions"].shape[0])
