@@ -152,11 +152,18 @@ def early_keys(stats: Iterable[Mapping[str, object]]) -> list[tuple[str, str]]:
     return [(k, f"{float(k.split('/', 1)[1]):.0%}") for k in fractions]
 
 
+CLAIM_SEEDS = 5
+"""Training seeds a paired difference needs before it counts as a claim (design.md's protocol)."""
+
+
 def half_width(entry: dict | None) -> str:
-    """``±0.024``: the 95 % half-width of a paired difference, what its seeds can resolve."""
+    """``±0.024 (5 seeds)``: the 95 % half-width of a paired difference, what its seeds can
+    resolve; with fewer than :data:`CLAIM_SEEDS` seeds it says so (no claim: with 2 seeds that
+    agree by chance the interval even collapses to a point)."""
     if not entry or entry.get("half_width") is None:
         return "–"
-    return f"±{entry['half_width']:.3f}"
+    n = entry.get("n") or 0
+    return f"±{entry['half_width']:.3f} ({n} seeds{'' if n >= CLAIM_SEEDS else ', too few for a claim'})"
 
 
 GALLERY_ROWS = (
@@ -223,7 +230,8 @@ def _headline(payload: dict) -> list[str]:
         "## Headline",
         "",
         "The half-width of each paired difference's 95 % interval is the smallest effect these seeds "
-        "can tell from zero: a paper's Δ below it could be there and go unseen.",
+        "can tell from zero: a paper's Δ below it could be there and go unseen. A difference over "
+        f"fewer than {CLAIM_SEEDS} training seeds is no claim, whatever its interval.",
         "",
         *_table(header, rows),
         "",
