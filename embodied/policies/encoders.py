@@ -99,11 +99,11 @@ def crop(images: torch.Tensor, fraction: float, random: bool) -> torch.Tensor:
         return images[:, :, top : top + ch, left : left + cw]
     top = torch.randint(0, h - ch + 1, (n,), device=images.device)  # (N,)
     left = torch.randint(0, w - cw + 1, (n,), device=images.device)  # (N,)
-    rows = top[:, None] + torch.arange(ch, device=images.device)  # (N, ch)
-    cols = left[:, None] + torch.arange(cw, device=images.device)  # (N, cw)
-    batch = torch.arange(n, device=images.device)[:, None, None, None]  # (N, 1, 1, 1)
-    chans = torch.arange(c, device=images.device)[None, :, None, None]  # (1, C, 1, 1)
-    return images[batch, chans, rows[:, None, :, None], cols[:, None, None, :]]  # (N, C, ch, cw)
+    # Every ch x cw window as a view, then one window per image: a plain gather, several times
+    # faster than indexing each pixel with broadcast (N, C, ch, cw) index tensors. Contiguous, as
+    # that indexing returned even from a channels-last batch, so the convolutions run as before.
+    windows = images.unfold(2, ch, 1).unfold(3, cw, 1)  # (N, C, H - ch + 1, W - cw + 1, ch, cw)
+    return windows[torch.arange(n, device=images.device), :, top, left].contiguous()  # (N, C, ch, cw)
 
 
 class ImageEncoder(nn.Module):

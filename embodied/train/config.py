@@ -148,7 +148,25 @@ class TrainConfig:
     out: str = "runs/train"
     """Output folder: config.yaml, metrics.jsonl, TensorBoard events, checkpoints/, summary.json."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    """auto: CUDA when present (with mixed precision: bf16, or fp16 with loss scaling), else CPU."""
+    """auto: CUDA when present, else CPU."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """Arithmetic of the training steps and validation. auto: mixed precision on CUDA (bf16
+    autocast, or fp16 with loss scaling where bf16 is missing), fp32 on a CPU; fp32: fp32
+    everywhere; bf16: bf16 autocast on CUDA and on a CPU (it pays only on a CPU with native bf16,
+    AVX512-BF16 or AMX; elsewhere it is emulated and several times slower: tools/bench_train.py
+    --peak measures it). Rollouts and embodied-eval always run in fp32."""
+    channels_last: bool = False
+    """Hold the convolution weights, and so the activations, in channels-last memory (NHWC; NDHWC
+    for video): the same outputs up to rounding. No faster for the visual models on a 2-core AVX2
+    CPU (GroupNorm is slower channels-last there); measure with tools/bench_train.py --peak."""
+    compile: bool = False
+    """torch.compile the convolutional backbones (each image encoder's, the recognizer's) for the
+    training steps, unless a feature tap lies inside one; weights and checkpoints stay the same.
+    The first step compiles (20-100 s on a 2-core CPU, where the steps were no faster after)."""
+    threads: int = 0
+    """CPU threads per operation while training (torch.set_num_threads); 0: torch's default, one per
+    core. Runs sharing the cores should take cores / runs each: two threads on cores that other
+    runs keep busy made the visual steps 10-100 times slower than one (tools/bench_train.py)."""
 
     def __post_init__(self) -> None:
         need = {
@@ -181,6 +199,8 @@ class TrainConfig:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
         if self.val_batches < 1 or self.rollout_episodes < 1:
             raise ValueError("val_batches and rollout_episodes must be at least 1")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: torch's default), got {self.threads}")
 
     @property
     def data_mode(self) -> Literal["window", "clip", "paired"]:
@@ -198,9 +218,14 @@ RESUME_FREE_KEYS = (
     "rollout_episodes",
     "out",
     "device",
+    "channels_last",
+    "compile",
+    "threads",
     "data.paths",
     "data.num_workers",
     "data.image_cache_bytes",
 )
 """Settings a resumed run may change: they change neither the weights so far nor the data order
-(moved data is checked against the checkpoint's data spec and sample count instead)."""
+(moved data is checked against the checkpoint's data spec and sample count instead). The execution
+settings among them (device, channels_last, compile, threads) may change the rounding of the steps
+after the resume, so a resumed run is bit-exact only with the same ones."""

@@ -91,6 +91,49 @@ class TrainModule(nn.Module):
             self.models["recognizer"].eval()
         return self
 
+    def use_channels_last(self) -> None:
+        """Hold every 2-D/3-D convolution's weight in channels-last memory (NHWC, NDHWC).
+
+        oneDNN (and cuDNN) then run the convolution in that layout and return channels-last
+        activations, which the following layers keep; the values are the same, the rounding of the
+        convolutions may differ. State dicts and checkpoints do not change.
+        """
+        for m in self.modules():
+            if isinstance(m, nn.modules.conv._ConvNd) and m.weight.dim() in (4, 5):
+                fmt = torch.channels_last if m.weight.dim() == 4 else torch.channels_last_3d
+                m.weight.data = m.weight.data.contiguous(memory_format=fmt)
+
+    def compile_backbones(self, **options) -> list[str]:
+        """``torch.compile`` each convolutional backbone for the training steps; their names.
+
+        The backbones: each image encoder's conv stack (policy) and the recognizer's backbone,
+        except one holding a feature tap strictly inside it (a hook added per call would make
+        every call recompile). Only the module's ``forward`` is replaced, so the parameters, state
+        dicts and checkpoints stay the same, forward hooks on the backbone itself still run, and
+        evaluation (eval mode or no gradients: validation, rollouts) runs the eager code, so a
+        batch of another size never recompiles. ``options`` go to ``torch.compile``.
+        """
+        from embodied.policies.encoders import ImageEncoder
+
+        if self.mode == "probe":  # frozen models: nothing trains through them
+            return []
+        targets: list[tuple[str, nn.Module, str]] = []  # (name, module, the model's tap)
+        if "policy" in self.models:
+            policy = self.models["policy"]
+            for name, m in policy.named_modules():
+                if isinstance(m, ImageEncoder):
+                    targets.append((f"policy.{name}.backbone", m.backbone, f"policy.{policy.tap_name}"))
+        if "recognizer" in self.models:
+            recognizer = self.models["recognizer"]
+            targets.append(("recognizer.backbone", recognizer.backbone, f"recognizer.{recognizer.tap_name}"))
+        done = []
+        for name, module, tap in targets:
+            if tap.startswith(name + "."):
+                continue
+            module.forward = _CompiledForTraining(module, **options)
+            done.append(name)
+        return done
+
     def compute(self, batch: dict) -> tuple[torch.Tensor, dict[str, float], tuple | None]:
         """(total loss, metrics, (f_u, f_e) features or None) of one batch."""
         m = self.models
@@ -134,6 +177,26 @@ def _prefixed(name: str, metrics: dict[str, float]) -> dict[str, float]:
     return {f"{name}/{k}": v for k, v in metrics.items()}
 
 
+class _CompiledForTraining:
+    """A module's ``forward``, compiled for training (training mode with gradients), eager otherwise.
+
+    Pickles (and deep-copies) as the eager forward, so a policy sent to rollout workers carries
+    no compiled code.
+    """
+
+    def __init__(self, module: nn.Module, **options) -> None:
+        self.module = module
+        self.compiled = torch.compile(type(module).forward.__get__(module), **options)
+
+    def __call__(self, *args, **kwargs):
+        if self.module.training and torch.is_grad_enabled():
+            return self.compiled(*args, **kwargs)
+        return type(self.module).forward(self.module, *args, **kwargs)
+
+    def __reduce__(self):
+        return getattr, (self.module, "forward")
+
+
 # --------------------------------------------------------------------------- one step
 def update_step(
     model: nn.Module,
@@ -155,7 +218,8 @@ def update_step(
     else:
         loss.backward()
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else math.inf)
+    # foreach: one batched norm over all the gradients (the same result as one norm per tensor)
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else math.inf, foreach=True)
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
@@ -281,13 +345,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def precision(device: torch.device):
-    """(autocast context factory, grad scaler or None): bf16 (or fp16 with loss scaling) on CUDA."""
-    if device.type != "cuda":
+def precision(device: torch.device, mode: str = "auto"):
+    """(autocast context factory, grad scaler or None) for ``TrainConfig.precision`` ``mode``.
+
+    auto: bf16 autocast (or fp16 with loss scaling) on CUDA, fp32 on a CPU; fp32: no autocast;
+    bf16: bf16 autocast on CUDA or a CPU.
+    """
+    if mode not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be auto, fp32 or bf16, got {mode!r}")
+    if mode == "fp32" or (mode == "auto" and device.type != "cuda"):
         return contextlib.nullcontext, None
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    dtype = torch.bfloat16 if mode == "bf16" or torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
+    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bf16 natively (a CPU: AVX512-BF16 or AMX), not emulated."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -584,11 +661,15 @@ def _train(
     seed_everything(cfg.seed)  # the same initial weights in every process
     models, made_with = build_models(cfg, spec, stats, sources)
     module = TrainModule(cfg.mode, models, cfg.lambda_ee).to(procs.device)
+    if cfg.channels_last:
+        module.use_channels_last()
+    compiled = module.compile_backbones(dynamic=False) if cfg.compile else []
     lrs = {"mirror": cfg.mirror.lr} if cfg.mirror else {}
     groups = param_groups(models, cfg.optim, lrs)
-    optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
+    # foreach: the update of every tensor in a few batched kernels (bit-identical to the per-tensor loop)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), foreach=True)
     scheduler = make_scheduler(optimizer, cfg.optim, cfg.steps)
-    autocast, scaler = precision(procs.device)
+    autocast, scaler = precision(procs.device, cfg.precision)
     ema = EMA(module, cfg.optim.ema) if cfg.optim.ema > 0 else None
     seed_everything(cfg.seed + procs.rank)  # each process its own dropout and augmentation draws
 
@@ -633,6 +714,10 @@ def _train(
         )
         if cfg.rollout_every and evaluator is None:
             log.note("rollouts skipped: embodied.eval is not installed")
+        if cfg.precision == "bf16" and not native_bf16(procs.device):
+            log.note(f"precision bf16: no native bf16 on this {procs.device.type}: emulated, slower")
+        if compiled:
+            log.note(f"compiled for training: {', '.join(compiled)} (the first step compiles)")
 
     def save(kind: str) -> None:
         """last.pt (everything to resume; every process's random state) or best.pt (models only)."""
@@ -706,6 +791,9 @@ def _train(
     global_batch = cfg.data.batch_size * procs.world_size
     avg, started, tick = Averager(), time.time(), time.time()
     first = step
+    threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     batches = iter(train_loader(train_ds, sampler, cfg.data.num_workers))
     try:
         while step < cfg.steps:
@@ -742,6 +830,7 @@ def _train(
     finally:
         del batches
         log.close()
+        torch.set_num_threads(threads)
 
     summary = {}
     if procs.is_main:

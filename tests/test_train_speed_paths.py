@@ -1,0 +1,328 @@
+"""What the training speed paths must not change (issue 12): the same outputs, the same checkpoints.
+
+- channels-last memory gives the same loss and gradients as contiguous memory, up to rounding;
+- bf16 autocast on a CPU gives the fp32 loss and features within bf16's precision, and the
+  default precision on a CPU stays fp32 (no autocast, no scaler);
+- compiled backbones keep the parameter names, load a checkpoint of the eager model and give
+  its loss; a compiled policy still pickles (rollout workers);
+- the foreach AdamW and gradient clipping, and the faster random crop, are bit-identical to
+  the per-tensor and per-pixel code they replace.
+
+Speed itself is shown by ``tools/bench_train.py --peak --baseline``, not by timed tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from embodied import keys as K
+from embodied.config import from_dict
+from embodied.errors import UserError
+from embodied.models.common import DataSpec
+from embodied.policies.encoders import crop
+from embodied.train import TrainConfig
+from embodied.train.config import RESUME_FREE_KEYS
+from embodied.train.loop import TrainModule, build_models, precision, seed_everything, update_step
+from embodied.train.optim import make_scheduler, param_groups
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+B, T, S = 4, 4, 16
+SPEC = DataSpec(
+    obs_shapes={"robot_state": [4], "corner_image": [3, S, S]},
+    action_dim=4,
+    num_classes=2,
+    num_instructions=2,
+    clip_len=T,
+    image_size=S,
+    classes=["a", "b"],
+    instructions=["do a", "do b"],
+    tasks=["a", "b"],
+    task_labels=[0, 1],
+    task_instructions=[0, 1],
+)
+STATS = {"robot_state": {"mean": np.zeros(4, np.float32), "std": np.ones(4, np.float32)}}
+
+
+def joint_config(**extra) -> TrainConfig:
+    raw = {
+        "mode": "joint",
+        "data": {
+            "paths": ["unused"],
+            "batch_size": B,
+            "clip_len": T,
+            "obs_keys": ["robot_state", "corner_image"],
+        },
+        "policy": {
+            "name": "bc_mlp",
+            "obs_keys": ["robot_state", "corner_image"],
+            "hidden_dim": 32,
+            "conditioning": "film",
+            "image_embed": 16,
+            "image_channels": 8,
+            "image_keypoints": 8,
+            "feature_tap": "encoder.encoders.corner_image",
+        },
+        "recognizer": {"name": "conv3d", "width": 8, "depth": 2, "dropout": 0.0},
+        "mirror": {"dim": 16},
+        "optim": {"warmup_steps": 0},
+        **extra,
+    }
+    return from_dict(TrainConfig, raw)
+
+
+def build(cfg: TrainConfig, seed: int = 0) -> TrainModule:
+    seed_everything(seed)
+    models, _ = build_models(cfg, SPEC, STATS, {})
+    return TrainModule(cfg.mode, models, cfg.lambda_ee)
+
+
+def make_batch(seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    label = torch.tensor([0, 1, 0, 1])
+    return {
+        K.LABEL: label,
+        K.INSTRUCTION: label.clone(),
+        K.EPISODE: torch.arange(B),
+        K.OBS: {
+            "robot_state": torch.randn(B, 1, 4, generator=g),
+            "corner_image": torch.randint(0, 256, (B, 1, 3, S, S), dtype=torch.uint8, generator=g),
+        },
+        K.ACTIONS: torch.rand(B, 1, 4, generator=g) * 2 - 1,
+        K.ACTION_MASK: torch.ones(B, 1, dtype=torch.bool),
+        K.VIDEO: torch.randint(0, 256, (B, T, 3, S, S), dtype=torch.uint8, generator=g),
+    }
+
+
+def loss_and_grads(module: TrainModule, batch: dict, seed: int = 1, autocast=contextlib.nullcontext):
+    """Training-mode loss (random crops, dropout drawn from ``seed``), features and gradients."""
+    module.train()
+    module.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)
+    with autocast():
+        loss, _, features = module.compute(batch)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+    return loss.detach(), features, grads
+
+
+def optimizer_of(module: TrainModule, cfg: TrainConfig, foreach: bool = True):
+    groups = param_groups(dict(module.models.items()), cfg.optim, {"mirror": cfg.mirror.lr})
+    opt = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), foreach=foreach)
+    return opt, make_scheduler(opt, cfg.optim, 100)
+
+
+def convs(module: TrainModule) -> list[torch.nn.Module]:
+    return [m for m in module.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))]
+
+
+# --------------------------------------------------------------------------- channels-last
+def test_channels_last_gives_the_same_loss_gradients_and_state():
+    cfg = joint_config()
+    plain, fast = build(cfg), build(cfg)
+    fast.use_channels_last()
+    for m in convs(fast):
+        fmt = torch.channels_last if m.weight.dim() == 4 else torch.channels_last_3d
+        assert m.weight.is_contiguous(memory_format=fmt)
+    assert any(m.weight.dim() == 4 for m in convs(fast)) and any(m.weight.dim() == 5 for m in convs(fast))
+    # the state dict holds the same values under the same names: checkpoints do not change
+    a, b = plain.state_dict(), fast.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+    batch = make_batch()
+    loss_a, feats_a, grads_a = loss_and_grads(plain, batch)
+    loss_b, feats_b, grads_b = loss_and_grads(fast, batch)
+    torch.testing.assert_close(loss_b, loss_a, rtol=1e-5, atol=1e-6)
+    for fa, fb in zip(feats_a, feats_b, strict=True):
+        torch.testing.assert_close(fb, fa, rtol=1e-4, atol=1e-5)
+    assert grads_a.keys() == grads_b.keys()
+    scale = max(g.abs().max().item() for g in grads_a.values())  # some are zero up to rounding
+    for name in grads_a:
+        torch.testing.assert_close(grads_b[name], grads_a[name], rtol=1e-4, atol=1e-5 * scale, msg=name)
+
+    # an optimiser step keeps the layout
+    for module in (plain, fast):
+        opt, sched = optimizer_of(module, cfg)
+        update_step(module, batch, opt, sched, grad_clip=1.0)
+    for m in convs(fast):
+        assert m.weight.is_contiguous(memory_format=torch.channels_last) or m.weight.is_contiguous(
+            memory_format=torch.channels_last_3d
+        )
+    # (The weights are not compared after the step: Adam's first step moves each by about
+    # lr * sign(grad), so a gradient that is zero up to rounding may move either way.)
+
+
+# --------------------------------------------------------------------------- autocast
+def test_default_precision_on_a_cpu_is_fp32():
+    cpu = torch.device("cpu")
+    for mode in ("auto", "fp32"):
+        autocast, scaler = precision(cpu, mode)
+        assert scaler is None
+        with autocast():
+            assert not torch.is_autocast_enabled("cpu")
+    autocast, _ = precision(cpu)  # the old call: still no autocast on a CPU
+    with autocast():
+        assert not torch.is_autocast_enabled("cpu")
+    with pytest.raises(ValueError, match="precision"):
+        precision(cpu, "fp16")
+
+
+def test_bf16_autocast_stays_close_to_fp32():
+    cfg = joint_config()
+    module = build(cfg)
+    autocast, scaler = precision(torch.device("cpu"), "bf16")
+    assert scaler is None
+    with autocast():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    batch = make_batch()
+    loss32, feats32, grads32 = loss_and_grads(module, batch)
+    loss16, feats16, grads16 = loss_and_grads(module, batch, autocast=autocast)
+    assert loss16.dtype == torch.float32  # the loss is reduced in fp32 (autocast's fp32 ops)
+    torch.testing.assert_close(loss16, loss32, rtol=3e-2, atol=3e-2)
+    for f32, f16 in zip(feats32, feats16, strict=True):
+        cos = torch.nn.functional.cosine_similarity(f16.float(), f32, dim=-1)
+        assert cos.min() > 0.98, cos
+    # the gradients point the same way, model by model
+    for model in ("policy", "recognizer", "mirror"):
+        names = [n for n in grads32 if n.startswith(f"models.{model}.")]
+        g32 = torch.cat([grads32[n].flatten() for n in names])
+        g16 = torch.cat([grads16[n].float().flatten() for n in names])
+        assert torch.nn.functional.cosine_similarity(g16, g32, dim=0) > 0.95, model
+    # and evaluation outside the autocast context is fp32 again, bit for bit
+    module.eval()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        a = module.compute(batch)[0]
+        torch.manual_seed(0)
+        b = module.compute(batch)[0]
+    assert torch.equal(a, b) and a.dtype == torch.float32
+
+
+# --------------------------------------------------------------------------- torch.compile
+def test_compiled_backbones_load_the_same_checkpoint(tmp_path):
+    cfg = joint_config()
+    eager = build(cfg, seed=0)
+    path = tmp_path / "weights.pt"
+    torch.save(eager.state_dict(), path)
+
+    compiled = build(cfg, seed=1)  # other weights until the checkpoint is loaded
+    names = compiled.compile_backbones(backend="eager")  # dynamo's tracing without code generation: fast
+    assert names == ["policy.encoder.encoders.corner_image.backbone", "recognizer.backbone"]
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    compiled.load_state_dict(torch.load(path, weights_only=True))
+
+    batch = make_batch()
+    loss_a, feats_a, grads_a = loss_and_grads(eager, batch)
+    loss_b, feats_b, grads_b = loss_and_grads(compiled, batch)
+    torch.testing.assert_close(loss_b, loss_a)
+    for fa, fb in zip(feats_a, feats_b, strict=True):
+        torch.testing.assert_close(fb, fa)
+    for name in grads_a:
+        torch.testing.assert_close(grads_b[name], grads_a[name], msg=name)
+
+    # evaluation runs the eager code; a compiled policy still pickles, as rollout workers need
+    policy = compiled.models["policy"].eval()
+    copy = pickle.loads(pickle.dumps(policy))
+    obs = {k: v[:1] for k, v in batch[K.OBS].items()}
+    with torch.no_grad():
+        torch.testing.assert_close(copy(obs, batch[K.INSTRUCTION][:1]), policy(obs, batch[K.INSTRUCTION][:1]))
+
+
+def test_a_backbone_holding_a_feature_tap_is_not_compiled():
+    cfg = joint_config()
+    cfg.recognizer.feature_tap = "backbone.stages.0"  # a hook inside the backbone
+    module = build(cfg)
+    assert module.compile_backbones(backend="eager") == ["policy.encoder.encoders.corner_image.backbone"]
+
+
+# --------------------------------------------------------------------------- bit-identical rewrites
+def test_foreach_adamw_and_clipping_are_bit_identical_to_the_per_tensor_loop():
+    cfg = joint_config()
+    loop_, batched = build(cfg), build(cfg)
+    opt_a, sched_a = optimizer_of(loop_, cfg, foreach=False)
+    opt_b, sched_b = optimizer_of(batched, cfg, foreach=True)
+    for step in range(3):
+        batch = make_batch(step)
+        for module, opt, sched in ((loop_, opt_a, sched_a), (batched, opt_b, sched_b)):
+            torch.manual_seed(step)
+            update_step(module, batch, opt, sched, grad_clip=0.5)
+    for (name, pa), (_, pb) in zip(loop_.named_parameters(), batched.named_parameters(), strict=True):
+        assert torch.equal(pa, pb), name
+
+    grads = [torch.randn(5, 7) * 10, torch.randn(3), torch.randn(2, 3, 3, 3)]
+    params = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
+    norms = []
+    for foreach in (False, True):
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g.clone()
+        norms.append((torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=foreach), [p.grad for p in params]))
+    assert torch.equal(norms[0][0], norms[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(norms[0][1], norms[1][1], strict=True))
+
+
+def _crop_per_pixel(images: torch.Tensor, fraction: float) -> torch.Tensor:
+    """The random crop as it was: every pixel indexed with broadcast (N, C, ch, cw) indices."""
+    n, c, h, w = images.shape
+    ch, cw = max(1, round(fraction * h)), max(1, round(fraction * w))
+    top = torch.randint(0, h - ch + 1, (n,))
+    left = torch.randint(0, w - cw + 1, (n,))
+    rows = top[:, None] + torch.arange(ch)
+    cols = left[:, None] + torch.arange(cw)
+    batch = torch.arange(n)[:, None, None, None]
+    chans = torch.arange(c)[None, :, None, None]
+    return images[batch, chans, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+@pytest.mark.parametrize(
+    "shape, fraction", [((5, 3, 17, 23), 0.7), ((1, 3, 8, 8), 0.5), ((4, 3, 64, 64), 0.9)]
+)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_random_crop_is_the_per_pixel_crop(shape, fraction, layout):
+    n, c, h, w = shape
+    if layout == "contiguous":
+        images = torch.randint(0, 256, shape, dtype=torch.uint8)
+    else:  # as the reader's batches are: (H, W, 3) frames seen as (3, H, W)
+        images = torch.randint(0, 256, (n, h, w, c), dtype=torch.uint8).permute(0, 3, 1, 2)
+    torch.manual_seed(3)
+    expected = _crop_per_pixel(images, fraction)
+    torch.manual_seed(3)
+    got = crop(images, fraction, random=True)
+    after = torch.get_rng_state()
+    # the same values, and contiguous as before: the convolutions after it take the same path
+    assert torch.equal(got, expected) and got.is_contiguous() and expected.is_contiguous()
+    torch.manual_seed(3)
+    _crop_per_pixel(images, fraction)
+    assert torch.equal(after, torch.get_rng_state())  # the same random draws, so the same runs
+
+
+# --------------------------------------------------------------------------- config
+def test_speed_settings_default_off_and_free_on_resume():
+    cfg = joint_config()
+    assert (cfg.precision, cfg.channels_last, cfg.compile, cfg.threads) == ("auto", False, False, 0)
+    assert {"channels_last", "compile", "threads"} <= set(RESUME_FREE_KEYS)
+    assert "precision" not in RESUME_FREE_KEYS  # bf16 and fp32 steps are different training
+    with pytest.raises(UserError, match="threads must be >= 0"):
+        joint_config(threads=-1)
+    with pytest.raises(UserError, match="precision"):
+        joint_config(precision="fp16")
+
+
+def test_a_run_sets_its_threads_and_gives_them_back(tiny_run):
+    torch.set_num_threads(2)
+    try:
+        out = tiny_run(
+            "policy_quick",
+            "policy.obs_keys=[robot_state,corner_image]",
+            "policy.image_channels=8",
+            "threads=1",
+            "channels_last=true",
+        )
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert (out / "checkpoints" / "last.pt").is_file()
