@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from embodied.data.schema import FORMAT_VERSION
+from embodied.data.schema import FORMAT_VERSION, format_version
 from embodied.errors import UserError
 from embodied.sim import image_key, load_suite, make_env
 
@@ -160,11 +160,6 @@ def file_is_complete(path: Path, args: dict) -> bool:
     return stored == json.loads(json.dumps(args, sort_keys=True))
 
 
-def _format_version(path: Path) -> int:
-    with h5py.File(path, "r") as f:
-        return int(f["data"].attrs.get("format_version", 1))
-
-
 def _worker(cfg_dict: dict, task: str, path: str, progress) -> dict:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
     return collect_task(CollectConfig(**cfg_dict), task, Path(path), progress)
@@ -189,9 +184,11 @@ def collect(cfg: CollectConfig, overwrite: bool = False) -> list[dict]:
         path = out / f"{task}.hdf5"
         if path.exists() and not overwrite:
             if file_is_complete(path, task_args(cfg, task)):
-                if _format_version(path) < FORMAT_VERSION:
+                with h5py.File(path, "r") as f:
+                    version = format_version(f) or 1
+                if version < FORMAT_VERSION:
                     raise UserError(
-                        f"{path} is format_version {_format_version(path)}, without the class hierarchy; "
+                        f"{path} is format_version {version}, without the class hierarchy; "
                         f"run 'embodied-data upgrade {path}' (or pass --overwrite to collect it again)"
                     )
                 summaries.append({"task": task, "path": str(path), "skipped": True})

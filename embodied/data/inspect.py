@@ -35,6 +35,7 @@ from embodied.data.schema import (
     task_attrs,
 )
 from embodied.errors import UserError, one_line
+from embodied.fileio import replace_atomically
 
 DEMO_NAME = re.compile(r"demo_\d+")
 """robomimic sorts demos by ``int(name[5:])``: every group under /data must be named so."""
@@ -607,19 +608,19 @@ def upgrade(paths: list[str]) -> list[str]:
         if plan is None:
             out.append(f"{path}: already format_version {FORMAT_VERSION}, unchanged")
             continue
-        tmp = path.with_name(path.name + ".upgrade.part")
-        try:
+
+        def rewrite(tmp: Path, path=path, plan=plan) -> None:  # a copy, edited
             shutil.copy2(path, tmp)
             with h5py.File(tmp, "r+") as f:
                 for name, attrs in plan.items():
                     for key, value in attrs.items():
                         f["data"][name].attrs[key] = value
                 f["data"].attrs["format_version"] = FORMAT_VERSION
-            os.replace(tmp, path)
+
+        try:
+            replace_atomically(path, rewrite)
         except OSError as err:
             raise UserError(f"{path}: cannot rewrite ({one_line(err)}); the file is unchanged") from None
-        finally:
-            tmp.unlink(missing_ok=True)
         classes = list(dict.fromkeys(a["class"] for a in plan.values()))
         out.append(
             f"{path}: upgraded to format_version {FORMAT_VERSION} ({len(plan)} demos; "

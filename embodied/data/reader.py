@@ -46,7 +46,7 @@ import torch
 from einops import rearrange
 
 from embodied import keys as K
-from embodied.data.schema import demo_sort_key, merge_stats, running_stats
+from embodied.data.schema import demo_sort_key, format_version, merge_stats, running_stats
 from embodied.errors import UserError
 from embodied.models.common import DataSpec
 
@@ -120,7 +120,7 @@ class DemoDataset(torch.utils.data.Dataset):
         self.v1_files: list[Path] = []  # format_version 1: no class hierarchy
         for fi, path in enumerate(self.files):
             f = self._open(path)
-            if _version(f) == 1:
+            if format_version(f) == 1:
                 self.v1_files.append(path)
             every = self._demos(f, path)
             demos = every[:max_demos] if max_demos else every  # the first N, in demo order
@@ -413,14 +413,6 @@ class DemoDataset(torch.utils.data.Dataset):
 def _attr(group: h5py.Group, name: str, default: str) -> str:
     value = group.attrs.get(name, default)
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _version(f: h5py.File) -> int | None:
-    value = f["data"].attrs.get("format_version")
-    try:
-        return None if value is None else int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 _NOTED_V1 = False

@@ -41,6 +41,16 @@ def demo_sort_key(name: str) -> int:
     return int(name.rsplit("_", 1)[-1]) if name.rsplit("_", 1)[-1].isdigit() else 1 << 30
 
 
+def format_version(f: h5py.File) -> int | None:
+    """The ``format_version`` of an open demonstration file; None when it has none (robomimic's
+    own files) or it is not an integer."""
+    value = f["data"].attrs.get("format_version")
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def task_attrs(task) -> dict:
     """The per-demo attributes that name a task of a suite spec (a :class:`~embodied.sim.TaskSpec`)."""
     return {

@@ -127,6 +127,14 @@ class RolloutJudge:
         self.by_instruction = bool(
             trained and len(spec.instructions) != len(spec.classes) and spec.task_instructions
         )
+        if self.by_instruction:  # each instruction named by its task
+            tasks, ids = spec.task_names, spec.task_instructions
+            self.names = [
+                tasks[ids.index(i)] if i in ids else spec.instructions[i]
+                for i in range(len(spec.instructions))
+            ]
+        else:
+            self.names = list(spec.classes)
 
     def __call__(self, record: EpisodeRecord, recording: Recording | None) -> None:
         if recording is None or self.observer not in recording.frames:
@@ -136,14 +144,10 @@ class RolloutJudge:
         probs, top = classify_video(
             self.recognizer, frames, self.spec.clip_len, self.clip_stride, self.num_clips, head=head
         )
-        if self.by_instruction:  # the action recognised: which of the instructions, named by its task
-            tasks, ids = self.spec.task_names, self.spec.task_instructions
-            names = [
-                tasks[ids.index(i)] if i in ids else self.spec.instructions[i] for i in range(len(probs))
-            ]
+        names = self.names
+        if self.by_instruction:  # the action recognised: which of the instructions
             instructed = self.instruction_ids.get(record.task)
         else:
-            names = self.spec.classes
             trained = self.spec.task_names
             instructed = self.spec.task_label(record.task) if record.task in trained else None
         record.extra.update(
