@@ -15,6 +15,13 @@ keeps its previous checkpoint. Layout (format version 1)::
     train                    (last.pt only) step, data position, optimizer, scheduler, scaler,
                              EMA, the trained (non-averaged) weights, best validation, and the
                              random states of python, numpy and torch of every process
+    hash                     "sha256:<hex>" of everything above (:func:`content_hash`)
+
+The hash covers every value the file holds (each tensor's dtype, shape and bytes, every number
+and string, in order), so a flipped byte inside a tensor, which ``torch.load`` cannot notice,
+is refused on every load (resume, eval, probe, bench) as one line naming the file.
+Checkpoints written before the hash existed have none and load unverified (same format
+version: the hash is an added key, which older readers ignore).
 
 Each model carries its own config and spec, so :func:`load_model` rebuilds it from the file
 alone, without the code that trained it or the dataset.
@@ -22,8 +29,12 @@ alone, without the code that trained it or the dataset.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import random
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +97,62 @@ def rebuild(name: str, entry: dict, weights: bool = True) -> tuple[nn.Module, ob
     return model, config, spec
 
 
+# --------------------------------------------------------------------------- integrity
+HASH_KEY = "hash"
+HASH_ALGORITHM = "sha256"
+
+
+def content_hash(payload: dict) -> str:
+    """``sha256:<hex>`` over a checkpoint's contents (all but its ``hash``), independent of
+    how torch lays the file out: containers in order, each value tagged with its type, each
+    tensor's dtype, shape and raw bytes."""
+    digest = hashlib.new(HASH_ALGORITHM)
+    _feed(digest, {k: v for k, v in payload.items() if k != HASH_KEY})
+    return f"{HASH_ALGORITHM}:{digest.hexdigest()}"
+
+
+def _feed(digest, obj) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        digest.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        # raw bytes of any dtype (bf16 included); reshape(-1): a 0-d tensor cannot be viewed as bytes
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        digest.update(f"D{len(obj)}".encode())
+        for key, value in obj.items():
+            _feed(digest, key)
+            _feed(digest, value)
+    elif isinstance(obj, (list, tuple)):
+        digest.update(f"L{len(obj)}".encode())
+        for value in obj:
+            _feed(digest, value)
+    elif isinstance(obj, bool) or obj is None:
+        digest.update(f"B{obj}".encode())
+    elif isinstance(obj, int):
+        digest.update(f"I{obj};".encode())
+    elif isinstance(obj, float):
+        digest.update(b"F" + struct.pack("<d", obj))  # exact, NaN and infinities included
+    elif isinstance(obj, str):
+        data = obj.encode("utf-8", "surrogatepass")
+        digest.update(f"S{len(data)}:".encode() + data)
+    else:  # whatever else torch's safe unpickler gives back (torch.Size is a tuple; dtypes, devices)
+        text = repr(obj).encode()
+        digest.update(f"R{type(obj).__name__}{len(text)}:".encode() + text)
+
+
+def verify_hash(payload: dict, path: Path) -> None:
+    """Refuse a checkpoint whose contents differ from its stored hash; one without a hash
+    (written before checkpoints carried one) passes unverified."""
+    stored = payload.get(HASH_KEY)
+    if stored is None:
+        return
+    if not isinstance(stored, str) or content_hash(payload) != stored:
+        raise UserError(
+            f"{path}: checkpoint is corrupted (its contents do not match the hash stored in it); "
+            "use another checkpoint or train again"
+        )
+
+
 # --------------------------------------------------------------------------- files
 def checkpoint_path(path: str | Path, name: str = "last.pt") -> Path:
     """A .pt file as given, or ``<run folder>/checkpoints/<name>``."""
@@ -94,8 +161,32 @@ def checkpoint_path(path: str | Path, name: str = "last.pt") -> Path:
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
-    """Write atomically: a temporary file beside the target, then one rename."""
+    """Write ``payload`` with its content hash, atomically: a temporary file beside the
+    target, then one rename. ``payload`` itself is not changed."""
+    payload = {**{k: v for k, v in payload.items() if k != HASH_KEY}, HASH_KEY: content_hash(payload)}
     replace_atomically(path, lambda tmp: torch.save(payload, tmp))
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files (``.<name>.<pid>.tmp``, see :mod:`embodied.fileio`) that a
+    process killed while writing a checkpoint left in ``folder``; those of live processes stay."""
+    removed = []
+    for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+        pid = tmp.name[: -len(".tmp")].rsplit(".", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -104,10 +195,11 @@ def read_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds of error for a foreign file
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"{path}: not a readable checkpoint ({first})") from None
+        with warnings.catch_warnings():  # torch warns about a pickle's unknown objects, then refuses it
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # torch raises many kinds of error (and long advice) for a foreign file
+        raise UserError(f"{path}: not a readable checkpoint: {_what_file(path)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"{path}: not an embodied training checkpoint")
     version = payload.get("format_version")
@@ -115,7 +207,34 @@ def read_checkpoint(path: str | Path) -> dict:
         raise UserError(
             f"{path}: checkpoint format version {version}; this embodied reads version {FORMAT_VERSION}"
         )
+    verify_hash(payload, path)
     return payload
+
+
+def _what_file(path: Path) -> str:
+    """What a file that ``torch.load`` refused looks like, in a few words."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as err:
+        return f"cannot read it ({err.strerror or err})"
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "an HDF5 file (demonstrations?); give a .pt file from embodied-train"
+    if head.startswith(b"PK\x03\x04"):
+        return (
+            "a torch file holding Python objects or damaged; embodied checkpoints hold plain data only "
+            "and are never unpickled"
+        )
+    if head[:1] == b"\x80":
+        return "a Python pickle; embodied checkpoints hold plain data only and are never unpickled"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 4:  # not just a character cut at the end of the sample
+            return "unknown binary content"
+    return "a text file"
 
 
 def checkpoint_config(payload: dict, path: str | Path) -> TrainConfig:

@@ -1,0 +1,228 @@
+"""Fault injection: bad files, damaged checkpoints and failing disks, made here on the fly.
+
+Every case asserts what a user sees (exit status 2 and one ``error:`` line, never a
+traceback) and what is left on disk (nothing half-written, finished work kept). The data are
+tiny synthetic demonstration files (2 tasks x 3 demos x 12 steps, an 8 px camera) and the
+models a few thousand parameters, so the whole module takes seconds.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from embodied.cli.eval import main as eval_main
+from embodied.cli.train import main as train_main
+from embodied.data.schema import DemoFileWriter
+
+TASKS = ("reach-v3", "push-v3")
+STEPS = 12
+IMAGE = 8
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# --------------------------------------------------------------------------- helpers
+def write_demos(path: Path, task: int, image: int = IMAGE, edit=None) -> Path:
+    """A small valid demonstration file; ``edit(demo index, arrays, obs)`` may spoil it before writing."""
+    rng = np.random.default_rng(task)
+    env_args = {"env_name": TASKS[task], "type": "metaworld", "env_kwargs": {"cameras": ["corner"]}}
+    with DemoFileWriter(path, env_args, "metaworld") as w:
+        for demo in range(3):
+            arrays = {
+                "actions": np.tanh(rng.normal(size=(STEPS, 4))).astype(np.float32),
+                "rewards": np.zeros(STEPS),
+                "dones": np.zeros(STEPS),
+                "states": np.zeros((STEPS, 5)),
+            }
+            obs = {
+                "robot_state": rng.normal(size=(STEPS, 4)).astype(np.float32),
+                "goal": np.full((STEPS, 3), task, np.float32),
+                "corner_image": rng.integers(0, 255, (STEPS, image, image, 3), dtype=np.uint8),
+            }
+            if edit is not None:
+                edit(demo, arrays, obs)
+            attrs = {"task": TASKS[task], "class": TASKS[task][:-3], "instruction": f"do {TASKS[task]}"}
+            attrs |= {"label": task, "instruction_id": task}
+            w.add_demo(arrays, obs, attrs | {"seed": demo, "success": 1})
+        w.finish(valid_fraction=0.34, split_seed=0)
+    return path
+
+
+def write_dataset(folder: Path, edit=None, image: int = IMAGE) -> Path:
+    """Both tasks' files in ``folder``; ``edit`` spoils the second file only."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_demos(folder / f"{TASKS[0]}.hdf5", 0, image)
+    write_demos(folder / f"{TASKS[1]}.hdf5", 1, image, edit)
+    return folder
+
+
+def policy_config(path: Path, data: Path, out: Path, **extra) -> Path:
+    cfg = {
+        "mode": "policy",
+        "data": {"paths": [str(data)], "batch_size": 4},
+        "policy": {"name": "bc_mlp", "obs_keys": ["robot_state", "goal"], "hidden_dim": 16, "num_layers": 1},
+        "optim": {"lr": 1e-3, "warmup_steps": 0},
+        "steps": 2,
+        "log_every": 1,
+        "val_every": 2,
+        "ckpt_every": 2,
+        "out": str(out),
+    }
+    cfg.update(extra)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def files_under(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def one_error(capsys, rc: int, *needles: str) -> str:
+    """The command exited 2 with one ``error:`` line on stderr and no traceback."""
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    err = [line for line in captured.err.strip().splitlines() if not line.startswith("note: ")]
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: "), (rc, captured.err)
+    assert "\x1b[" not in err[0]  # no terminal colour codes
+    for needle in needles:
+        assert needle in err[0], err[0]
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("faults") / "data")
+
+
+@pytest.fixture(scope="module")
+def run(data, tmp_path_factory) -> Path:
+    """A trained tiny policy run (read only: tests copy what they damage)."""
+    root = tmp_path_factory.mktemp("run")
+    out = root / "policy"
+    assert train_main([str(policy_config(root / "policy.yaml", data, out))]) == 0
+    return out
+
+
+@pytest.fixture
+def run_copy(run, tmp_path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run, tmp_path / "run"))
+
+
+# --------------------------------------------------------------------------- checkpoint integrity
+def flip_tensor_bytes(path: Path) -> None:
+    """Change bytes inside the stored tensor data of a checkpoint, as a failing disk would: the
+    zip and pickle structure stay intact, so ``torch.load`` reads it without complaint."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        info = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+        header = info.header_offset
+    raw = bytearray(path.read_bytes())
+    name_len, extra_len = (
+        int.from_bytes(raw[header + 26 : header + 28], "little"),
+        int.from_bytes(raw[header + 28 : header + 30], "little"),
+    )
+    start = header + 30 + name_len + extra_len  # the stored (uncompressed) bytes of the largest tensor
+    for i in range(start, start + 64):
+        raw[i] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_checkpoint_carries_a_hash_that_matches(run):
+    from embodied.train.checkpoint import content_hash, read_checkpoint
+
+    for name in ("last.pt", "best.pt"):
+        payload = read_checkpoint(run / "checkpoints" / name)
+        assert payload["hash"].startswith("sha256:") and payload["hash"] == content_hash(payload)
+
+
+def test_flipped_bytes_refused_by_eval_resume_and_probe(run_copy, tmp_path, capsys):
+    last = run_copy / "checkpoints" / "last.pt"
+    flip_tensor_bytes(last)
+    torch.load(last, weights_only=True)  # still loads: only the hash can tell
+    before = files_under(run_copy)
+    rc = eval_main([str(run_copy), "--episodes", "1", "--workers", "0"])
+    one_error(capsys, rc, str(last), "corrupted")
+    rc = train_main(["--resume", str(run_copy), "steps=4"])
+    one_error(capsys, rc, str(last), "corrupted")
+    probe = {
+        "mode": "probe",
+        "probe": {"policy_ckpt": str(last), "recognizer_ckpt": str(last)},
+        "mirror": {"dim": 8},
+        "out": str(tmp_path / "probe"),
+    }
+    (tmp_path / "probe.yaml").write_text(yaml.safe_dump(probe))
+    rc = train_main([str(tmp_path / "probe.yaml")])
+    one_error(capsys, rc, str(last), "corrupted")
+    assert files_under(run_copy) == before and not (tmp_path / "probe").exists()
+
+
+def test_a_changed_number_is_refused_too(run_copy, capsys):
+    from embodied.train.checkpoint import read_checkpoint
+
+    last = run_copy / "checkpoints" / "last.pt"
+    payload = torch.load(last, weights_only=True)
+    payload["train"]["step"] = 1  # a re-saved file whose stored hash no longer fits
+    torch.save(payload, last)
+    with pytest.raises(Exception, match="corrupted"):
+        read_checkpoint(last)
+
+
+def test_checkpoint_without_a_hash_still_loads(run_copy):
+    from embodied.train.checkpoint import load_model
+
+    last = run_copy / "checkpoints" / "last.pt"
+    payload = torch.load(last, weights_only=True)
+    del payload["hash"]  # as written before checkpoints carried one
+    torch.save(payload, last)
+    kind, models, _, _ = load_model(last)
+    assert kind == "policy" and "policy" in models
+
+
+def test_resume_removes_the_temporary_file_of_a_killed_save(run_copy, capsys):
+    dead = run_copy / "checkpoints" / ".last.pt.4194305.tmp"  # above Linux's pid_max: no live process
+    dead.write_bytes(b"half a checkpoint")
+    assert train_main(["--resume", str(run_copy), "steps=3", "val_every=0"]) == 0
+    assert not dead.exists() and not list((run_copy / "checkpoints").glob(".*tmp"))
+    assert "removed" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- foreign checkpoint files
+def _text(path: Path) -> None:
+    path.write_text("step,loss\n1,0.5\n")
+
+
+def _hdf5(path: Path) -> None:
+    with h5py.File(path, "w") as f:
+        f["x"] = np.zeros(3)
+
+
+def _pickle(path: Path) -> None:
+    path.write_bytes(pickle.dumps({"weights": [1.0, 2.0], "f": Path("x")}))
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _tensor(path: Path) -> None:
+    torch.save({"weight": torch.zeros(2)}, path)
+
+
+@pytest.mark.parametrize("make", [_text, _hdf5, _pickle, _empty, _tensor], ids=lambda f: f.__name__[1:])
+def test_a_foreign_file_as_checkpoint_is_one_plain_line(make, tmp_path, capsys):
+    path = tmp_path / "model.pt"
+    make(path)
+    rc = eval_main([str(path), "--episodes", "1", "--out", str(tmp_path / "eval")])
+    line = one_error(capsys, rc, str(path))
+    assert "weights_only" not in line and "(105)" not in line and len(line) < 200, line
+    assert not (tmp_path / "eval").exists()
