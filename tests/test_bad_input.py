@@ -130,9 +130,13 @@ BAD_FILES = {
     "no-data-group": (_set("data", None), ["/data: group missing"]),
     "no-obs-group": (_set("data/demo_0/obs", None), ["demo_0/obs: group missing"]),
     "no-actions": (_set("data/demo_1/actions", None), ["demo_1/actions: missing"]),
-    "actions-float64": (
-        _set("data/demo_0/actions", lambda a: a.astype(np.float64)),
-        ["demo_0/actions: dtype float64, expected float32"],
+    "actions-strings": (  # float64 is fine (robomimic's own files hold it); text is not
+        _set("data/demo_0/actions", lambda a: a.astype("S12")),
+        ["demo_0/actions: dtype |S12, expected real numbers"],
+    ),
+    "obs-complex": (
+        _set("data/demo_0/obs/goal", lambda a: a.astype(np.complex64)),
+        ["demo_0/obs/goal: dtype complex64, expected real numbers"],
     ),
     "actions-1d": (_set("data/demo_0/actions", lambda a: a[:, 0]), ["demo_0/actions: shape"]),
     "obs-short": (

@@ -226,3 +226,134 @@ def test_a_foreign_file_as_checkpoint_is_one_plain_line(make, tmp_path, capsys):
     line = one_error(capsys, rc, str(path))
     assert "weights_only" not in line and "(105)" not in line and len(line) < 200, line
     assert not (tmp_path / "eval").exists()
+
+
+# --------------------------------------------------------------------------- one data checker
+def _replace(f: h5py.File, key: str, make) -> None:
+    value = make(f[key][()])
+    del f[key]
+    f[key] = value
+
+
+def _set(key: str, make):
+    return lambda f: _replace(f, f"data/demo_1/{key}", make)
+
+
+def _poke(key: str, index, value):
+    def edit(f):
+        f[f"data/demo_1/{key}"][index] = value
+
+    return edit
+
+
+def _drop(key: str):
+    def edit(f):
+        del f[f"data/demo_1/{key}"]
+
+    return edit
+
+
+BAD_DATA = {
+    # case: (edit of the second file's demo_1, what the line names, replay refuses it too)
+    "no-actions": (_drop("actions"), "demo_1/actions: missing", True),
+    "actions-wrong-width": (
+        _set("actions", lambda a: np.zeros((len(a), 5), a.dtype)),
+        "demo_1/actions: width 5",
+        False,
+    ),
+    "obs-shorter-than-actions": (
+        _set("obs/robot_state", lambda a: a[:-1]),
+        "demo_1/obs/robot_state: 11 steps, expected 12",
+        True,
+    ),
+    "nan-in-obs": (
+        _poke("obs/robot_state", (3, 1), np.nan),
+        "demo_1/obs/robot_state: 1 values not finite",
+        True,
+    ),
+    "inf-in-actions": (_poke("actions", (2, 0), np.inf), "demo_1/actions: 1 values not finite", True),
+    "actions-outside-range": (
+        _poke("actions", (0, 0), 1.5),
+        "demo_1/actions: 1 values outside [-1, 1]",
+        True,
+    ),
+    "actions-strings": (
+        _set("actions", lambda a: a.astype("S12")),
+        "demo_1/actions: dtype |S12, expected real numbers",
+        True,
+    ),
+    "obs-complex": (
+        _set("obs/goal", lambda a: a.astype(np.complex64)),
+        "demo_1/obs/goal: dtype complex64",
+        True,
+    ),
+    "obs-key-missing": (_drop("obs/goal"), "demo_1", False),
+}
+
+
+@pytest.fixture
+def bad_data(request, tmp_path) -> tuple[Path, Path, str, bool]:
+    """(folder, spoiled file, needle, replay refuses) for the BAD_DATA case ``request.param``."""
+    edit, needle, replayed = BAD_DATA[request.param]
+    folder = write_dataset(tmp_path / "data")
+    spoiled = folder / f"{TASKS[1]}.hdf5"
+    with h5py.File(spoiled, "r+") as f:
+        edit(f)
+    return folder, spoiled, needle, replayed
+
+
+@pytest.mark.parametrize("bad_data", sorted(BAD_DATA), indirect=True)
+def test_what_validate_refuses_training_and_replay_refuse(bad_data, tmp_path, capsys):
+    from embodied.cli.data import main as data_main
+
+    folder, spoiled, needle, replayed = bad_data
+    rc = data_main(["validate", str(folder)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert any(line.startswith(f"{spoiled}: ") and needle in line for line in err.splitlines()), err
+
+    out = tmp_path / "run"
+    rc = train_main([str(policy_config(tmp_path / "p.yaml", folder, out))])
+    one_error(capsys, rc, str(spoiled), needle)
+    assert not out.exists()  # refused before anything was written: the rerun is not blocked
+
+    if replayed:
+        rc = data_main(["replay", str(spoiled), "--demo", "demo_1"])
+        one_error(capsys, rc, str(spoiled), needle)
+
+
+def test_mixed_image_sizes_refused_by_validate_and_training(tmp_path, capsys):
+    from embodied.cli.data import main as data_main
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_demos(folder / f"{TASKS[1]}.hdf5", 1, image=8)  # push-v3: read first
+    spoiled = write_demos(folder / f"{TASKS[0]}.hdf5", 0, image=16)
+    needle = "demo_0/obs/corner_image: 16x16 frames, but"
+    rc = data_main(["validate", str(folder)])
+    err = capsys.readouterr().err
+    assert rc == 2 and any(line.startswith(f"{spoiled}: ") and needle in line for line in err.splitlines())
+    out = tmp_path / "run"
+    cfg = policy_config(
+        tmp_path / "r.yaml",
+        folder,
+        out,
+        mode="recognizer",
+        policy=None,
+        recognizer={"name": "conv3d", "width": 4, "depth": 2},
+    )
+    one_error(capsys, train_main([str(cfg)]), str(spoiled), needle, "8x8 frames")
+    assert not out.exists()
+
+
+def test_float64_data_are_valid_for_every_reader(tmp_path, capsys):
+    """robomimic's own files hold float64: validate and training agree that they are fine."""
+    from embodied.cli.data import main as data_main
+
+    folder = write_dataset(tmp_path / "data")
+    with h5py.File(folder / f"{TASKS[1]}.hdf5", "r+") as f:
+        for demo in f["data"]:
+            _replace(f, f"data/{demo}/actions", lambda a: a.astype(np.float64))
+            _replace(f, f"data/{demo}/obs/robot_state", lambda a: a.astype(np.float64))
+    assert data_main(["validate", str(folder)]) == 0
+    assert train_main([str(policy_config(tmp_path / "p.yaml", folder, tmp_path / "run"))]) == 0

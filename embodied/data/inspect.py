@@ -30,8 +30,12 @@ from embodied.data.schema import (
     FORMAT_VERSION,
     HIERARCHY_VERSION,
     IMAGE_SUFFIX,
+    Shapes,
+    check_actions,
+    check_stream,
     demo_sort_key,
     is_image_key,
+    refuse_in,
     task_attrs,
 )
 from embodied.errors import UserError, one_line
@@ -279,14 +283,17 @@ def info(paths: list[str]) -> str:
 def validate(paths: list[str]) -> list[str]:
     """Check the whole schema of each file; one line per problem, [] when every file is valid."""
     problems: list[str] = []
+    shapes = Shapes()  # files read together (as training reads them) must agree on widths and sizes
     for path in expand_paths(paths):
-        problems.extend(validate_file(path))
+        problems.extend(validate_file(path, shapes))
     return problems
 
 
-def validate_file(path: str | os.PathLike) -> list[str]:
-    """The problems of one file, each ``<file>: <demo>/<key>: <what>``."""
+def validate_file(path: str | os.PathLike, shapes: Shapes | None = None) -> list[str]:
+    """The problems of one file, each ``<file>: <demo>/<key>: <what>``; ``shapes``: those of
+    files checked before, which this one must agree with."""
     path = Path(path)
+    shapes = Shapes() if shapes is None else shapes
     try:
         f = open_file(path)
     except UserError as err:
@@ -295,13 +302,13 @@ def validate_file(path: str | os.PathLike) -> list[str]:
     add = lambda where, what: problems.append(f"{path}: {where}: {what}")
     try:
         with f:
-            _check_file(f, add)
+            _check_file(f, add, path, shapes)
     except DAMAGE as err:  # damaged inside
         add("file", f"unreadable ({one_line(err)})")
     return problems
 
 
-def _check_file(f: h5py.File, add) -> None:
+def _check_file(f: h5py.File, add, path: Path, shapes: Shapes) -> None:
     if not isinstance(f.get("data"), h5py.Group):
         add("/data", "group missing")
         return
@@ -348,7 +355,8 @@ def _check_file(f: h5py.File, add) -> None:
     names.sort(key=demo_sort_key)
     if not names:
         add("/data", "holds no demos")
-    samples = sum(_check_demo(data[name], name, add, hierarchy) for name in names)
+    samples = sum(_check_demo(data[name], name, add, path, shapes, hierarchy) for name in names)
+    _check_same_streams(data, names, add)
     if "total" in attrs:
         total = attrs["total"]
         if not _is_int(total):
@@ -372,9 +380,28 @@ def _count_not_finite(x: np.ndarray | None) -> int:
     return 0 if x is None or x.dtype.kind != "f" else int(np.count_nonzero(~np.isfinite(x)))
 
 
-def _check_demo(g: h5py.Group, name: str, add, hierarchy: bool = False) -> int:
+def _check_same_streams(data: h5py.Group, names: list[str], add) -> None:
+    """Every demo of a file holds the same observation streams as its first (a reader that
+    needs a stream needs it in every demo)."""
+    keys = lambda name: set(data[name]["obs"]) if isinstance(data[name].get("obs"), h5py.Group) else None
+    first = next((n for n in names if keys(n) is not None), None)
+    if first is None:
+        return
+    want = keys(first)
+    for name in names:
+        have = keys(name)
+        if have is None or have == want:
+            continue
+        lacks, extra = sorted(want - have), sorted(have - want)
+        what = [f"lacks {', '.join(lacks)}"] if lacks else []
+        what += [f"adds {', '.join(extra)}"] if extra else []
+        add(f"{name}/obs", f"streams differ from {first}'s: {'; '.join(what)}")
+
+
+def _check_demo(g: h5py.Group, name: str, add, path: Path, shapes: Shapes, hierarchy: bool = False) -> int:
     """Check one demo (with ``hierarchy``, format_version 2's attributes too); returns its
-    length (0 when it cannot be told)."""
+    length (0 when it cannot be told). Actions and observation streams go through the
+    schema's checks, the ones the readers apply."""
     for key, kind in (DEMO_ATTRS | HIERARCHY_ATTRS if hierarchy else DEMO_ATTRS).items():
         if key not in g.attrs:
             add(name, f"attribute {key} missing")
@@ -387,20 +414,21 @@ def _check_demo(g: h5py.Group, name: str, add, hierarchy: bool = False) -> int:
         add(name, f"attribute success must be 0 or 1, got {g.attrs['success']!r}")
 
     datasets = {}
-    for key in ("actions", "rewards", "dones", "states"):
+    for key in ("rewards", "dones", "states"):
         item = g.get(key)
         if not isinstance(item, h5py.Dataset):
             add(f"{name}/{key}", "missing")
         else:
             datasets[key] = item
-    if "actions" in datasets and datasets["actions"].ndim >= 1:
-        length = datasets["actions"].shape[0]
+    origin = f"{path}: {name}"
+    actions = g.get("actions")
+    check_actions(g, name, add, shapes, origin)  # the readers' own checks
+    if isinstance(actions, h5py.Dataset) and actions.ndim >= 1:
+        length = actions.shape[0]
     elif "num_samples" in g.attrs and _is_int(g.attrs["num_samples"]):
         length = int(g.attrs["num_samples"])
     else:
         length = None
-    if length == 0:
-        add(name, "empty demo (0 samples)")
     stated = g.attrs.get("num_samples")
     if length is not None and _is_int(stated) and int(stated) != length:
         add(name, f"attribute num_samples is {int(stated)} but actions hold {length} steps")
@@ -415,18 +443,6 @@ def _check_demo(g: h5py.Group, name: str, add, hierarchy: bool = False) -> int:
             return False
         return True
 
-    if "actions" in datasets and shape_ok(datasets["actions"], f"{name}/actions", 2):
-        a = datasets["actions"]
-        if a.dtype != np.float32:
-            add(f"{name}/actions", f"dtype {a.dtype}, expected float32")
-        x = _load(a, f"{name}/actions", add) if a.dtype.kind in "fiub" else None
-        if x is not None:
-            bad = _count_not_finite(x)
-            if bad:
-                add(f"{name}/actions", f"{bad} values not finite")
-            outside = int(np.count_nonzero((x < -1) | (x > 1)))
-            if outside:
-                add(f"{name}/actions", f"{outside} values outside [-1, 1]")
     for key in ("rewards", "dones"):
         if key in datasets and shape_ok(datasets[key], f"{name}/{key}", 1):
             ds = datasets[key]
@@ -462,22 +478,8 @@ def _check_demo(g: h5py.Group, name: str, add, hierarchy: bool = False) -> int:
         if not len(og):
             add(f"{name}/{prefix}", "holds no observation keys")
         for key, ds in og.items():
-            where = f"{name}/{prefix}/{key}"
-            if not isinstance(ds, h5py.Dataset):
-                add(where, "not a dataset")
-            elif is_image_key(key):
-                if shape_ok(ds, where, 4):
-                    if ds.shape[-1] != 3:
-                        add(where, f"shape {ds.shape}, expected (T, H, W, 3)")
-                    if ds.dtype != np.uint8:
-                        add(where, f"dtype {ds.dtype}, expected uint8")
-            elif shape_ok(ds, where, 2):
-                if ds.dtype != np.float32:
-                    add(where, f"dtype {ds.dtype}, expected float32")
-                if ds.dtype.kind == "f":
-                    bad = _count_not_finite(_load(ds, where, add))
-                    if bad:
-                        add(where, f"{bad} values not finite")
+            # next_obs is obs shifted by one step: the same streams, so the same shapes
+            check_stream(ds, f"{name}/{prefix}/{key}", key, length, add, shapes, origin)
     if isinstance(g.get("obs"), h5py.Group) and isinstance(g.get("next_obs"), h5py.Group):
         missing = sorted(set(g["obs"]) - set(g["next_obs"]))
         if missing:
@@ -689,13 +691,18 @@ def replay_demo(path: str | os.PathLike, demo: str, tolerance: float = 1e-6) -> 
         g = _get_demo(f, path, demo)
         env_args = _env_args(f, str(path))
         states = _read(g, "states", f"{path}: {demo}")
-        actions = _read(g, "actions", f"{path}: {demo}")
+        refuse = refuse_in(path)
+        actions = check_actions(g, demo, refuse)  # the schema's checks, as validate and training
         rewards = _read(g, "rewards", f"{path}: {demo}") if "rewards" in g else None
         og = g.get("obs")
         obs = (
             {}
             if not isinstance(og, h5py.Group)
-            else {k: _read(og, k, f"{path}: {demo}/obs") for k in og if not is_image_key(k)}
+            else {
+                k: check_stream(og[k], f"{demo}/obs/{k}", k, len(actions), refuse)
+                for k in og
+                if not is_image_key(k)
+            }
         )
         seed = g.attrs.get("seed")
         stored_success = bool(g.attrs.get("success", False))

@@ -46,7 +46,16 @@ import torch
 from einops import rearrange
 
 from embodied import keys as K
-from embodied.data.schema import demo_sort_key, format_version, merge_stats, running_stats
+from embodied.data.schema import (
+    Shapes,
+    check_actions,
+    check_stream,
+    demo_sort_key,
+    format_version,
+    merge_stats,
+    refuse_in,
+    running_stats,
+)
 from embodied.errors import UserError
 from embodied.models.common import DataSpec
 
@@ -117,6 +126,7 @@ class DemoDataset(torch.utils.data.Dataset):
         images: dict[str, list] = {}
         file_stats: list[dict] = []
         self._handles: list[h5py.File] = []
+        shapes = Shapes()  # widths and image sizes must agree across all the files
         self.v1_files: list[Path] = []  # format_version 1: no class hierarchy
         for fi, path in enumerate(self.files):
             f = self._open(path)
@@ -126,6 +136,8 @@ class DemoDataset(torch.utils.data.Dataset):
             demos = every[:max_demos] if max_demos else every  # the first N, in demo order
             if not demos:
                 continue
+            if not isinstance(f["data"][demos[0]].get("obs"), h5py.Group):
+                raise UserError(f"{path}: {demos[0]}/obs: group missing")
             if obs_keys is None:  # default: every low-dim stream; image streams only on request
                 obs_keys = sorted(k for k in f["data"][demos[0]]["obs"] if not k.endswith("_image"))
             if camera is None and mode != "window":
@@ -134,16 +146,21 @@ class DemoDataset(torch.utils.data.Dataset):
             # once each: a policy that reads the observer camera wants the clips' stream too, and a
             # stream read twice would be stored twice and shift every later episode's frames
             wanted = list(dict.fromkeys(wanted))
+            refuse = refuse_in(path)
             for demo in demos:
                 g = f["data"][demo]
-                n = int(g["actions"].shape[0])
+                # the schema's checks (those of embodied-data validate), on the arrays read here anyway
+                actions = check_actions(g, demo, refuse, shapes, f"{path}: {demo}")
+                n = len(actions)
                 task = _attr(g, "task", path.stem)
-                if n == 0:
-                    raise UserError(f"{path}: {demo}: empty demo (0 samples)")
+                og = g.get("obs")
+                stored = sorted(og.keys()) if isinstance(og, h5py.Group) else []
+                streams = {}
                 for key in wanted:
-                    if f"obs/{key}" not in g:
-                        streams = ", ".join(sorted(g["obs"].keys()))
-                        raise UserError(f"{path}: {demo}: no obs/{key} (streams: {streams})")
+                    if key not in stored:
+                        refuse(demo, f"no obs/{key} (streams: {', '.join(stored) or 'none'})")
+                    where, origin = f"{demo}/obs/{key}", f"{path}: {demo}"
+                    streams[key] = check_stream(og[key], where, key, n, refuse, shapes, origin)
                 self.episodes.append(
                     _Episode(
                         fi,
@@ -155,13 +172,12 @@ class DemoDataset(torch.utils.data.Dataset):
                         _attr(g, "class", task),
                     )
                 )
-                for key in wanted:
-                    ds = g[f"obs/{key}"]
-                    target = images if key.endswith("_image") else low_dim
-                    target.setdefault(key, []).append(
-                        ds if key.endswith("_image") else ds[()].astype(np.float32)
-                    )
-                low_dim.setdefault(K.ACTIONS, []).append(g["actions"][()].astype(np.float32))
+                for key, stream in streams.items():
+                    if key.endswith("_image"):
+                        images.setdefault(key, []).append(stream)  # the h5py dataset, read below
+                    else:
+                        low_dim.setdefault(key, []).append(stream.astype(np.float32))
+                low_dim.setdefault(K.ACTIONS, []).append(actions.astype(np.float32))
             file_stats.append(self._file_stats(f, demos, low_dim, whole_split=len(demos) == len(every)))
         if not self.episodes:
             raise UserError(f"no demos in split {split!r} of {', '.join(map(str, self.files))}")

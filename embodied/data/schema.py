@@ -16,6 +16,12 @@ task's position in the spec). In version 1 ``label`` was the task's position and
 no ``class`` or ``instruction_id`` (every task its own class); readers take such a file's
 class to be its task, and ``embodied-data upgrade`` rewrites it as version 2.
 
+The checks of a demo's arrays, :func:`check_actions` and :func:`check_stream`, are the one
+checker that ``embodied-data validate`` (which lists every problem), the training reader and
+``replay`` (which refuse at the first) share: what one refuses, all refuse, each problem named
+as ``<file>: <demo>/<key>: <what>``. A :class:`Shapes` keeps widths and image sizes agreeing
+across every file read together.
+
 Writing is atomic: :class:`DemoFileWriter` writes ``<name>.part`` and renames it only when
 the file is complete, so an interrupted run never leaves a corrupt file at the target.
 """
@@ -24,10 +30,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from embodied.errors import UserError
 
 FORMAT_VERSION = 2
 HIERARCHY_VERSION = 2
@@ -64,6 +73,133 @@ def task_attrs(task) -> dict:
 
 def is_image_key(key: str) -> bool:
     return key.endswith(IMAGE_SUFFIX)
+
+
+# --------------------------------------------------------------------------- the array checks
+Problem = Callable[[str, str], None]
+"""``problem(where, what)``: reports (validate) or refuses (readers) ``<file>: <where>: <what>``."""
+REAL_KINDS = "biuf"
+"""numpy dtype kinds a low-dim stream or actions may have: bool, ints, floats (robomimic's
+files hold float64, ours float32); strings, objects and complex numbers are refused."""
+
+
+def refuse_in(path: str | Path) -> Problem:
+    """A ``problem`` that raises the first problem of ``path`` as a :class:`UserError`."""
+
+    def refuse(where: str, what: str) -> None:
+        raise UserError(f"{path}: {where}: {what}")
+
+    return refuse
+
+
+class Shapes:
+    """The per-step shape of each stream (actions, ``obs/<key>``) first seen among files read
+    together; a later demo that differs is a problem naming both."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, tuple[tuple[int, ...], str]] = {}
+
+    def agree(self, key: str, shape: tuple[int, ...], origin: str, where: str, problem: Problem) -> None:
+        seen, first = self.first.setdefault(key, (shape, origin))
+        if seen != shape:
+            what = f"{_per_step(key, shape)}, but {first} has {_per_step(key, seen)}"
+            problem(where, f"{what} (files read together must agree)")
+
+
+def _per_step(key: str, shape: tuple[int, ...]) -> str:
+    return f"{shape[0]}x{shape[1]} frames" if is_image_key(key) else f"width {shape[0]}"
+
+
+def _read_array(ds: h5py.Dataset, where: str, problem: Problem) -> np.ndarray | None:
+    try:
+        return ds[()]
+    except (OSError, ValueError, RuntimeError) as err:
+        problem(where, f"unreadable ({' '.join(str(err).split()) or type(err).__name__})")
+        return None
+
+
+def _not_finite(x: np.ndarray) -> int:
+    return int(np.count_nonzero(~np.isfinite(x))) if x.dtype.kind == "f" else 0
+
+
+def check_actions(
+    g: h5py.Group, demo: str, problem: Problem, shapes: Shapes | None = None, origin: str = ""
+) -> np.ndarray | None:
+    """Check a demo's ``actions``: (T, A) with T > 0, real numbers, finite, in [-1, 1], the same
+    A as ``shapes`` saw first (``origin``: this demo's file and name, for a later message).
+    Returns the array as stored (None when it cannot be read)."""
+    ds = g.get("actions")
+    where = f"{demo}/actions"
+    if not isinstance(ds, h5py.Dataset):
+        problem(where, "missing")
+        return None
+    if ds.ndim != 2:
+        problem(where, f"shape {ds.shape}, expected (T, d)")
+        return None
+    if ds.dtype.kind not in REAL_KINDS:
+        problem(where, f"dtype {ds.dtype}, expected real numbers (float32)")
+        return None
+    if ds.shape[0] == 0:
+        problem(demo, "empty demo (0 samples)")
+    if shapes is not None:
+        shapes.agree("actions", ds.shape[1:], origin or demo, where, problem)
+    x = _read_array(ds, where, problem)
+    if x is None:
+        return None
+    bad = _not_finite(x)
+    if bad:
+        problem(where, f"{bad} values not finite")
+    outside = int(np.count_nonzero((x < -1) | (x > 1)))
+    if outside:
+        problem(where, f"{outside} values outside [-1, 1]")
+    return x
+
+
+def check_stream(
+    ds,
+    where: str,
+    key: str,
+    length: int | None,
+    problem: Problem,
+    shapes: Shapes | None = None,
+    origin: str = "",
+):
+    """Check one observation stream ``<demo>/obs/<key>``: a low-dim (T, d) of real, finite
+    numbers, or an image ``<camera>_image`` (T, H, W, 3) uint8; T as the actions' ``length``;
+    its d or H, W as ``shapes`` saw first. Returns a low-dim stream's array as stored, an image
+    stream's dataset unread (uint8 holds no NaN), or None after a problem."""
+    if not isinstance(ds, h5py.Dataset):
+        problem(where, "not a dataset")
+        return None
+    image = is_image_key(key)
+    if ds.ndim != (4 if image else 2):
+        problem(where, f"shape {ds.shape}, expected {'(T, H, W, 3)' if image else '(T, d)'}")
+        return None
+    if length is not None and ds.shape[0] != length:
+        problem(where, f"{ds.shape[0]} steps, expected {length} (as actions)")
+        return None
+    if image:
+        ok = True
+        if ds.shape[-1] != 3:
+            problem(where, f"shape {ds.shape}, expected (T, H, W, 3)")
+            ok = False
+        if ds.dtype != np.uint8:
+            problem(where, f"dtype {ds.dtype}, expected uint8")
+            ok = False
+        if ok and shapes is not None:
+            shapes.agree(key, ds.shape[1:], origin, where, problem)
+        return ds if ok else None
+    if ds.dtype.kind not in REAL_KINDS:
+        problem(where, f"dtype {ds.dtype}, expected real numbers (float32)")
+        return None
+    if shapes is not None:
+        shapes.agree(key, ds.shape[1:], origin, where, problem)
+    x = _read_array(ds, where, problem)
+    if x is not None:
+        bad = _not_finite(x)
+        if bad:
+            problem(where, f"{bad} values not finite")
+    return x
 
 
 def split_masks(names: list[str], valid_fraction: float, seed: int) -> dict[str, list[str]]:
