@@ -1,9 +1,11 @@
 """Contract tests of the simulation layer (``embodied.sim``).
 
-- every task of the suite spec: the gymnasium API, determinism under a seed, seeds that name
-  different task variants, state save/restore;
-- every camera of the spec: images right side up, checked on rendered pixels (depth against
-  rays cast through the same pixels) and on the projection of the world's up direction;
+- every task of every registered suite: the :class:`SuiteEnv` contract (the gymnasium API,
+  determinism under a seed, seeds that name different task variants, state save/restore,
+  truncation at the horizon), so a new suite is tested by registering it;
+- the registry: the only list of suites, each entry's spec and worker modules;
+- Meta-World's cameras: images right side up, checked on rendered pixels (depth against rays
+  cast through the same pixels) and on the projection of the world's up direction;
 - rendering options, user errors, and the headless default ``MUJOCO_GL=egl``.
 
 Cameras are built only where a test needs images: an environment without them is cheap.
@@ -11,6 +13,7 @@ Cameras are built only where a test needs images: an environment without them is
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import pickle
@@ -22,31 +25,32 @@ import numpy as np
 import pytest
 
 from embodied.errors import UserError
-from embodied.sim import RenderOptions, image_key, load_suite, make_env
-from embodied.sim.spec import known_suites
+from embodied.paths import resource_dir
+from embodied.sim import SUITES, RenderOptions, get_suite, image_key, known_suites, load_suite, make_env
 
 # isort: split
 import mujoco  # after embodied.sim, which sets MUJOCO_GL=egl before mujoco is first imported
 
-SUITE = "metaworld"
+SUITE_TASKS = [(suite, task) for suite in SUITES for task in load_suite(suite).tasks]
+SUITE_TASK_IDS = [f"{suite}/{task}" for suite, task in SUITE_TASKS]
+SUITE = "metaworld"  # the suite of the camera and rendering tests (they read its MuJoCo model)
 SPEC = load_suite(SUITE)
-TASKS = list(SPEC.tasks)
 CAMERAS = SPEC.cameras
 SIZE = 64  # image side for the rendering tests: small, so that they stay fast on a CPU
 IMAGE_TASK = "drawer-open-v3"
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore:Constant\\(s\\) may be too high")  # the experts' gains
+every_task = pytest.mark.parametrize(("suite", "task"), SUITE_TASKS, ids=SUITE_TASK_IDS)
 
 
 def sim(env):
-    """The MuJoCo model and data behind an adapter (the adapter keeps them private)."""
+    """The MuJoCo model and data behind a Meta-World adapter (the adapter keeps them private)."""
     return env._env.model, env._env.data
 
 
 def state_of(env):
     """Everything that makes up a task variant and its simulator state, for comparisons."""
-    model, _ = sim(env)
-    return {"state": env.get_state(), "body_pos": model.body_pos.copy(), "body_quat": model.body_quat.copy()}
+    return {"state": env.get_state(), "variant": env.task_variant()}
 
 
 def assert_equal(a: dict, b: dict) -> None:
@@ -56,18 +60,18 @@ def assert_equal(a: dict, b: dict) -> None:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
-def random_action(seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(-1, 1, 4).astype(np.float32)
+def random_action(seed: int, dim: int) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-1, 1, dim).astype(np.float32)
 
 
-_ENVS: dict[str, object] = {}
+_ENVS: dict[tuple[str, str], object] = {}
 
 
-def cached_env(task: str):
+def cached_env(suite: str, task: str):
     """One camera-less environment per task, shared by the per-task tests of this module."""
-    if task not in _ENVS:
-        _ENVS[task] = make_env(SUITE, task)
-    return _ENVS[task]
+    if (suite, task) not in _ENVS:
+        _ENVS[suite, task] = make_env(suite, task)
+    return _ENVS[suite, task]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -79,12 +83,15 @@ def _close_cached_envs():
 
 
 def expert_actions(env, seed: int, steps: int) -> list[np.ndarray]:
-    """The expert's first ``steps`` actions from ``reset(seed=seed)``, plus a little noise."""
-    expert, rng = env.expert(), np.random.default_rng(seed)
+    """The first ``steps`` actions of the suite's expert (random ones where it has none) from
+    ``reset(seed=seed)``, plus a little noise."""
+    dim = env.action_space.shape[0]
+    expert, rng = env.expert() if get_suite(env.suite).has_expert else None, np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
     actions = []
     for _ in range(steps):
-        action = np.clip(expert(obs) + rng.normal(0, 0.2, 4), -1, 1).astype(np.float32)
+        base = expert(obs) if expert is not None else rng.uniform(-1, 1, dim)
+        action = np.clip(base + rng.normal(0, 0.2, dim), -1, 1).astype(np.float32)
         actions.append(action)
         obs, _, terminated, truncated, _ = env.step(action)
         if terminated or truncated:
@@ -101,12 +108,32 @@ def rollout(env, seed: int, actions: list[np.ndarray]) -> list[tuple]:
     return out
 
 
+# -- the registry --------------------------------------------------------------------------------
+@pytest.mark.parametrize("suite", list(SUITES))
+def test_registry_entry_is_complete(suite):
+    """Each entry names a spec of its own suite, an adapter of that suite, and worker modules
+    that import; the adapter's expert is there exactly when the entry says so."""
+    entry = get_suite(suite)
+    assert load_suite(suite).suite == suite
+    assert entry.env_class().suite == suite
+    for module in entry.worker_preload:
+        importlib.import_module(module)
+    task = next(iter(load_suite(suite).tasks))
+    assert (cached_env(suite, task).expert() is not None) == entry.has_expert
+
+
+def test_every_spec_belongs_to_a_registered_suite():
+    specs = {p.stem for p in resource_dir("envs").glob("*.yaml")}
+    assert specs == {get_suite(s).spec for s in SUITES}
+    assert known_suites() == list(SUITES)
+
+
 # -- every task: the gymnasium API --------------------------------------------------------------
-@pytest.mark.parametrize("task", TASKS)
-def test_api(task):
-    env = cached_env(task)
-    assert env.horizon == SPEC.tasks[task].horizon  # the default comes from the suite spec
-    assert env.action_space.shape == (4,)
+@every_task
+def test_api(suite, task):
+    env = cached_env(suite, task)
+    assert env.horizon == load_suite(suite).tasks[task].horizon  # the default comes from the spec
+    (dim,) = env.action_space.shape
     np.testing.assert_array_equal(env.action_space.low, -1.0)
     np.testing.assert_array_equal(env.action_space.high, 1.0)
 
@@ -114,20 +141,21 @@ def test_api(task):
     assert set(obs) == set(env.observation_space.spaces)
     for key, space in env.observation_space.spaces.items():
         assert obs[key].shape == space.shape, key
-        assert obs[key].dtype == space.dtype, key
+        assert obs[key].dtype == space.dtype == np.float32, key  # camera-less: low-dim keys only
     assert env.observation_space.contains(obs)
     assert info["success"] is False
 
-    result = env.step(random_action(0))
+    result = env.step(random_action(0, dim))
     assert len(result) == 5
     obs, reward, terminated, truncated, info = result
     assert env.observation_space.contains(obs)
     assert isinstance(reward, float)
     assert type(terminated) is bool and type(truncated) is bool
     assert type(info["success"]) is bool
+    assert type(info.get("unstable", False)) is bool
 
     # Actions are clipped to [-1, 1]: an out-of-range action acts like its clipped value.
-    wild = np.array([3.0, -7.0, 0.5, 20.0], dtype=np.float32)
+    wild = np.resize(np.array([3.0, -7.0, 0.5, 20.0], dtype=np.float32), dim)
     env.reset(seed=0)
     obs_wild, *_ = env.step(wild)
     state_wild = env.get_state()
@@ -138,43 +166,43 @@ def test_api(task):
 
 
 # -- every task: determinism under a seed -------------------------------------------------------
-@pytest.mark.parametrize("task", TASKS)
-def test_reset_is_deterministic(task):
-    env = cached_env(task)
+@every_task
+def test_reset_is_deterministic(suite, task):
+    env = cached_env(suite, task)
     obs_a, _ = env.reset(seed=7)
     first = state_of(env)
     for i in range(5):  # disturb the simulation, then reset to the same seed
-        env.step(random_action(i))
+        env.step(random_action(i, env.action_space.shape[0]))
     env.reset(seed=123)
     obs_b, _ = env.reset(seed=7)
     assert_equal(obs_a, obs_b)
     assert_equal(first, state_of(env))
 
 
-@pytest.mark.parametrize("task", TASKS)
-def test_seeds_name_different_variants(task):
-    """Different seeds give different object and goal positions (what varies depends on the
-    task: some move only the object, some only the goal), seed by seed reproducibly."""
-    env = cached_env(task)
+@every_task
+def test_seeds_name_different_variants(suite, task):
+    """Different seeds give different initial observations (what varies depends on the task:
+    some move only the object, some only the goal), seed by seed reproducibly."""
+    env = cached_env(suite, task)
     variants = []
     for seed in (0, 1, 2):
         obs, _ = env.reset(seed=seed)
-        variants.append(np.concatenate([obs["object_state"], obs["goal"]]))
+        variants.append(np.concatenate([obs[key] for key in sorted(obs)]))
     for i in range(3):
         for j in range(i + 1, 3):
             assert np.abs(variants[i] - variants[j]).max() > 1e-3, f"seeds {i} and {j} give the same variant"
 
 
-@pytest.mark.parametrize("task", TASKS)
-def test_same_seed_same_trajectory_in_two_instances(task):
-    env = cached_env(task)
+@every_task
+def test_same_seed_same_trajectory_in_two_instances(suite, task):
+    env = cached_env(suite, task)
     actions = expert_actions(env, seed=3, steps=12)
-    other = make_env(SUITE, task)
+    other = make_env(suite, task)
     try:
         run_a = rollout(env, 3, actions)
-        body_pos_a = sim(env)[0].body_pos.copy()
+        variant_a = env.task_variant()
         run_b = rollout(other, 3, actions)
-        np.testing.assert_array_equal(body_pos_a, sim(other)[0].body_pos)  # the same variant
+        np.testing.assert_array_equal(variant_a, other.task_variant())  # the same variant
     finally:
         other.close()
     for t, ((obs_a, rew_a, st_a), (obs_b, rew_b, st_b)) in enumerate(zip(run_a, run_b, strict=True)):
@@ -183,11 +211,11 @@ def test_same_seed_same_trajectory_in_two_instances(task):
         np.testing.assert_array_equal(st_a, st_b, err_msg=f"step {t}")
 
 
-@pytest.mark.parametrize("task", TASKS)
-def test_state_round_trip(task):
+@every_task
+def test_state_round_trip(suite, task):
     """get_state/set_state restore the simulation within a variant: the observation there,
     and the trajectory that the same actions give from there."""
-    env = cached_env(task)
+    env = cached_env(suite, task)
     actions = expert_actions(env, seed=5, steps=10)
     obs, _ = env.reset(seed=5)
     for action in actions[:5]:
@@ -205,24 +233,42 @@ def test_state_round_trip(task):
     np.testing.assert_array_equal(env.get_state(), end_state)
 
 
-def test_pickling_fails_loudly():
+@pytest.mark.parametrize("suite", list(SUITES))
+def test_horizon_truncates(suite):
+    task = next(iter(load_suite(suite).tasks))
+    env = make_env(suite, task, horizon=3)
+    try:
+        env.reset(seed=0)
+        zero = np.zeros(env.action_space.shape, np.float32)
+        flags = [env.step(zero)[3] for _ in range(3)]
+    finally:
+        env.close()
+    assert flags == [False, False, True]
+
+
+@pytest.mark.parametrize("suite", list(SUITES))
+def test_rebuilt_from_env_kwargs(suite):
+    """``make_env(suite, **env.env_kwargs())`` builds the same environment again."""
+    task = next(iter(load_suite(suite).tasks))
+    env = cached_env(suite, task)
+    other = make_env(suite, **env.env_kwargs())
+    try:
+        obs_a, _ = env.reset(seed=4)
+        obs_b, _ = other.reset(seed=4)
+        assert_equal(obs_a, obs_b)
+        assert other.horizon == env.horizon
+    finally:
+        other.close()
+
+
+def test_metaworld_pickling_fails_loudly():
     """Pickling is refused with a clear message. Meta-World's own pickling rebuilds the model
     from its XML: the result loses the camera orientation fix, the task variant (kept in
     ``model.body_pos``) and the simulator state, so it is refused rather than silently wrong.
     Pickle the factory's arguments (``env.env_kwargs()``) instead."""
-    env = cached_env(IMAGE_TASK)
+    env = cached_env(SUITE, IMAGE_TASK)
     with pytest.raises(TypeError, match="env_kwargs"):
         pickle.dumps(env)
-
-
-def test_horizon_truncates():
-    env = make_env(SUITE, IMAGE_TASK, horizon=3)
-    try:
-        env.reset(seed=0)
-        flags = [env.step(np.zeros(4, np.float32))[3] for _ in range(3)]
-    finally:
-        env.close()
-    assert flags == [False, False, True]
 
 
 # -- cameras: right side up, on rendered pixels -------------------------------------------------
@@ -365,8 +411,8 @@ def test_two_envs_render_independently():
         first_a = a.reset(seed=0)[0]["corner_image"]
         first_b = b.reset(seed=0)[0]["corner_image"]
         for i in range(2):  # interleave steps and renders of both
-            a.step(random_action(i))
-            b.step(random_action(i + 10))
+            a.step(random_action(i, 4))
+            b.step(random_action(i + 10, 4))
         again_a = a.reset(seed=0)[0]["corner_image"]
         again_b = b.reset(seed=0)[0]["corner_image"]
     finally:
@@ -406,16 +452,21 @@ def test_render_options_switch_them_on():
 
 
 # -- user errors ---------------------------------------------------------------------------------
-def test_unknown_task_lists_tasks():
-    with pytest.raises(UserError, match="unknown metaworld task") as err:
-        make_env(SUITE, "drawer-opne-v3")
-    assert "drawer-open-v3" in str(err.value) and "mt10" in str(err.value)
+@pytest.mark.parametrize("suite", list(SUITES))
+def test_unknown_task_lists_tasks(suite):
+    spec = load_suite(suite)
+    with pytest.raises(UserError, match=f"unknown {suite} task") as err:
+        make_env(suite, "no-such-task")
+    assert all(task in str(err.value) for task in spec.tasks)
+    assert all(name in str(err.value) for name in spec.task_sets)
 
 
-def test_unknown_camera_lists_cameras():
-    with pytest.raises(UserError, match="unknown metaworld camera") as err:
-        make_env(SUITE, IMAGE_TASK, cameras=("cornr",))
-    assert all(cam in str(err.value) for cam in CAMERAS)
+@pytest.mark.parametrize("suite", list(SUITES))
+def test_unknown_camera_lists_cameras(suite):
+    spec = load_suite(suite)
+    with pytest.raises(UserError, match=f"unknown {suite} camera") as err:
+        make_env(suite, next(iter(spec.tasks)), cameras=("no-such-camera",))
+    assert all(cam in str(err.value) for cam in spec.cameras)
 
 
 def test_unknown_suite_lists_suites():

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from embodied.data.schema import FORMAT_VERSION, format_version
 from embodied.errors import UserError
-from embodied.sim import image_key, load_suite, make_env
+from embodied.sim import get_suite, image_key, load_suite, make_env
 
 EVAL_SEED_START = 1_000_000
 """Evaluation seeds start here; collection refuses to use them."""
@@ -66,6 +66,12 @@ class CollectConfig:
             raise ValueError(f"image_size must be at least 8, got {self.image_size}")
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        if not 0.0 <= self.action_noise < float("inf"):  # NaN fails too
+            raise ValueError(f"action_noise must be a finite number >= 0, got {self.action_noise}")
+        if self.horizon < 0:
+            raise ValueError(f"horizon must be >= 0 (0: the task's default), got {self.horizon}")
         if not 0.0 <= self.valid_fraction < 1.0:
             raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
         if self.seed < 0 or self.seed + self.episodes * self.max_attempts > EVAL_SEED_START:
@@ -168,6 +174,8 @@ def _worker(cfg_dict: dict, task: str, path: str, progress) -> dict:
 def collect(cfg: CollectConfig, overwrite: bool = False) -> list[dict]:
     """Collect every task of ``cfg`` into ``cfg.out``; files already complete are skipped."""
     suite = load_suite(cfg.suite)
+    if not get_suite(cfg.suite).has_expert:
+        raise UserError(f"suite {cfg.suite} has no scripted expert to collect demonstrations with")
     tasks = suite.resolve_tasks(cfg.tasks)
     suite.check_cameras(cfg.cameras)
     out = Path(cfg.out)

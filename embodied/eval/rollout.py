@@ -87,8 +87,7 @@ from embodied.errors import UserError, one_line
 from embodied.eval.envs import EnvPool, EpisodePlan, EvalEnv, Extension, Recording, default_env_fn
 from embodied.eval.stats import wilson_interval
 from embodied.models.common import DataSpec
-from embodied.sim import SUITES, image_key, load_suite
-from embodied.sim.spec import known_suites
+from embodied.sim import SUITES, image_key, known_suites, load_suite
 
 HORIZON = "horizon"
 """Failure reason of an episode that ran to its step limit without success."""
@@ -318,7 +317,7 @@ and leave more slots idle at the end of a wave for little gain. Never more than 
 WORKER_PRELOAD = (
     "embodied.eval.rollout",
     "embodied.policies",
-    *(f"embodied.sim.{suite}" for suite in SUITES),
+    *(module for suite in SUITES.values() for module in suite.worker_preload),
 )
 """What the forkserver imports once for every worker: torch and the policies (for the policy
 workers), the suites' environments. A worker forked from it starts in ~2 s on the test machine

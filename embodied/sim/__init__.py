@@ -3,27 +3,18 @@
     env = make_env("metaworld", "drawer-open-v3", cameras=("corner",), image_size=84)
     obs, info = env.reset(seed=0)
 
-A second suite (robosuite) is added by writing its adapter (a :class:`SuiteEnv`), its spec
-under ``envs/`` and one line in ``SUITES``; callers do not change.
+A suite is one entry of the registry (:mod:`embodied.sim.registry`): its adapter (a
+:class:`SuiteEnv`, whose contract :mod:`embodied.sim.base` states), its spec under ``envs/``,
+whether it has a scripted expert and what the evaluation workers preload. Adding one is its
+adapter module, its spec and one ``register_suite`` call; callers do not change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from embodied.errors import UserError
 from embodied.sim.base import SuiteEnv, image_key
+from embodied.sim.registry import SUITES, Suite, get_suite, known_suites, register_suite
 from embodied.sim.render import RenderOptions
 from embodied.sim.spec import SuiteSpec, TaskSpec, load_suite
-
-
-def _metaworld(**kwargs) -> SuiteEnv:
-    from embodied.sim.metaworld import MetaWorldEnv
-
-    return MetaWorldEnv(**kwargs)
-
-
-SUITES: dict[str, Callable[..., SuiteEnv]] = {"metaworld": _metaworld}
 
 
 def make_env(
@@ -37,9 +28,7 @@ def make_env(
     terminate_on_success: bool = True,
 ) -> SuiteEnv:
     """Build one environment of ``suite``; with ``seed`` it is reset once to that seed."""
-    if suite not in SUITES:
-        raise UserError(f"unknown suite {suite!r}; suites: {', '.join(SUITES)}")
-    env = SUITES[suite](
+    env = get_suite(suite).env_class()(
         task=task,
         cameras=tuple(cameras),
         image_size=image_size,
@@ -55,10 +44,14 @@ def make_env(
 __all__ = [
     "SUITES",
     "RenderOptions",
+    "Suite",
     "SuiteEnv",
     "SuiteSpec",
     "TaskSpec",
+    "get_suite",
     "image_key",
+    "known_suites",
     "load_suite",
     "make_env",
+    "register_suite",
 ]

@@ -1,9 +1,31 @@
 """The contract every suite adapter keeps: a gymnasium environment with a few additions.
 
-Observations are dicts: low-dimensional keys (float32 vectors) plus ``<camera>_image``
-(H, W, 3) uint8 for each requested camera, the same keys the demonstration files use.
-``reset(seed=s)`` is deterministic: the same seed gives the same initial state and task
-variant. ``info["success"]`` is set on every step.
+What callers (collection, evaluation, replay, the tests) rely on, and nothing more:
+
+- **Construction** through :func:`embodied.sim.make_env` with the keywords ``task``,
+  ``cameras``, ``image_size``, ``horizon`` (None: the task's default from the suite spec),
+  ``render`` (:class:`~embodied.sim.render.RenderOptions`) and ``terminate_on_success``; an
+  unknown task or camera is a :class:`~embodied.errors.UserError` naming the known ones.
+- **Observations** are dicts: low-dimensional keys (float32 vectors) plus ``<camera>_image``
+  (H, W, 3) uint8 for each requested camera, upright, the same keys and layout the
+  demonstration files use. ``observation_space`` is a ``Dict`` space that holds them.
+- **Actions** are float32 vectors in [-1, 1] (``action_space`` is that ``Box``); values outside
+  are clipped, not refused.
+- **reset(seed=s)** is deterministic: the same seed gives the same initial state and task
+  variant in any instance, in any process. ``info["success"]`` is ``False`` there.
+- **step** returns gymnasium's 5-tuple with a float reward and bool ``terminated``/``truncated``:
+  ``terminated`` when the task succeeds (if ``terminate_on_success``), ``truncated`` at
+  ``horizon`` steps. ``info["success"]`` (bool) is set on every step; ``info["unstable"]``
+  (bool, optional, default False) says that the simulator itself reported a fault (a MuJoCo
+  warning), after which evaluation counts the episode as failed rather than trusting it.
+- **State**: :meth:`get_state` / :meth:`set_state` restore a state within the variant that
+  ``reset(seed=)`` made; :meth:`task_variant` returns what makes up that variant outside the
+  state (for the tests' determinism checks).
+- **Rebuilding**: :meth:`env_kwargs` gives what ``make_env`` needs to build the environment
+  again; adapters whose simulator cannot be pickled faithfully refuse pickling with a message.
+- :meth:`expert` returns the suite's scripted expert when the registry entry says
+  ``has_expert``; :meth:`render_cameras` renders any of the spec's cameras without changing
+  the observed streams; ``render()`` gives the first camera's frame (``rgb_array``).
 """
 
 from __future__ import annotations
@@ -48,6 +70,11 @@ class SuiteEnv(gym.Env):
     @abstractmethod
     def render_cameras(self, cameras: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """Images of the given (default: the configured) cameras in the current state."""
+
+    def task_variant(self) -> np.ndarray:
+        """What, besides :meth:`get_state`, makes up the variant ``reset(seed=)`` drew (e.g.
+        object placements kept in the model); empty where the state holds all of it."""
+        return np.zeros(0)
 
     def env_kwargs(self) -> dict:
         """What :func:`embodied.sim.make_env` needs to build this environment again."""

@@ -127,6 +127,11 @@ class MetaWorldEnv(SuiteEnv):
         mujoco.mj_setState(m, d, np.asarray(state, dtype=np.float64), _STATE_SPEC)  # so set it again
         return self._observe(self._env._get_obs())
 
+    def task_variant(self) -> np.ndarray:
+        # Meta-World places many objects and goals through the model's body poses, not the state.
+        model = self._env.model
+        return np.concatenate([model.body_pos.ravel(), model.body_quat.ravel()])
+
     def expert(self) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
         from metaworld.policies import ENV_POLICY_MAP
 

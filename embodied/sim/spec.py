@@ -17,6 +17,7 @@ import yaml
 
 from embodied.errors import UserError
 from embodied.paths import resource_dir
+from embodied.sim.registry import get_suite
 
 
 @dataclass(frozen=True)
@@ -87,15 +88,10 @@ class SuiteSpec:
         return cameras
 
 
-def known_suites() -> list[str]:
-    return sorted(p.stem for p in resource_dir("envs").glob("*.yaml"))
-
-
 @functools.cache
 def load_suite(suite: str) -> SuiteSpec:
-    path = resource_dir("envs") / f"{suite}.yaml"
-    if not path.is_file():
-        raise UserError(f"unknown suite {suite!r}; suites: {', '.join(known_suites())}")
+    """The spec of the registered suite ``suite`` (:mod:`embodied.sim.registry`)."""
+    path = resource_dir("envs") / f"{get_suite(suite).spec}.yaml"
     raw = yaml.safe_load(path.read_text())
     classes: list[str] = []
     tasks = {}

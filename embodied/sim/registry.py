@@ -1,0 +1,82 @@
+"""The suite registry: one entry per simulation suite, the only list of suites there is.
+
+An entry says everything the rest of the framework needs to know about a suite:
+
+- ``env``: where its :class:`~embodied.sim.base.SuiteEnv` adapter lives (``module:Class``),
+  imported only when an environment is built, so that listing suites stays cheap;
+- ``spec``: the name of its declarative spec under ``envs/`` (tasks, classes, instructions,
+  horizons, cameras, task sets);
+- ``has_expert``: whether its adapters' ``expert()`` returns a scripted expert (collection needs
+  one);
+- ``preload``: the modules that evaluation's forkserver imports once for every worker, so
+  that a worker forked from it starts without importing the simulator again.
+
+Adding a suite: write ``embodied/sim/<suite>.py`` (the adapter) and ``envs/<suite>.yaml`` (the
+spec), then one :func:`register_suite` call at the end of this module. Nothing else names a
+suite.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from embodied.errors import UserError
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    """The suite's name, as demonstration files (``env_args``) and configs name it."""
+    env: str
+    """The adapter class, ``module:Class``."""
+    spec: str
+    """The spec's name under ``envs/`` (without ``.yaml``)."""
+    has_expert: bool = False
+    """Whether the adapter's ``expert()`` gives a scripted expert for every task."""
+    preload: tuple[str, ...] = ()
+    """Modules the evaluation workers' forkserver imports once (the adapter's module is always
+    among them)."""
+
+    def env_class(self) -> type:
+        module, _, attr = self.env.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    @property
+    def worker_preload(self) -> tuple[str, ...]:
+        return (self.env.partition(":")[0], *self.preload)
+
+
+SUITES: dict[str, Suite] = {}
+"""Registered suites by name, in registration order."""
+
+
+def register_suite(suite: Suite) -> Suite:
+    """Add a suite to the registry; a name registered twice is a programming error."""
+    if suite.name in SUITES:
+        raise ValueError(f"suite {suite.name!r} is registered twice")
+    SUITES[suite.name] = suite
+    return suite
+
+
+def get_suite(name: str) -> Suite:
+    """The registered suite ``name``, or one line naming the suites there are."""
+    try:
+        return SUITES[name]
+    except KeyError:
+        raise UserError(f"unknown suite {name!r}; suites: {', '.join(SUITES)}") from None
+
+
+def known_suites() -> list[str]:
+    """Names of the registered suites."""
+    return list(SUITES)
+
+
+register_suite(
+    Suite(
+        name="metaworld",
+        env="embodied.sim.metaworld:MetaWorldEnv",
+        spec="metaworld",
+        has_expert=True,
+    )
+)
