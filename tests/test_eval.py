@@ -20,14 +20,14 @@ import numpy as np
 import pytest
 
 from embodied.data.collect import EVAL_SEED_START
-from embodied.eval.stats import (
+from embodied.sim import make_env
+from embodied.stats import (
     _t_quantile_approx,
     mean_interval,
     paired_difference,
     t_quantile,
     wilson_interval,
 )
-from embodied.sim import make_env
 
 TASKS = ["reach-v3", "drawer-close-v3"]
 INSTRUCTIONS = ["reach the goal position", "close the drawer"]
@@ -213,7 +213,7 @@ def test_evaluate_policy_results_are_well_formed(in_process):
 
 
 def test_recordings_and_videos(in_process):
-    from embodied.eval.video import frame_shape
+    from embodied.video import frame_shape
 
     recorded = {(rec.task, rec.seed): recording for rec, recording in in_process.recorded}
     assert len(recorded) == 4
@@ -360,7 +360,7 @@ def test_worker_module_does_not_import_torch():
 # --------------------------------------------------------------------------- videos
 @pytest.mark.parametrize("suffix", [".mp4", ".gif"])
 def test_video_has_every_frame_side_by_side(tmp_path, suffix):
-    from embodied.eval.video import frame_shape, write_episode_video
+    from embodied.video import frame_shape, write_episode_video
 
     rng = np.random.default_rng(0)
     frames = {c: rng.integers(0, 255, (7, 24, 20, 3), dtype=np.uint8) for c in ("corner", "topview")}

@@ -20,8 +20,7 @@ from torch import nn
 
 from embodied.data.schema import DemoFileWriter
 from embodied.errors import UserError
-from embodied.models.common import DataSpec
-from embodied.recognizers.evaluate import (
+from embodied.eval.recognition import (
     REPORT_FILES,
     classify_file,
     classify_frames,
@@ -34,6 +33,7 @@ from embodied.recognizers.evaluate import (
     report_table,
     write_report,
 )
+from embodied.models.common import DataSpec
 
 CLASSES = ["task-a", "task-b", "task-c"]
 INSTRUCTIONS = ["do a", "do a again", "do b", "do c"]  # 4 instructions for 3 classes: reported too
@@ -341,7 +341,7 @@ def flat_video(shown: int, ins_shown: int, n: int = 12, side: int = 32) -> np.nd
 
 @pytest.mark.parametrize("suffix", [".mp4", ".gif"])
 def test_classify_file_returns_a_probability(tmp_path, suffix):
-    from embodied.eval.video import write_video
+    from embodied.video import write_video
 
     path = write_video(tmp_path / f"rollout{suffix}", flat_video(shown=1, ins_shown=2), fps=10)
     assert read_video_file(path).shape == (12, 32, 32, 3)
@@ -355,7 +355,7 @@ def test_classify_file_returns_a_probability(tmp_path, suffix):
 
 
 def test_classify_frames_pads_a_short_video_and_reads_rollout_videos(tmp_path):
-    from embodied.eval.video import write_episode_video
+    from embodied.video import write_episode_video
 
     short = flat_video(shown=2, ins_shown=3, n=2, side=SIZE)  # 2 frames < a clip's 7
     oracle = Oracle()
@@ -400,8 +400,8 @@ def test_cli_classify_prints_task_probability_and_top5(
     import h5py
 
     from embodied.cli.eval import main as eval_main
-    from embodied.eval.video import write_video
     from embodied.sim import load_suite
+    from embodied.video import write_video
 
     with h5py.File(demo_file, "r") as f:
         frames = f["data/demo_0/obs/corner_image"][()]  # (T, 32, 32, 3)

@@ -6,7 +6,7 @@
 
 Evaluates a trained checkpoint's recognizer on the ``valid`` split (held-out episodes) of the
 demonstrations (default: the training run's ``data.paths``) with
-:func:`embodied.recognizers.evaluate.evaluate_recognizer` and prints the report as tables:
+:func:`embodied.eval.recognition.evaluate_recognizer` and prints the report as tables:
 clip-level top-1/top-5 (clips from anywhere in the episode), video-level top-1/top-5 (softmax
 averaged over --clips clips, with a 95 % Wilson interval), early recognition after seeing the
 first 10/25/50/100 % of each episode, and per-class accuracy with each class's most frequent
@@ -46,7 +46,7 @@ def parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from embodied.recognizers.evaluate import evaluate_recognizer, open_clips, report_table, write_report
+    from embodied.eval.recognition import evaluate_recognizer, open_clips, report_table, write_report
     from embodied.train.checkpoint import checkpoint_path, load_model
 
     if min(args.clips, args.clips_per_episode, args.batch_size) < 1:

@@ -16,7 +16,7 @@ A run's numbers (``bench.json``'s ``metrics``) come in families, each a nested d
 and key, takes the mean over the seeds with a Student-t interval; :func:`paired` takes the
 per-seed differences treatment - baseline on the seeds both finished; :func:`ablations` does
 both for the ablation runs against the joint run. Plain numpy through
-:mod:`embodied.eval.stats`; every result is JSON-ready (NaN as None).
+:mod:`embodied.stats`; every result is JSON-ready (NaN as None).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import math
 from collections.abc import Mapping
 
 from embodied.bench.config import ABLATION
-from embodied.eval.stats import mean_interval, paired_difference
+from embodied.stats import mean_interval, paired_difference
 
 FAMILIES = {
     "success": ("policy", "joint"),

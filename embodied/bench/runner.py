@@ -22,7 +22,7 @@ Evaluation of a finished run (:func:`evaluate_run`), from its ``checkpoints/last
 - a policy (policy, joint): rollouts of every trained task, ``eval.episodes`` each from seed
   ``eval.seed_start`` on, the same seeds for every method and training seed (paired), all
   above the demonstration seeds;
-- a recognizer (recognizer, joint): :func:`embodied.recognizers.evaluate.evaluate_recognizer`
+- a recognizer (recognizer, joint): :func:`embodied.eval.recognition.evaluate_recognizer`
   on the valid split of the demonstrations: video- and clip-level accuracy, per task, and the
   early-recognition curve;
 - a probe: from the run's last validation, retrieval over the fixed gallery of one pair per
@@ -203,8 +203,8 @@ def evaluate_run(cfg: BenchConfig, method: str, folder: Path) -> tuple[dict, dic
     """(metrics, details) of a trained run: see the module doc; metrics feed the aggregate."""
     import torch
 
+    from embodied.eval.recognition import evaluate_recognizer, open_clips
     from embodied.eval.rollout import evaluate_policy, suite_of
-    from embodied.recognizers.evaluate import evaluate_recognizer, open_clips
     from embodied.train.checkpoint import load_model
 
     device = "cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"

@@ -179,7 +179,7 @@ def parse_crop(text: str):
 
 def classify_videos(args: argparse.Namespace, path: Path, kind: str, recognizer, spec, config) -> int:
     """--classify: each video's predicted task and instruction, with probabilities and the top 5."""
-    from embodied.recognizers.evaluate import classify_file
+    from embodied.eval.recognition import classify_file
     from embodied.train.checkpoint import checkpoint_path
 
     if recognizer is None:
@@ -208,9 +208,9 @@ def main(argv: list[str] | None = None) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     from embodied.data.collect import EVAL_SEED_START
     from embodied.eval.judge import RolloutJudge, judge_summary, per_task_agreement, recognizer_accuracy
+    from embodied.eval.recognition import REPORT_FILES
     from embodied.eval.report import results_payload, success_table, write_results
     from embodied.eval.rollout import EvaluationInterrupted, evaluate_policy, instruction_ids
-    from embodied.recognizers.evaluate import REPORT_FILES
     from embodied.sim import load_suite
     from embodied.train.checkpoint import checkpoint_path, load_model
 

@@ -821,7 +821,7 @@ def export_video(path: str, demo: str, out: str, camera: str | None = None, fps:
             f"{path}: {demo}/obs/{key}: shape {frames.shape} {frames.dtype}, expected (T, H, W, 3) uint8"
         )
 
-    from embodied.eval.video import write_video  # the one atomic MP4/GIF writer
+    from embodied.video import write_video  # the one atomic MP4/GIF writer
 
     note = ""
     h, w = frames.shape[1:3]

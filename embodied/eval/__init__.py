@@ -5,16 +5,13 @@
   Wilson intervals, per-episode records;
 - :mod:`.envs`: the worker side (several environments per worker, errors become failed
   episodes);
-- :mod:`.stats`: Wilson intervals, t intervals of means and of paired differences;
-- :mod:`.video`: captioned rollout videos (MP4 or GIF), written atomically;
+- :mod:`.recognition`: the recognizer's report on validation videos (clip and video accuracy,
+  early recognition, confusion) and the classification of video files;
 - :mod:`.judge`: the recognizer's validation accuracy and its verdict on the rollouts, and the
   per-episode alignment of the mirror head against success;
 - :mod:`.report`: ``results.json`` and ``results.md``.
 
-Only the statistics are imported here: the worker processes import :mod:`.envs` through this
-package and must not pay for torch.
+The statistics (:mod:`embodied.stats`) and the video writer (:mod:`embodied.video`) live below
+every package, since data inspection and the benchmark use them too. Nothing is imported here:
+the worker processes import :mod:`.envs` through this package and must not pay for torch.
 """
-
-from embodied.eval.stats import MeanInterval, mean_interval, paired_difference, t_quantile, wilson_interval
-
-__all__ = ["MeanInterval", "mean_interval", "paired_difference", "t_quantile", "wilson_interval"]

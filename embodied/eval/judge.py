@@ -1,7 +1,7 @@
 """The recognizer (U) as a judge: its own accuracy, and its verdict on the policy's rollouts.
 
 1. :func:`recognizer_accuracy`: the recognizer's report on the validation split of the
-   demonstrations (:func:`~embodied.recognizers.evaluate.evaluate_recognizer`): clip- and
+   demonstrations (:func:`~embodied.eval.recognition.evaluate_recognizer`): clip- and
    video-level top-1/top-5, per-class accuracy, the confusion matrix and early recognition,
    as JSON, and its files (``recognition.json``, ``confusion.png``, ``early_recognition.*``).
 2. :class:`RolloutJudge`, an ``on_episode`` callback of
@@ -40,12 +40,12 @@ from einops import rearrange
 
 from embodied import keys
 from embodied.eval.envs import Recording
+from embodied.eval.recognition import FRACTIONS, evaluate_recognizer, open_clips, write_report
 from embodied.eval.rollout import EpisodeRecord
-from embodied.eval.stats import wilson_interval
 from embodied.mirror import pair_alignment
 from embodied.models.common import DataSpec
 from embodied.recognizers import classify_video
-from embodied.recognizers.evaluate import FRACTIONS, evaluate_recognizer, open_clips, write_report
+from embodied.stats import wilson_interval
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -68,7 +68,7 @@ def recognizer_accuracy(
     """The recognizer's report on the ``valid`` split of ``paths``, as JSON (``recognition.json``).
 
     Its keys include ``camera``, ``clips``, ``clip_accuracy``, ``videos``, ``video_accuracy``
-    and ``video_accuracy_ci`` (see :class:`~embodied.recognizers.evaluate.RecognizerReport` for
+    and ``video_accuracy_ci`` (see :class:`~embodied.eval.recognition.RecognizerReport` for
     the rest). With ``out_dir`` the report's files are written there too. A missing split, file
     or camera stream is a :class:`~embodied.errors.UserError` (the caller may skip it).
     """

@@ -85,9 +85,9 @@ import torch
 from embodied.data.collect import EVAL_SEED_START
 from embodied.errors import UserError, one_line
 from embodied.eval.envs import EnvPool, EpisodePlan, EvalEnv, Extension, Recording, default_env_fn
-from embodied.eval.stats import wilson_interval
 from embodied.models.common import DataSpec
 from embodied.sim import SUITES, image_key, known_suites, load_suite
+from embodied.stats import wilson_interval
 
 HORIZON = "horizon"
 """Failure reason of an episode that ran to its step limit without success."""
@@ -705,7 +705,7 @@ def evaluate_policy(
 
     def finish(record: EpisodeRecord, recording: Recording | None) -> None:
         if recording is not None and record.seed - seed_start < video_episodes:
-            from embodied.eval.video import write_episode_video
+            from embodied.video import write_episode_video
 
             name = f"{record.task}_seed{record.seed}.{'gif' if gif else 'mp4'}"
             path = write_episode_video(

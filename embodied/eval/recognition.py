@@ -290,7 +290,7 @@ def evaluate_recognizer(
     finally:
         model.train(was_training)
 
-    from embodied.eval.stats import wilson_interval  # numpy only (embodied.eval imports no torch)
+    from embodied.stats import wilson_interval  # numpy only (embodied.eval imports no torch)
 
     preds = np.asarray(video_pred, dtype=np.int64)
     n_videos = len(preds)
@@ -496,11 +496,11 @@ def eval_video_region(height: int, width: int, image_size: int) -> tuple[Crop, i
     """Where the first camera's image lies in a frame of an ``embodied-eval`` rollout video.
 
     Those frames are a caption strip above the camera images, each scaled up by a whole factor
-    (see :mod:`embodied.eval.video`). If a (height, width) frame has exactly that layout for
+    (see :mod:`embodied.video`). If a (height, width) frame has exactly that layout for
     ``image_size`` px cameras (one or more side by side), returns the first image's crop and
     the scale factor; else None.
     """
-    from embodied.eval.video import CAPTION_HEIGHT, frame_shape, scale_for
+    from embodied.video import CAPTION_HEIGHT, frame_shape, scale_for
 
     scale = scale_for(image_size)
     for cameras in range(1, 9):
