@@ -51,7 +51,7 @@ import torch
 
 from embodied.errors import UserError
 from embodied.fileio import write_user_file
-from embodied.recognizers.inference import sample_clip_indices, video_clips
+from embodied.recognizers.inference import clip_probabilities, sample_clip_indices, video_probabilities
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 """Fractions of an episode seen, for the early-recognition curve."""
@@ -97,37 +97,8 @@ def plan_clips(
 
 
 # --------------------------------------------------------------------------- the model
-def _device(model: torch.nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
 def _instruction_head_trained(model) -> bool:
     return getattr(getattr(model, "config", None), "instruction_loss_weight", 1.0) > 0
-
-
-@torch.no_grad()
-def clip_probabilities(
-    model: torch.nn.Module, clips: torch.Tensor | np.ndarray, batch_size: int = 64
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Softmax of the class (K, C) and instruction (K, I) logits of clips (K, T, 3, H, W) uint8.
-
-    The model is called as a recognizer is (``model(video)`` -> ``class_logits``,
-    ``instruction_logits``), in whatever mode it is in; instruction probabilities are None when
-    it gives no instruction logits.
-    """
-    clips = torch.as_tensor(clips)
-    device = _device(model)
-    cls, ins = [], []
-    for lo in range(0, len(clips), batch_size):
-        out = model(clips[lo : lo + batch_size].to(device))
-        if not isinstance(out, dict):  # a bare logits model
-            out = {"class_logits": out}
-        cls.append(out["class_logits"].float().softmax(-1).cpu())  # (b, C)
-        if "instruction_logits" in out:
-            ins.append(out["instruction_logits"].float().softmax(-1).cpu())  # (b, I)
-    class_p = torch.cat(cls).numpy()
-    return class_p, (torch.cat(ins).numpy() if ins else None)
 
 
 def _top(probs: np.ndarray, k: int) -> np.ndarray:
@@ -566,19 +537,11 @@ def classify_frames(
         raise ValueError(f"frames must be (N, H, W, 3) uint8 with N >= 1, got {frames.shape} {frames.dtype}")
     size = int(spec.image_size)
     frames = _crop_frames(frames, size, crop)
-    clips = video_clips(frames, spec.clip_len, clip_stride, num_clips, size)  # (K, T, 3, S, S)
-    was_training = model.training
-    model.eval()
-    try:
-        class_p, ins_p = clip_probabilities(model, clips)
-    finally:
-        model.train(was_training)
-    probs = class_p.mean(0)  # (C,)
+    probs, ins = video_probabilities(model, frames, spec.clip_len, clip_stride, num_clips, size)  # (C,), (I,)
     names = list(spec.classes) or [str(i) for i in range(len(probs))]
     top = [(names[i], float(probs[i])) for i in _top(probs[None], min(top_k, len(probs)))[0]]
     instruction, instruction_p = None, None
-    if ins_p is not None and _instruction_head_trained(model):
-        ins = ins_p.mean(0)  # (I,)
+    if ins is not None and _instruction_head_trained(model):
         best = int(ins.argmax())
         instruction = spec.instructions[best] if best < len(spec.instructions) else str(best)
         instruction_p = float(ins[best])
@@ -646,7 +609,6 @@ __all__ = [
     "VideoPrediction",
     "classify_file",
     "classify_frames",
-    "clip_probabilities",
     "evaluate_recognizer",
     "open_clips",
     "plan_clips",

@@ -7,7 +7,9 @@ One registry, :data:`RECOGNIZERS`, keyed by the name used in configs:
 
 The contract (:class:`Recognizer`, in :mod:`.base`): ``forward(video)`` -> class and
 instruction logits, ``loss(batch)``, ``predict(video)``, ``features(video)`` at a configurable
-tap; :func:`classify_video` (:mod:`.inference`) classifies a whole episode.
+tap; :mod:`.inference` is the one place a recognizer is run for inference: on clips
+(:func:`~.inference.clip_probabilities`) and on a whole video (:func:`~.inference.video_probabilities`,
+:func:`classify_video`), which the evaluation report, the rollout judge and `--classify` share.
 """
 
 from embodied.recognizers import conv3d, video_transformer  # noqa: F401  (register the models)

@@ -50,6 +50,61 @@ def video_clips(
     return video[torch.from_numpy(np.searchsorted(used, idx)).to(device)]  # (K, T, 3, S, S)
 
 
+def _device(model: torch.nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def clip_probabilities(
+    model: torch.nn.Module, clips: torch.Tensor | np.ndarray, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Softmax of the class (K, C) and instruction (K, I) logits of clips (K, T, 3, H, W) uint8:
+    the one place a recognizer is run on clips for inference.
+
+    The model is called as a recognizer is (``model(video)`` -> ``class_logits``,
+    ``instruction_logits``), in whatever mode it is in; instruction probabilities are None when
+    it gives no instruction logits.
+    """
+    clips = torch.as_tensor(clips)
+    device = _device(model)
+    cls, ins = [], []
+    for lo in range(0, len(clips), batch_size):
+        out = model(clips[lo : lo + batch_size].to(device))
+        if not isinstance(out, dict):  # a bare logits model
+            out = {"class_logits": out}
+        cls.append(out["class_logits"].float().softmax(-1).cpu())  # (b, C)
+        if "instruction_logits" in out:
+            ins.append(out["instruction_logits"].float().softmax(-1).cpu())  # (b, I)
+    class_p = torch.cat(cls).numpy()
+    return class_p, (torch.cat(ins).numpy() if ins else None)
+
+
+def video_probabilities(
+    model: torch.nn.Module,
+    frames: np.ndarray,
+    clip_len: int,
+    stride: int,
+    num_clips: int,
+    size: int,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class (C,) and instruction (I,) probabilities of a whole video: the softmax averaged over
+    ``num_clips`` clips spread over it (:func:`video_clips`, frames resized to ``size``). The
+    model runs in eval mode (centre crop, no jitter, batch-norm statistics) and is put back in
+    its mode. Instruction probabilities are None for a model without instruction logits."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise ValueError(f"frames must be (N, H, W, 3) uint8 with N >= 1, got {frames.shape} {frames.dtype}")
+    clips = video_clips(frames, clip_len, stride, num_clips, size, _device(model))  # (K, T, 3, S, S)
+    was_training = model.training
+    model.eval()
+    try:
+        class_p, ins_p = clip_probabilities(model, clips)
+    finally:
+        model.train(was_training)
+    return class_p.mean(0), (ins_p.mean(0) if ins_p is not None else None)
+
+
 def classify_video(
     model: Recognizer,
     frames: np.ndarray,
@@ -61,30 +116,15 @@ def classify_video(
     """Class probabilities of a video, averaged over ``num_clips`` clips, and the top class
     (with ``head="instruction"``: the instruction head's, and the top instruction).
 
-    ``frames``: (N, H, W, 3) uint8, e.g. one episode from the observer camera. Frames are
-    resized to the size of the model's training frames with ``torch.nn.functional.interpolate`` (bilinear,
-    antialiased), ``num_clips`` clips of ``clip_len`` frames at ``stride`` are sampled
-    uniformly over the video (see :func:`sample_clip_indices`; a video shorter than one clip is
-    padded by repeating its last frame), each is classified, and the softmax probabilities are
-    averaged. The model runs in eval mode (centre crop, no jitter, batch-norm statistics) and
-    is put back in the mode it was in. Returns ``(probabilities (num_classes,) float32, top
-    class index)``, or of the instructions.
+    ``frames``: (N, H, W, 3) uint8, e.g. one episode from the observer camera, resized to the
+    size of the model's training frames (see :func:`video_probabilities`; a video shorter than
+    one clip is padded by repeating its last frame). Returns ``(probabilities (num_classes,)
+    float32, top class index)``, or of the instructions.
     """
     if head not in ("class", "instruction"):
         raise ValueError(f"head must be class or instruction, got {head!r}")
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be (N, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    clips = video_clips(
-        frames, clip_len, stride, num_clips, model.spec.image_size, next(model.parameters()).device
-    )
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            logits = model.predict(clips) if head == "class" else model(clips)[f"{head}_logits"]
-            probs = logits.float().softmax(dim=-1).mean(dim=0)  # (num_classes,) or (num_instructions,)
-    finally:
-        model.train(was_training)
-    probs = probs.cpu().numpy()
+    class_p, ins_p = video_probabilities(model, frames, clip_len, stride, num_clips, model.spec.image_size)
+    probs = class_p if head == "class" else ins_p
+    if probs is None:
+        raise ValueError("head 'instruction' needs a model with instruction logits")
     return probs, int(probs.argmax())
