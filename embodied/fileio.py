@@ -6,6 +6,7 @@ The temporary file is ``.<name>.<pid>.tmp`` and never survives a failure.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from collections.abc import Callable
@@ -28,6 +29,24 @@ def replace_atomically(path: str | Path, write: Callable[[Path], object]) -> Pat
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR)
+"""errno values of a write the machine refused: a full disk or quota, a read-only mount, no
+permission, a file where a folder should be."""
+
+
+def check_writable(folder: str | Path, what: str = "output folder") -> None:
+    """Refuse, before any long work, a ``folder`` that could not be made or written to: a regular
+    file in the way, no permission, a read-only mount. Creates nothing."""
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe.parent != probe:  # the nearest part that exists
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{what} {folder} cannot be made: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):  # also false on a read-only mount
+        raise UserError(f"{what} {folder} is not writable ({probe}: no permission or read-only)")
 
 
 def write_user_file(path: str | Path, write: Callable[[Path], object]) -> Path:

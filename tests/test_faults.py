@@ -8,6 +8,8 @@ models a few thousand parameters, so the whole module takes seconds.
 
 from __future__ import annotations
 
+import errno
+import os
 import pickle
 from pathlib import Path
 
@@ -85,15 +87,17 @@ def files_under(folder: Path) -> set[str]:
 
 
 def one_error(capsys, rc: int, *needles: str) -> str:
-    """The command exited 2 with one ``error:`` line on stderr and no traceback."""
+    """The command exited 2 with one ``error:`` line, the last on stderr (before it only what a
+    long command prints as it goes: progress bars, its log), and no traceback."""
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err + captured.out
-    err = [line for line in captured.err.strip().splitlines() if not line.startswith("note: ")]
-    assert rc == 2 and len(err) == 1 and err[0].startswith("error: "), (rc, captured.err)
-    assert "\x1b[" not in err[0]  # no terminal colour codes
+    lines = [line for line in captured.err.replace("\r", "\n").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert rc == 2 and len(errors) == 1 and lines[-1] == errors[0], (rc, captured.err)
+    assert "\x1b[" not in errors[0]  # no terminal colour codes
     for needle in needles:
-        assert needle in err[0], err[0]
-    return err[0]
+        assert needle in errors[0], errors[0]
+    return errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -357,3 +361,143 @@ def test_float64_data_are_valid_for_every_reader(tmp_path, capsys):
             _replace(f, f"data/{demo}/obs/robot_state", lambda a: a.astype(np.float64))
     assert data_main(["validate", str(folder)]) == 0
     assert train_main([str(policy_config(tmp_path / "p.yaml", folder, tmp_path / "run"))]) == 0
+
+
+# --------------------------------------------------------------------------- bad numbers, unwritable places
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--action-noise", "-1"], "action_noise must be a finite number >= 0"),
+        (["--action-noise", "nan"], "action_noise must be a finite number >= 0"),
+        (["--horizon", "-1"], "horizon must be >= 0"),
+        (["--episodes", "0"], "episodes must be at least 1"),
+    ],
+)
+def test_collect_refuses_bad_numbers_at_once(flags, needle, tmp_path, capsys):
+    from embodied.cli.data import main as data_main
+
+    rc = data_main(["collect", "--tasks", "reach-v3", *flags, "--out", str(tmp_path / "out")])
+    one_error(capsys, rc, needle)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--episodes", "0"], "--episodes must be at least 1"),
+        (["--horizon", "-1"], "--horizon must be at least 0"),
+        (["--seed-start", "-1"], "--seed-start must be at least 0"),
+        (["--workers", "-2"], "--workers must be at least 0"),
+    ],
+)
+def test_eval_refuses_bad_numbers_at_once(flags, needle, run, tmp_path, capsys):
+    rc = eval_main([str(run), *flags, "--out", str(tmp_path / "eval")])
+    one_error(capsys, rc, needle)
+    assert not (tmp_path / "eval").exists()
+
+
+def test_eval_checks_out_before_rolling_out(run, tmp_path, capsys, monkeypatch):
+    import embodied.eval.rollout as rollout
+
+    def no_rollouts(*args, **kwargs):
+        raise AssertionError("rolled out before checking --out")
+
+    monkeypatch.setattr(rollout, "evaluate_policy", no_rollouts)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    rc = eval_main([str(run), "--episodes", "1", "--out", str(blocker / "eval")])
+    one_error(capsys, rc, str(blocker / "eval"), "is a file")
+    assert blocker.read_text() == "a file, not a folder"
+
+
+def test_train_checks_out_before_reading_data(data, tmp_path, capsys):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    rc = train_main([str(policy_config(tmp_path / "p.yaml", data, blocker / "run"))])
+    one_error(capsys, rc, str(blocker / "run"), "is a file")
+
+
+# --------------------------------------------------------------------------- a full disk mid-run
+def _full_disk_after(calls: int, real, kind: str = "oserror"):
+    """A stand-in for a writer that works ``calls`` times, then writes half a file and fails as a
+    full disk does (an OSError, or torch's RuntimeError from its zip writer)."""
+    count = {"n": 0}
+
+    def write(obj, path, *args, **kwargs):
+        count["n"] += 1
+        if count["n"] <= calls:
+            return real(obj, path, *args, **kwargs)
+        Path(path).write_bytes(b"PK\x03\x04 half a checkpoint")
+        if kind == "oserror":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 4352 vs 4288")
+
+    return write
+
+
+@pytest.mark.parametrize("kind", ["oserror", "torch"])
+def test_full_disk_while_saving_a_checkpoint(kind, data, tmp_path, capsys, monkeypatch):
+    import embodied.train.checkpoint as ckpt
+    from embodied.train.checkpoint import read_checkpoint
+
+    out = tmp_path / "run"
+    cfg = policy_config(tmp_path / "p.yaml", data, out, steps=4, val_every=0)
+    # step 2 saves last.pt; step 4 finds the disk full
+    monkeypatch.setattr(ckpt.torch, "save", _full_disk_after(1, torch.save, kind))
+    one_error(capsys, train_main([str(cfg)]), "cannot write", "is kept", f"--resume {out}")
+    assert read_checkpoint(out)["train"]["step"] == 2  # the finished work, whole
+    assert not [p for p in (out / "checkpoints").iterdir() if p.name != "last.pt"]  # nothing half-written
+    monkeypatch.undo()
+    assert train_main(["--resume", str(out)]) == 0  # room again: the rerun goes on
+    assert read_checkpoint(out)["train"]["step"] == 4
+
+
+def test_full_disk_while_writing_a_video(run, tmp_path, capsys, monkeypatch):
+    """The second video finds the disk full: one line, exit 2, the first video and the finished
+    episode kept in results.json, no part of a video left."""
+    import imageio.v2 as imageio
+
+    real = imageio.get_writer
+    count = {"n": 0}
+
+    class FullDisk:
+        def __init__(self, path, **kwargs):
+            self.path = Path(path)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def append_data(self, frame):
+            self.path.write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def get_writer(path, **kwargs):
+        count["n"] += 1
+        return real(path, **kwargs) if count["n"] == 1 else FullDisk(path, **kwargs)
+
+    monkeypatch.setattr(imageio, "get_writer", get_writer)
+    out = tmp_path / "eval"
+    argv = [
+        str(run),
+        "--tasks",
+        "reach-v3",
+        "--episodes",
+        "3",
+        "--videos",
+        "3",
+        "--horizon",
+        "4",
+        "--workers",
+        "0",
+    ]
+    rc = eval_main([*argv, "--out", str(out)])
+    line = one_error(capsys, rc, "No space left on device", "finished episode(s) are in")
+    import json
+
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["episodes"]) == 1 and results["interrupted"] is True, line
+    videos = sorted(p.name for p in (out / "videos").iterdir())
+    assert len(videos) == 1 and videos[0].endswith(".mp4") and not videos[0].startswith(".")

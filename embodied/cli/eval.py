@@ -37,6 +37,7 @@ import sys
 from pathlib import Path
 
 from embodied.errors import UserError, run_cli
+from embodied.fileio import check_writable
 
 # Heavy modules (torch, the models) are imported inside main(): worker processes started by
 # `spawn` or the forkserver import the console script's module, and should not pay for them.
@@ -210,7 +211,12 @@ def evaluate(args: argparse.Namespace) -> int:
     from embodied.eval.judge import RolloutJudge, judge_summary, per_task_agreement, recognizer_accuracy
     from embodied.eval.recognition import REPORT_FILES
     from embodied.eval.report import results_payload, success_table, write_results
-    from embodied.eval.rollout import EvaluationInterrupted, evaluate_policy, instruction_ids
+    from embodied.eval.rollout import (
+        EvaluationFailed,
+        EvaluationInterrupted,
+        evaluate_policy,
+        instruction_ids,
+    )
     from embodied.sim import load_suite
     from embodied.train.checkpoint import checkpoint_path, load_model
 
@@ -222,6 +228,7 @@ def evaluate(args: argparse.Namespace) -> int:
         "horizon": 0,
         "judge_episodes": 0,
         "clips": 1,
+        "seed_start": 0,
     }
     for name, low in minimum.items():
         value = getattr(args, name)
@@ -239,13 +246,14 @@ def evaluate(args: argparse.Namespace) -> int:
     kind, models, spec, config = load_model(path, device=device)
     if args.classify:
         return classify_videos(args, path, kind, models.get("recognizer"), spec, config)
+    out = Path(args.out) if args.out else run_folder(path) / "eval"
+    check_writable(out, "--out")  # before the rollouts, not after them
     suite = checkpoint_suite(config, spec)
     tasks = select_tasks(args.tasks, suite, spec, args.suite)
     suite_spec = load_suite(suite)
     observer = config.data.camera or suite_spec.observer_camera
     cameras = tuple(args.cameras or (observer,))
     suite_spec.check_cameras(cameras)
-    out = Path(args.out) if args.out else run_folder(path) / "eval"
     policy, recognizer, mirror = models.get("policy"), models.get("recognizer"), models.get("mirror")
     if args.seed_start < EVAL_SEED_START:
         print(
@@ -305,7 +313,7 @@ def evaluate(args: argparse.Namespace) -> int:
             rec_acc = {"error": str(err)}
             print(f"note: recognizer validation accuracy skipped: {err}", file=sys.stderr)
 
-    results, judge, interrupted = None, None, False
+    results, judge, interrupted, failure = None, None, False, None
     if policy is not None:
         judge_n = args.episodes if args.judge_episodes is None else min(args.judge_episodes, args.episodes)
         on_episode = None
@@ -336,6 +344,8 @@ def evaluate(args: argparse.Namespace) -> int:
             )
         except EvaluationInterrupted as stop:
             results, interrupted = stop.results, True
+        except EvaluationFailed as fail:  # a full disk: keep what was finished, then say why it stopped
+            results, failure = fail.results, fail
         if judge_n:
             judge = {**judge_summary(results.episodes), "per_task": per_task_agreement(results.episodes)}
     elif recognizer is None:
@@ -367,6 +377,8 @@ def evaluate(args: argparse.Namespace) -> int:
         early = ", ".join(f"{e['fraction']:.0%} {e['accuracy']:.2f}" for e in rec_acc["early_recognition"])
         print(f"recognizer early recognition (video top-1 after seeing): {early}")
         print(f"wrote the recognizer report into {out}: {', '.join(REPORT_FILES)}")
+    if failure is not None:
+        raise UserError(f"{failure}; the {len(results.episodes)} finished episode(s) are in {json_path}")
     if interrupted:
         done = len(results.episodes)
         print(f"interrupted: {done} finished episode(s) written", file=sys.stderr)

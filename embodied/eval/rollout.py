@@ -256,6 +256,15 @@ class EvaluationInterrupted(KeyboardInterrupt):
         self.results = results
 
 
+class EvaluationFailed(UserError):
+    """An output of :func:`evaluate_policy` (a video) could not be written (a full disk); the
+    evaluation stopped at once and ``results`` holds the episodes finished before."""
+
+    def __init__(self, message: str, results: EvalResults) -> None:
+        super().__init__(message)
+        self.results = results
+
+
 # --------------------------------------------------------------------------- set-up
 def suite_of(tasks: Sequence[str]) -> str:
     """The one known suite whose spec holds every task of ``tasks``."""
@@ -779,6 +788,10 @@ def evaluate_policy(
         envs.close(terminate=True)  # a worker may be mid-step: do not wait for it
         closed = True
         raise EvaluationInterrupted(results(time.perf_counter() - started, interrupted=True)) from None
+    except UserError as err:  # a video could not be written: stop, keep the finished episodes
+        envs.close(terminate=True)
+        closed = True
+        raise EvaluationFailed(str(err), results(time.perf_counter() - started, interrupted=True)) from None
     finally:
         if bar is not None:
             bar.close()

@@ -29,6 +29,7 @@ alone, without the code that trained it or the dataset.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -164,7 +165,15 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     """Write ``payload`` with its content hash, atomically: a temporary file beside the
     target, then one rename. ``payload`` itself is not changed."""
     payload = {**{k: v for k, v in payload.items() if k != HASH_KEY}, HASH_KEY: content_hash(payload)}
-    replace_atomically(path, lambda tmp: torch.save(payload, tmp))
+    try:
+        replace_atomically(path, lambda tmp: torch.save(payload, tmp))
+    except OSError as err:  # named by the checkpoint, not by its temporary file (removed)
+        raise OSError(err.errno, err.strerror, str(path)) from None
+    except RuntimeError as err:
+        # torch's zip writer reports a short write (a full disk) as "unexpected pos ...", no errno
+        if "PytorchStreamWriter" not in str(err) and "inline_container" not in str(err):
+            raise
+        raise OSError(errno.ENOSPC, "a short write: is the disk full?", str(path)) from None
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:

@@ -46,6 +46,7 @@ from embodied import keys as K
 from embodied.config import from_dict, to_dict
 from embodied.data.reader import DemoDataset
 from embodied.errors import UserError
+from embodied.fileio import NO_ROOM, check_writable
 from embodied.mirror import (
     MirrorHead,
     chance_recall_at_k,
@@ -384,6 +385,7 @@ def check_out(out: Path, resume: bool, overwrite: bool) -> None:
         raise UserError("--resume and --overwrite exclude each other")
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: output folder is a file")
+    check_writable(out)  # before the data are read and the models built
     if resume:
         if not ckpt.checkpoint_path(out).is_file():
             raise UserError(f"{out}: no checkpoints/last.pt to resume from (start again with --overwrite)")
@@ -624,6 +626,15 @@ def train(
     procs = start(cfg.device)
     try:
         return _train(cfg, procs, resume, overwrite, evaluator)
+    except OSError as err:
+        if err.errno not in NO_ROOM:
+            raise
+        # a full disk, a read-only mount: every file is written atomically, so what is on disk is whole
+        where = err.filename or cfg.out
+        raise UserError(
+            f"{where}: cannot write ({err.strerror}); the last checkpoint in {cfg.out} is kept: "
+            f"make room, then embodied-train --resume {cfg.out}"
+        ) from None
     finally:
         procs.close()
 
