@@ -11,6 +11,9 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -23,6 +26,7 @@ from embodied.cli.eval import main as eval_main
 from embodied.cli.train import main as train_main
 from embodied.data.schema import DemoFileWriter
 
+REPO = Path(__file__).resolve().parents[1]
 TASKS = ("reach-v3", "push-v3")
 STEPS = 12
 IMAGE = 8
@@ -501,3 +505,50 @@ def test_full_disk_while_writing_a_video(run, tmp_path, capsys, monkeypatch):
     assert len(results["episodes"]) == 1 and results["interrupted"] is True, line
     videos = sorted(p.name for p in (out / "videos").iterdir())
     assert len(videos) == 1 and videos[0].endswith(".mp4") and not videos[0].startswith(".")
+
+
+# --------------------------------------------------------------------------- process hygiene
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_killed_collect_leaves_no_process_and_a_rerun_copes(tmp_path):
+    """SIGKILL of collect's main process takes its worker and Manager with it (the issue saw
+    them writing for over a minute); a rerun at once replaces the stale .part."""
+    out = tmp_path / "out"
+    argv = ["collect", "--tasks", "reach-v3", "--image-size", "8", "--workers", "1", "--out", str(out)]
+    cmd = [sys.executable, "-m", "embodied.cli.data", *argv]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*cmd, "--episodes", "40"], cwd=REPO, env=env, stderr=subprocess.DEVNULL)
+    part = out / "reach-v3.hdf5.part"
+    deadline = time.monotonic() + 120
+    while not part.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)  # until the worker is writing
+    assert part.exists(), "the worker never started"
+    children = _children(proc.pid)
+    assert children
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 15
+    while any(map(_running, children)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(_running, children)), "a child of the killed collect lives on"
+    done = subprocess.run([*cmd, "--episodes", "1"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["reach-v3.hdf5"]
