@@ -507,6 +507,33 @@ def test_full_disk_while_writing_a_video(run, tmp_path, capsys, monkeypatch):
     assert len(videos) == 1 and videos[0].endswith(".mp4") and not videos[0].startswith(".")
 
 
+def test_full_disk_while_collecting(tmp_path, capsys, monkeypatch):
+    """A worker's write fails on a full disk: one line, exit 2, its partial file removed."""
+    import concurrent.futures as cf
+
+    import embodied.data.collect as collect
+    from embodied.cli.data import main as data_main
+
+    class FullDiskPool:  # in process: a worker that wrote half a file, then found the disk full
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def submit(self, fn, cfg, task, path, progress):
+            Path(path + ".part").write_bytes(b"\x89HDF half a file")
+            fut = cf.Future()
+            fut.set_exception(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+            return fut
+
+        def shutdown(self, *args, **kwargs):
+            pass
+
+    monkeypatch.setattr(collect, "ProcessPoolExecutor", FullDiskPool)
+    out = tmp_path / "out"
+    rc = data_main(["collect", "--tasks", "reach-v3", "--episodes", "1", "--out", str(out)])
+    one_error(capsys, rc, str(out), "No space left on device", "no partial file left")
+    assert list(out.iterdir()) == []
+
+
 # --------------------------------------------------------------------------- process hygiene
 def _children(pid: int) -> list[int]:
     out = []

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from embodied.data.schema import FORMAT_VERSION, format_version
 from embodied.errors import UserError
+from embodied.fileio import NO_ROOM
 from embodied.sim import get_suite, image_key, load_suite, make_env
 
 EVAL_SEED_START = 1_000_000
@@ -263,7 +264,7 @@ def collect(cfg: CollectConfig, overwrite: bool = False) -> list[dict]:
                 for fut in done:
                     summaries.append(fut.result())
             _drain(progress, bar)
-        except BaseException:
+        except BaseException as err:
             for fut in futures:
                 fut.cancel()
             for proc in list(getattr(pool, "_processes", {}).values()):
@@ -273,6 +274,13 @@ def collect(cfg: CollectConfig, overwrite: bool = False) -> list[dict]:
                 part = path.with_name(path.name + ".part")
                 if part.exists():
                     os.unlink(part)
+            if isinstance(err, OSError) and (err.errno in NO_ROOM or "No space left" in str(err)):
+                # h5py does not always give the errno of a failed write, only its text
+                kept = [s["path"] for s in summaries if not s.get("skipped")]
+                raise UserError(
+                    f"{out}: cannot write ({err.strerror or 'No space left on device'}); "
+                    f"{len(kept)} finished file(s) kept, no partial file left: a rerun skips them"
+                ) from None
             raise
         finally:
             bar.close()

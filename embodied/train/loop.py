@@ -46,7 +46,7 @@ from embodied import keys as K
 from embodied.config import from_dict, to_dict
 from embodied.data.reader import DemoDataset
 from embodied.errors import UserError
-from embodied.fileio import NO_ROOM, check_writable
+from embodied.fileio import NO_ROOM, check_writable, replace_atomically
 from embodied.mirror import (
     MirrorHead,
     chance_recall_at_k,
@@ -419,7 +419,7 @@ class RunLog:
         path = out / "metrics.jsonl"
         if start and path.exists():  # resumed: drop what the killed run logged after its checkpoint
             kept = [line for line in path.read_text().splitlines() if _step_of(line) <= start]
-            path.write_text("".join(line + "\n" for line in kept))
+            replace_atomically(path, lambda tmp: tmp.write_text("".join(line + "\n" for line in kept)))
         self.jsonl = path.open("a")
         from torch.utils.tensorboard import SummaryWriter
 
@@ -716,7 +716,8 @@ def _train(
         out.mkdir(parents=True, exist_ok=True)
         if not resume:
             clear_outputs(out)
-        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+        replace_atomically(out / "config.yaml", lambda tmp: tmp.write_text(text))
     log = RunLog(out if procs.is_main else None, step, cfg.steps)
     if procs.is_main:
         n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}
@@ -870,7 +871,8 @@ def _train(
                 if (out / "checkpoints" / f"{k}.pt").exists()
             },
         }
-        (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False, default=str) + "\n")
+        text = json.dumps(summary, indent=2, allow_nan=False, default=str) + "\n"
+        replace_atomically(out / "summary.json", lambda tmp: tmp.write_text(text))
         print(format_summary(summary))
     return summary
 
