@@ -579,3 +579,22 @@ def test_killed_collect_leaves_no_process_and_a_rerun_copes(tmp_path):
     done = subprocess.run([*cmd, "--episodes", "1"], cwd=REPO, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(p.name for p in out.iterdir()) == ["reach-v3.hdf5"]
+
+
+def test_diverged_training_is_one_line_and_keeps_the_checkpoint(data, tmp_path, capsys, monkeypatch):
+    """A loss that turns NaN (here from step 3 on) used to end in KeyError: 'loss'."""
+    import embodied.train.loop as loop
+    from embodied.train.checkpoint import read_checkpoint
+
+    real, steps = loop.update_step, []
+
+    def update_step(*args, **kwargs):
+        metrics = real(*args, **kwargs)
+        steps.append(1)
+        return {**metrics, "loss": float("nan")} if len(steps) > 2 else metrics
+
+    monkeypatch.setattr(loop, "update_step", update_step)
+    out = tmp_path / "run"
+    cfg = policy_config(tmp_path / "p.yaml", data, out, steps=4, val_every=0, log_every=2)
+    one_error(capsys, train_main([str(cfg)]), "training diverged", "step 4", str(out))
+    assert read_checkpoint(out)["train"]["step"] == 2

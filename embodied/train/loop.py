@@ -821,6 +821,12 @@ def _train(
             log.bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.steps:
                 mean = avg.mean()
+                if "loss" not in mean:  # every loss since the last log was NaN: the weights are lost
+                    raise UserError(
+                        f"training diverged: the loss was NaN or infinite in every step up to step {step} "
+                        f"since the last log (a lower optim.lr or optim.grad_clip may help); "
+                        f"the last checkpoint in {out} is kept"
+                    )
                 now = time.time()
                 mean["samples_per_s"] = global_batch * avg.counts.get("loss", 1) / max(now - tick, 1e-9)
                 avg, tick = Averager(), now
