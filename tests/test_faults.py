@@ -199,8 +199,13 @@ def test_checkpoint_without_a_hash_still_loads(run_copy):
 def test_resume_removes_the_temporary_file_of_a_killed_save(run_copy, capsys):
     dead = run_copy / "checkpoints" / ".last.pt.4194305.tmp"  # above Linux's pid_max: no live process
     dead.write_bytes(b"half a checkpoint")
-    assert train_main(["--resume", str(run_copy), "steps=3", "val_every=0"]) == 0
-    assert not dead.exists() and not list((run_copy / "checkpoints").glob(".*tmp"))
+    summary = run_copy / ".summary.json.4194305.tmp"
+    summary.write_text('{"steps": ')
+    foreign = run_copy / ".notes.4194305.tmp"  # not a file a run writes: not ours to remove
+    foreign.write_text("mine")
+    assert train_main(["--resume", str(run_copy), "steps=4", "val_every=0"]) == 0
+    assert not dead.exists() and not summary.exists() and foreign.exists()
+    assert [p.name for p in run_copy.rglob(".*tmp")] == [foreign.name]
     assert "removed" in capsys.readouterr().err
 
 

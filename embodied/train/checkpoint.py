@@ -176,13 +176,13 @@ def save_checkpoint(path: Path, payload: dict) -> None:
         raise OSError(errno.ENOSPC, "a short write: is the disk full?", str(path)) from None
 
 
-def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete the temporary files (``.<name>.<pid>.tmp``, see :mod:`embodied.fileio`) that a
-    process killed while writing a checkpoint left in ``folder``; those of live processes stay."""
+def remove_stale_temporaries(folder: Path, names: tuple[str, ...] = ("last.pt", "best.pt")) -> list[Path]:
+    """Delete the temporary files of ``names`` (``.<name>.<pid>.tmp``, see :mod:`embodied.fileio`)
+    that a process killed while writing left in ``folder``; those of live processes stay."""
     removed = []
     for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
-        pid = tmp.name[: -len(".tmp")].rsplit(".", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        name, _, pid = tmp.name[1 : -len(".tmp")].rpartition(".")
+        if name in names and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed

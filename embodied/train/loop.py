@@ -645,8 +645,9 @@ def _train(
     out = Path(cfg.out)
     if procs.is_main:
         check_out(out, resume, overwrite)
-        if resume:  # a run killed while writing a checkpoint left its temporary file
-            for tmp in ckpt.remove_stale_temporaries(out / "checkpoints"):
+        # what a run killed while writing one of its files left
+        for folder, names in ((out, OUTPUTS), (out / "checkpoints", ("last.pt", "best.pt"))):
+            for tmp in ckpt.remove_stale_temporaries(folder, names):
                 print(f"note: removed {tmp}, left by a run killed while saving", file=sys.stderr)
     saved = ckpt.read_checkpoint(out) if resume else None
     if saved and saved["kind"] != cfg.mode:
