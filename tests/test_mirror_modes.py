@@ -20,9 +20,11 @@ from test_train import REPO, TASKS, config_dict, events, make, one_line_error, w
 from embodied import keys as K
 from embodied.config import load_config, to_dict
 from embodied.train import TrainConfig, train
-from embodied.train.loop import TrainModule, build_datasets, build_models, resolve, update_step
+from embodied.train.objective import TrainModule
 from embodied.train.optim import param_groups
 from embodied.train.sampling import SeededReads
+from embodied.train.setup import build_datasets, build_models, resolve
+from embodied.train.step import update_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -27,8 +27,10 @@ from embodied.models.common import DataSpec
 from embodied.policies.encoders import crop
 from embodied.train import TrainConfig
 from embodied.train.config import RESUME_FREE_KEYS
-from embodied.train.loop import TrainModule, build_models, precision, seed_everything, update_step
+from embodied.train.objective import TrainModule
 from embodied.train.optim import make_scheduler, param_groups
+from embodied.train.setup import build_models
+from embodied.train.step import precision, seed_everything, update_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,8 +10,8 @@ On one paired batch (row i of the windows and of the clips from one episode), ti
 - a recognizer step: the same for the recognizer;
 - a joint step: both losses and the mirror head's InfoNCE, one backward, one optimiser step,
 
-each through the trainer's own :class:`~embodied.train.loop.TrainModule` and
-:func:`~embodied.train.loop.update_step`, with the run's optimiser groups, mixed precision and
+each through the trainer's own :class:`~embodied.train.objective.TrainModule` and
+:func:`~embodied.train.step.update_step`, with the run's optimiser groups, mixed precision and
 EMA. The median of each is printed with the ratio joint / (policy + recognizer), whose target
 is at most 1.1: the alignment should cost little beyond the two models' own steps.
 
@@ -39,18 +39,11 @@ from embodied.config import load_config
 from embodied.errors import run_cli
 from embodied.paths import resolve_resource
 from embodied.train.config import TrainConfig
-from embodied.train.loop import (
-    TrainModule,
-    build_datasets,
-    build_models,
-    precision,
-    resolve,
-    seed_everything,
-    to_device,
-    update_step,
-)
+from embodied.train.objective import TrainModule
 from embodied.train.optim import EMA, make_scheduler, param_groups
 from embodied.train.sampling import SeededReads
+from embodied.train.setup import build_datasets, build_models, resolve
+from embodied.train.step import precision, seed_everything, to_device, update_step
 
 TARGET = 1.1
 """The most a joint step may cost, as a multiple of a policy step plus a recognizer step."""

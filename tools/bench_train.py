@@ -224,11 +224,11 @@ def real_data(cfg, count: int):
     """(spec, stats, batches, seconds to read one batch) from the config's train split."""
     import dataclasses
 
-    from embodied.train import loop as L
+    from embodied.train import setup
     from embodied.train.sampling import ShardedBatches, train_loader
 
     cfg = dataclasses.replace(cfg, val_every=0)
-    train_ds, _ = L.build_datasets(cfg, None)
+    train_ds, _ = setup.build_datasets(cfg, None)
     spec, stats = train_ds.data_spec(), train_ds.normalization_stats()
     sampler = ShardedBatches(len(train_ds), cfg.data.batch_size, cfg.seed)
     it = iter(train_loader(train_ds, sampler, 0))
@@ -248,13 +248,13 @@ class Step:
     def __init__(self, name: str, cfg, spec, stats, baseline: bool, default_threads: int) -> None:
         import torch
 
-        from embodied.train import loop as L
+        from embodied.train import objective, setup, step
         from embodied.train.optim import make_scheduler, param_groups
 
         self.name, self.cfg = name, cfg
-        L.seed_everything(cfg.seed)
-        models, _ = L.build_models(cfg, spec, stats, {})
-        self.module = L.TrainModule(cfg.mode, models, cfg.lambda_ee)
+        step.seed_everything(cfg.seed)
+        models, _ = setup.build_models(cfg, spec, stats, {})
+        self.module = objective.TrainModule(cfg.mode, models, cfg.lambda_ee)
         self.compiled: list[str] = []
         if not baseline:
             if cfg.channels_last:
@@ -268,7 +268,7 @@ class Step:
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=betas, foreach=not baseline)
         self.scheduler = make_scheduler(self.optimizer, cfg.optim, max(cfg.steps, 10**6))
         self.precision = "fp32" if baseline else cfg.precision
-        self.autocast, self.scaler = L.precision(torch.device("cpu"), self.precision)
+        self.autocast, self.scaler = step.precision(torch.device("cpu"), self.precision)
         if self.precision == "auto":
             self.precision = "fp32"  # auto on a CPU
         self.threads = default_threads if baseline or not cfg.threads else cfg.threads
@@ -279,10 +279,10 @@ class Step:
     def run(self, batch) -> None:
         import torch
 
-        from embodied.train import loop as L
+        from embodied.train import step
 
         torch.set_num_threads(self.threads)
-        L.update_step(
+        step.update_step(
             self.module, batch, self.optimizer, self.scheduler, self.clip, self.autocast, self.scaler
         )
 
@@ -299,11 +299,11 @@ def count_flops(step: Step, batch) -> float:
 def _config(name: str, overrides: list[str]):
     from embodied.config import load_config
     from embodied.paths import resolve_resource
-    from embodied.train import loop as L
+    from embodied.train import setup
     from embodied.train.config import TrainConfig
 
     cfg = load_config(TrainConfig, resolve_resource(name, "configs"), overrides)
-    cfg, _ = L.resolve(cfg)
+    cfg, _ = setup.resolve(cfg)
     return cfg
 
 
@@ -314,7 +314,7 @@ def load_average() -> str:
 def visual(args: argparse.Namespace) -> None:
     import torch
 
-    from embodied.train.loop import native_bf16
+    from embodied.train.step import native_bf16
 
     default_threads = torch.get_num_threads()
     cpu = torch.device("cpu")

@@ -1,0 +1,177 @@
+"""A run's output folder and its log: the folder checks, ``metrics.jsonl`` and TensorBoard events,
+the progress bar, metric averaging and the printed summary."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from embodied.errors import UserError
+from embodied.fileio import check_writable, replace_atomically
+from embodied.train import checkpoint as ckpt
+
+# --------------------------------------------------------------------------- output folder
+OUTPUTS = ("config.yaml", "metrics.jsonl", "summary.json", "tsne.png", "checkpoints")
+"""What a run writes in its folder, besides TensorBoard's events.out.tfevents.* files."""
+
+
+def check_out(out: Path, resume: bool, overwrite: bool) -> None:
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite exclude each other")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: output folder is a file")
+    check_writable(out)  # before the data are read and the models built
+    if resume:
+        if not ckpt.checkpoint_path(out).is_file():
+            raise UserError(f"{out}: no checkpoints/last.pt to resume from (start again with --overwrite)")
+    elif out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"{out}: output folder exists; --resume {out} continues it, --overwrite starts again")
+
+
+def clear_outputs(out: Path) -> None:
+    """Remove what an earlier run wrote here (only that: other files stay)."""
+    for name in OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    for path in out.glob("events.out.tfevents.*"):
+        path.unlink()
+
+
+class RunLog:
+    """metrics.jsonl (one JSON line per event), TensorBoard scalars and the progress bar; rank 0 only."""
+
+    def __init__(self, out: Path | None, start: int, total: int) -> None:
+        self.out = out
+        self.bar = tqdm(
+            total=total, initial=start, disable=out is None, unit="step", dynamic_ncols=True, mininterval=1.0
+        )
+        self.jsonl = self.tb = None
+        if out is None:
+            return
+        path = out / "metrics.jsonl"
+        if start and path.exists():  # resumed: drop what the killed run logged after its checkpoint
+            kept = [line for line in path.read_text().splitlines() if _step_of(line) <= start]
+            replace_atomically(path, lambda tmp: tmp.write_text("".join(line + "\n" for line in kept)))
+        self.jsonl = path.open("a")
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tb = SummaryWriter(str(out), purge_step=start + 1 if start else None)
+
+    def event(self, kind: str, step: int, metrics: dict[str, float]) -> None:
+        if self.jsonl is None:
+            return
+        clean = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()
+        }
+        self.jsonl.write(json.dumps({"event": kind, "step": step, **clean}) + "\n")
+        self.jsonl.flush()
+        for k, v in metrics.items():
+            if isinstance(v, (int, float)):
+                self.tb.add_scalar(f"{kind}/{k}", v, step)
+
+    def note(self, text: str) -> None:
+        if self.out is not None:
+            tqdm.write(text, file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.jsonl is not None:
+            self.jsonl.close()
+            self.tb.close()
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return 1 << 62
+
+
+class Averager:
+    """Mean of each metric over the steps since the last reset (NaN values left out)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, metrics: dict[str, float], weight: int = 1) -> None:
+        for k, v in metrics.items():
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                self.sums[k] = self.sums.get(k, 0.0) + weight * v
+                self.counts[k] = self.counts.get(k, 0) + weight
+
+    def mean(self) -> dict[str, float]:
+        return {k: self.sums[k] / self.counts[k] for k in self.sums}
+
+
+def format_summary(s: dict) -> str:
+    """A few lines for the terminal."""
+    speed = f"{s['wall_time_s']:.0f} s ({s['samples_per_s']:.0f} samples/s)"
+    lines = [f"done: {s['mode']}, {s['steps']} steps in {speed}"]
+    parts = []
+    if "loss" in s["train"]:
+        parts.append(f"train loss {s['train']['loss']:.4f}")
+    val = s["val"]
+    if "loss" in val:
+        parts.append(f"val loss {val['loss']:.4f} (best {s['best_val_loss']:.4f} at step {s['best_step']})")
+    for key in ("recognizer/class_acc", "policy/mse"):
+        if key in val:
+            parts.append(f"val {key} {val[key]:.3f}")
+    if parts:
+        lines.append(" | ".join(parts))
+    if "recall@1_u2e" in val:
+        lines.append(
+            "val Recall@1 u->e {:.3f}, e->u {:.3f}; Recall@5 u->e {:.3f}, e->u {:.3f} "
+            "(chance @1 {:.3f}, @5 {:.3f}; {:.0f} pairs)".format(
+                val["recall@1_u2e"],
+                val["recall@1_e2u"],
+                val["recall@5_u2e"],
+                val["recall@5_e2u"],
+                val["chance@1"],
+                val["chance@5"],
+                val["pairs"],
+            )
+        )
+    if "gallery/gallery" in val:
+        parts = []
+        for level in ("episode", "instruction", "class"):
+            u2e, e2u = (_fmt(val.get(f"gallery/recall@1_{level}_{d}")) for d in ("u2e", "e2u"))
+            parts.append(f"{level} {u2e}/{e2u} (chance {_fmt(val.get(f'gallery/chance@1_{level}'))})")
+        parts.append(
+            f"episode within its instruction {_fmt(val.get('gallery/within_instruction@1_u2e'))}/"
+            f"{_fmt(val.get('gallery/within_instruction@1_e2u'))} "
+            f"(chance {_fmt(val.get('gallery/chance@1_within_instruction'))})"
+        )
+        lines.append(
+            f"val gallery of {val['gallery/gallery']:.0f} episodes, Recall@1 u->e/e->u: " + "; ".join(parts)
+        )
+    if "cka" in val:
+        lines.append(
+            "val cosine of positives {}, of negatives {}, of partners {}; "
+            "linear CKA of the raw features {}".format(
+                *(_fmt(val.get(k)) for k in ("cos_pos", "cos_neg", "pair_cos", "cka"))
+            )
+        )
+    shown = ("success_rate", "ci_low", "ci_high", "mean_return")
+    rollout = {k: v for k, v in s["rollout"].items() if k in shown} or s["rollout"]
+    if rollout:
+        lines.append("rollout " + ", ".join(f"{k} {v:.3f}" for k, v in rollout.items()))
+    if s["checkpoints"]:
+        lines.append("checkpoints: " + ", ".join(s["checkpoints"].values()))
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def nan_to_none(metrics: dict) -> dict:
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in metrics.items()}
