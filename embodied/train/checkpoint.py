@@ -3,7 +3,8 @@
 ``<out>/checkpoints/last.pt`` (every ``ckpt_every`` steps and at the end) holds everything an
 exact resume needs; ``best.pt`` (lowest validation loss) holds the models only. Both are
 written atomically (a temporary file, then ``os.replace``), so a run killed while saving
-keeps its previous checkpoint. Layout (format version 1)::
+keeps its previous checkpoint. Layout (format version 1; built by :func:`run_payload` and
+:func:`training_state`, read back by :func:`restore_training`)::
 
     format, format_version   "embodied-train-checkpoint", 1
     kind                     the run's mode: policy | recognizer | joint | probe
@@ -362,3 +363,85 @@ def set_rng_state(state: dict) -> None:
 
 def stats_to_tensors(stats: dict[str, dict[str, np.ndarray]]) -> dict:
     return {k: {kk: torch.as_tensor(np.asarray(vv)) for kk, vv in v.items()} for k, v in stats.items()}
+
+
+# --------------------------------------------------------------------------- the layout
+def run_payload(cfg: TrainConfig, spec: DataSpec, stats: dict, entries: dict[str, dict]) -> dict:
+    """The part of the layout every checkpoint holds (best.pt holds only this); ``entries``:
+    :func:`model_entry` of each model."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": cfg.mode,
+        "config": json.dumps(to_dict(cfg)),
+        "spec": json.dumps(spec.to_json()),
+        "stats": stats_to_tensors(stats),
+        "models": entries,
+    }
+
+
+def training_state(
+    *,
+    step: int,
+    sampler,
+    num_samples: int,
+    world_size: int,
+    optimizer,
+    scheduler,
+    scaler,
+    ema,
+    module,
+    best: dict,
+    last: dict,
+    rngs: list[dict],
+) -> dict:
+    """last.pt's ``train`` entry: everything an exact resume needs beyond the models. With EMA
+    the models hold the averaged weights, so the trained ones are kept here too."""
+    epoch, pos = sampler.position(step)
+    return {
+        "step": step,
+        "epoch": epoch,
+        "batch_in_epoch": pos,
+        "batches_per_epoch": sampler.batches_per_epoch,
+        "num_samples": num_samples,
+        "world_size": world_size,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler else {},
+        "ema": ema.state_dict() if ema else {},
+        "weights": {k: v.detach().cpu() for k, v in module.state_dict().items()} if ema else {},
+        "best": best,
+        "last": last,
+        "rng": rngs,
+    }
+
+
+def restore_training(
+    saved: dict, module, optimizer, scheduler, scaler, ema, sampler, rank: int, world_size: int
+) -> tuple[int, dict, dict]:
+    """Load a last.pt's training state (:func:`training_state`) into the run's objects; returns
+    (step, best, last metrics). A different number of processes or train split is an error."""
+    state = saved["train"]
+    if state["world_size"] != world_size:
+        raise UserError(
+            f"the checkpoint was trained by {state['world_size']} process(es); resume with as many "
+            f"(torchrun --nproc_per_node={state['world_size']}), not {world_size}"
+        )
+    if (state["num_samples"], state["batches_per_epoch"]) != (sampler.num_samples, sampler.batches_per_epoch):
+        raise UserError(
+            f"the train split has {sampler.num_samples} samples; the checkpoint's had "
+            f"{state['num_samples']} (the data changed since)"
+        )
+    if state["weights"]:
+        module.load_state_dict(state["weights"])
+    else:
+        for name, entry in saved["models"].items():
+            module.models[name].load_state_dict(entry["state"])
+    if ema is not None:
+        ema.load_state_dict(state["ema"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state["scaler"]:
+        scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"][rank])
+    return int(state["step"]), dict(state["best"]), dict(state["last"])

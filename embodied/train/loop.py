@@ -149,7 +149,9 @@ def _train(
     step, best = 0, {"loss": math.inf, "step": 0}
     last: dict[str, dict] = {}
     if saved:
-        step, best, last = _restore(saved, module, optimizer, scheduler, scaler, ema, sampler, procs)
+        step, best, last = ckpt.restore_training(
+            saved, module, optimizer, scheduler, scaler, ema, sampler, procs.rank, procs.world_size
+        )
     sampler.start = step
     if step >= cfg.steps:
         if procs.is_main:
@@ -194,33 +196,22 @@ def _train(
             return
         with ema.applied() if ema else contextlib.nullcontext():
             entries = {name: ckpt.model_entry(name, models[name], *made_with[name]) for name in models}
-        payload = {
-            "format": ckpt.FORMAT,
-            "format_version": ckpt.FORMAT_VERSION,
-            "kind": cfg.mode,
-            "config": json.dumps(to_dict(cfg)),
-            "spec": json.dumps(spec.to_json()),
-            "stats": ckpt.stats_to_tensors(stats),
-            "models": entries,
-        }
+        payload = ckpt.run_payload(cfg, spec, stats, entries)
         if kind == "last":
-            epoch, pos = sampler.position(step)
-            payload["train"] = {
-                "step": step,
-                "epoch": epoch,
-                "batch_in_epoch": pos,
-                "batches_per_epoch": sampler.batches_per_epoch,
-                "num_samples": len(train_ds),
-                "world_size": procs.world_size,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler else {},
-                "ema": ema.state_dict() if ema else {},
-                "weights": {k: v.detach().cpu() for k, v in module.state_dict().items()} if ema else {},
-                "best": best,
-                "last": last,
-                "rng": rngs,
-            }
+            payload["train"] = ckpt.training_state(
+                step=step,
+                sampler=sampler,
+                num_samples=len(train_ds),
+                world_size=procs.world_size,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                scaler=scaler,
+                ema=ema,
+                module=module,
+                best=best,
+                last=last,
+                rngs=rngs,
+            )
         ckpt.save_checkpoint(out / "checkpoints" / f"{kind}.pt", payload)
 
     def run_validation(final: bool) -> None:
@@ -334,33 +325,3 @@ def _train(
         replace_atomically(out / "summary.json", lambda tmp: tmp.write_text(text))
         print(format_summary(summary))
     return summary
-
-
-def _restore(
-    saved: dict, module, optimizer, scheduler, scaler, ema, sampler: ShardedBatches, procs: Processes
-) -> tuple[int, dict, dict]:
-    """Load a last.pt's training state; returns (step, best, last metrics)."""
-    state = saved["train"]
-    if state["world_size"] != procs.world_size:
-        raise UserError(
-            f"the checkpoint was trained by {state['world_size']} process(es); resume with as many "
-            f"(torchrun --nproc_per_node={state['world_size']}), not {procs.world_size}"
-        )
-    if (state["num_samples"], state["batches_per_epoch"]) != (sampler.num_samples, sampler.batches_per_epoch):
-        raise UserError(
-            f"the train split has {sampler.num_samples} samples; the checkpoint's had "
-            f"{state['num_samples']} (the data changed since)"
-        )
-    if state["weights"]:
-        module.load_state_dict(state["weights"])
-    else:
-        for name, entry in saved["models"].items():
-            module.models[name].load_state_dict(entry["state"])
-    if ema is not None:
-        ema.load_state_dict(state["ema"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if scaler is not None and state["scaler"]:
-        scaler.load_state_dict(state["scaler"])
-    ckpt.set_rng_state(state["rng"][procs.rank])
-    return int(state["step"]), dict(state["best"]), dict(state["last"])
