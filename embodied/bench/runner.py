@@ -160,7 +160,7 @@ def _difference(key: str, a, b) -> str:
 def ensure_data(cfg: BenchConfig) -> None:
     """Collect the preset's recipe into its folder when files are missing (complete ones are kept)."""
     from embodied.data.collect import CollectConfig, collect
-    from embodied.data.reader import expand_paths
+    from embodied.data.schema import expand_paths
 
     if cfg.data.recipe is None:
         expand_paths(cfg.data.paths)  # a missing file or folder is a UserError here, before training

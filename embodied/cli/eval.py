@@ -131,7 +131,7 @@ def checkpoint_suite(config, spec) -> str:
     holding every trained task (the files may have moved since training)."""
     import h5py
 
-    from embodied.data.reader import expand_paths
+    from embodied.data.schema import expand_paths
     from embodied.eval.rollout import suite_of
 
     try:

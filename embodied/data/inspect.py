@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from embodied.data.schema import (
     check_actions,
     check_stream,
     demo_sort_key,
+    expand_paths,
     is_image_key,
     refuse_in,
     task_attrs,
@@ -60,25 +60,6 @@ VIDEO_SUFFIXES = (".mp4", ".gif")
 
 
 # -- opening files ---------------------------------------------------------------------------
-def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given, folders as their ``*.hdf5`` (sorted). A missing path is a UserError."""
-    files: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(path.glob("*.hdf5"))
-            if not found:
-                raise UserError(f"{path}: folder holds no *.hdf5 files")
-            files.extend(found)
-        elif path.exists():
-            files.append(path)
-        else:
-            raise UserError(f"{path}: no such file or folder")
-    if not files:
-        raise UserError("no demonstration files given")
-    return list(dict.fromkeys(files))  # without repeats, in order
-
-
 DAMAGE = (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError)
 """What h5py raises on a file damaged inside (unreadable metadata, broken links)."""
 
@@ -836,7 +817,6 @@ def export_video(path: str, demo: str, out: str, camera: str | None = None, fps:
 __all__ = [
     "ReplayResult",
     "export_video",
-    "expand_paths",
     "image_streams",
     "info",
     "open_file",

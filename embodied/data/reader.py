@@ -51,6 +51,7 @@ from embodied.data.schema import (
     check_actions,
     check_stream,
     demo_sort_key,
+    expand_paths,
     format_version,
     merge_stats,
     refuse_in,
@@ -61,24 +62,6 @@ from embodied.models.common import DataSpec
 
 Mode = Literal["window", "clip", "paired"]
 Split = Literal["train", "valid", "all"]
-
-
-def expand_paths(paths: list[str | Path] | str | Path) -> list[Path]:
-    """Files as given, folders expanded to their ``*.hdf5`` files (sorted)."""
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(p.glob("*.hdf5"))
-            if not found:
-                raise UserError(f"{p}: folder holds no .hdf5 files")
-            out += found
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise UserError(f"{p}: no such file or folder")
-    return out
 
 
 @dataclass
@@ -488,4 +471,4 @@ def make_loader(
     )
 
 
-__all__ = ["DemoDataset", "collate_batch", "expand_paths", "make_loader", "dataclasses"]
+__all__ = ["DemoDataset", "collate_batch", "make_loader", "dataclasses"]

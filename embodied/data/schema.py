@@ -30,13 +30,36 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from embodied.errors import UserError
+
+
+def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """Demonstration files: files as given, folders as their ``*.hdf5`` (sorted), without repeats,
+    in order. A missing path, a folder without files or nothing at all is a UserError."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(path.glob("*.hdf5"))
+            if not found:
+                raise UserError(f"{path}: folder holds no *.hdf5 files")
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise UserError(f"{path}: no such file or folder")
+    if not files:
+        raise UserError("no demonstration files given")
+    return list(dict.fromkeys(files))  # without repeats, in order
+
 
 FORMAT_VERSION = 2
 HIERARCHY_VERSION = 2
