@@ -194,7 +194,7 @@ def test_a_spec_saved_before_the_hierarchy_loads_and_names_its_tasks():
 
 
 def test_rollouts_and_eval_take_tasks_from_the_task_list(v2_dir):
-    from embodied.cli.eval import checkpoint_suite, select_tasks
+    from embodied.eval.checkpoint import checkpoint_suite, select_tasks
     from embodied.eval.rollout import instruction_ids
 
     spec = DemoDataset(v2_dir, split="all", obs_keys=["x"]).data_spec()

@@ -317,16 +317,25 @@ def test_missing_camera_stream_is_a_user_error(data_dir, tmp_path):
         open_clips(bare, SPEC, None, STRIDE)
 
 
-def test_recognizer_accuracy_reports_and_writes_through_the_judge(data_dir, tmp_path):
-    from embodied.eval.judge import recognizer_accuracy
+def test_evaluate_checkpoint_reports_the_recognizer_and_writes_its_files(data_dir, tmp_path):
+    """The recognizer's report as embodied-eval and the bench get it (evaluate_checkpoint)."""
+    from types import SimpleNamespace
+
+    from embodied.eval.checkpoint import evaluate_checkpoint
+
+    def loaded(camera):
+        data = SimpleNamespace(paths=[str(data_dir)], camera=camera, clip_stride=STRIDE)
+        return "recognizer", {"recognizer": Oracle()}, SPEC, SimpleNamespace(data=data)
 
     out = tmp_path / "eval"
-    rec = recognizer_accuracy(Oracle(), SPEC, [str(data_dir)], None, STRIDE, out_dir=out)
+    ev = evaluate_checkpoint(loaded(None), episodes=1, report_dir=out)
+    assert ev.results is None  # no policy: nothing rolled out
+    rec = ev.recognition.to_json()
     assert rec["videos"] == 6 and rec["video_accuracy"] == pytest.approx(5 / 6)
     assert {"camera", "clips", "clip_accuracy", "video_accuracy_ci"} <= set(rec)  # results.md reads these
     assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES)
     with pytest.raises(UserError, match="top_image"):
-        recognizer_accuracy(Oracle(), SPEC, [str(data_dir)], "top", STRIDE, out_dir=tmp_path / "x")
+        evaluate_checkpoint(loaded("top"), episodes=1, report_dir=tmp_path / "x", skip_missing_data=True)
     assert not (tmp_path / "x").exists()
 
 

@@ -203,28 +203,29 @@ def evaluate_run(cfg: BenchConfig, method: str, folder: Path) -> tuple[dict, dic
     """(metrics, details) of a trained run: see the module doc; metrics feed the aggregate."""
     import torch
 
-    from embodied.eval.recognition import evaluate_recognizer, open_clips
-    from embodied.eval.rollout import evaluate_policy, suite_of
+    from embodied.eval.checkpoint import evaluate_checkpoint
     from embodied.train.checkpoint import load_model
 
     device = "cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
-    _, models, spec, tcfg = load_model(folder, device=device)
     e = cfg.eval
+    kind = base_method(method)
+    ev = evaluate_checkpoint(
+        load_model(folder, device=device),
+        episodes=e.episodes,
+        rollouts=kind in ("policy", "joint"),
+        seed_start=e.seed_start,
+        workers=e.workers,
+        horizon=e.horizon or None,
+        envs_per_worker=e.envs_per_worker or None,
+        recognize=kind in ("recognizer", "joint"),
+        recognizer_data=cfg.data.paths,
+        clips_per_video=e.clips_per_video,
+    )
+    spec = ev.spec
     metrics: dict = {}
     details: dict = {"classes": list(spec.classes), "tasks": spec.task_names}
-    kind = base_method(method)
-    if kind in ("policy", "joint"):
-        result = evaluate_policy(
-            models["policy"],
-            spec,
-            spec.task_names,
-            e.episodes,
-            seed_start=e.seed_start,
-            workers=e.workers,
-            horizon=e.horizon or None,
-            envs_per_worker=e.envs_per_worker or None,
-            suite=suite_of(spec.task_names),
-        )
+    if ev.results is not None:
+        result = ev.results
         metrics["success"] = {
             "overall": result.success_rate,
             "tasks": {t: s.success_rate for t, s in result.tasks.items()},
@@ -238,12 +239,8 @@ def evaluate_run(cfg: BenchConfig, method: str, folder: Path) -> tuple[dict, dic
             "env_steps": result.env_steps,
             "steps_per_s": result.steps_per_s,
         }
-    if kind in ("recognizer", "joint"):
-        dataset = open_clips(cfg.data.paths, spec, tcfg.data.camera, tcfg.data.clip_stride)
-        try:
-            report = evaluate_recognizer(models["recognizer"], dataset, clips_per_video=e.clips_per_video)
-        finally:
-            dataset.close()
+    if ev.recognition is not None:
+        report = ev.recognition
         metrics["recognition"] = {
             "video": report.video_accuracy,
             "clip": report.clip_accuracy,

@@ -126,45 +126,6 @@ def run_folder(checkpoint: Path) -> Path:
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
 
-def checkpoint_suite(config, spec) -> str:
-    """The suite of the training data: the demonstration files' own record, else the one suite
-    holding every trained task (the files may have moved since training)."""
-    import h5py
-
-    from embodied.data.schema import expand_paths
-    from embodied.eval.rollout import suite_of
-
-    try:
-        files = expand_paths(config.data.paths)
-    except UserError:
-        files = []
-    for path in files:
-        try:
-            with h5py.File(path, "r") as f:
-                suite = f["data"].attrs.get("suite")
-        except (OSError, KeyError):
-            continue
-        if suite:
-            return suite.decode() if isinstance(suite, bytes) else str(suite)
-    return suite_of(spec.task_names)
-
-
-def select_tasks(requested: list[str] | None, suite: str, spec, asked_suite: str | None) -> list[str]:
-    """The tasks to evaluate: those requested (names or sets of the suite), all of them trained on."""
-    from embodied.sim import load_suite
-
-    if asked_suite is not None and asked_suite != suite:
-        raise UserError(f"the checkpoint's policy was trained on {suite} tasks, not {asked_suite}")
-    trained = spec.task_names
-    if not requested:
-        return trained
-    tasks = load_suite(suite).resolve_tasks(requested)
-    missing = [t for t in tasks if t not in trained]
-    if missing:
-        raise UserError(f"the checkpoint was trained on {', '.join(trained)}; not on {', '.join(missing)}")
-    return tasks
-
-
 def parse_crop(text: str):
     """--crop: "auto", None for "none", or (top, left, height, width)."""
     if text in ("auto", "none"):
@@ -208,15 +169,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     from embodied.data.collect import EVAL_SEED_START
-    from embodied.eval.judge import RolloutJudge, judge_summary, per_task_agreement, recognizer_accuracy
+    from embodied.eval.checkpoint import Videos, checkpoint_suite, evaluate_checkpoint, select_tasks
     from embodied.eval.recognition import REPORT_FILES
     from embodied.eval.report import results_payload, success_table, write_results
-    from embodied.eval.rollout import (
-        EvaluationFailed,
-        EvaluationInterrupted,
-        evaluate_policy,
-        instruction_ids,
-    )
     from embodied.sim import load_suite
     from embodied.train.checkpoint import checkpoint_path, load_model
 
@@ -243,7 +198,8 @@ def evaluate(args: argparse.Namespace) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {args.device}: CUDA is not available here")
     path = Path(args.checkpoint)
-    kind, models, spec, config = load_model(path, device=device)
+    loaded = load_model(path, device=device)
+    kind, models, spec, config = loaded
     if args.classify:
         return classify_videos(args, path, kind, models.get("recognizer"), spec, config)
     out = Path(args.out) if args.out else run_folder(path) / "eval"
@@ -254,7 +210,7 @@ def evaluate(args: argparse.Namespace) -> int:
     observer = config.data.camera or suite_spec.observer_camera
     cameras = tuple(args.cameras or (observer,))
     suite_spec.check_cameras(cameras)
-    policy, recognizer, mirror = models.get("policy"), models.get("recognizer"), models.get("mirror")
+    policy, recognizer = models.get("policy"), models.get("recognizer")
     if args.seed_start < EVAL_SEED_START:
         print(
             f"warning: seeds below {EVAL_SEED_START} are demonstration seeds; the results are not held out",
@@ -262,27 +218,53 @@ def evaluate(args: argparse.Namespace) -> int:
         )
     horizon = args.horizon or None
     common = dict(
+        tasks=tasks,
+        suite=suite,
         seed_start=args.seed_start,
         workers=args.workers,
         policy_in_workers=False if args.policy_in_main else None,
         horizon=horizon,
-        cameras=cameras,
-        video_dir=out / "videos",
-        gif=args.gif,
-        fps=args.fps,
-        suite=suite,
         progress=True,
     )
+    videos = Videos(folder=out / "videos", cameras=cameras, gif=args.gif, fps=args.fps)
 
     if args.videos_only:
         if policy is None:
             raise UserError(f"{checkpoint_path(path)}: a {kind} checkpoint holds no policy to roll out")
-        k = args.videos or 1
-        results = evaluate_policy(policy, spec, tasks, k, video_episodes=k, **common)
-        for e in results.episodes:
+        videos.episodes = args.videos or 1
+        ev = evaluate_checkpoint(loaded, episodes=videos.episodes, recognize=False, videos=videos, **common)
+        for e in ev.results.episodes:
             outcome = "success" if e.success else f"failed ({e.failure})"
             print(f"{e.video}: {e.task} seed {e.seed}, {e.length} steps, {outcome}")
         return 0
+
+    if policy is None and recognizer is None:
+        raise UserError(
+            f"{checkpoint_path(path)}: a {kind} checkpoint holds neither a policy nor a recognizer"
+        )
+    videos.episodes = min(args.videos, args.episodes)
+    ev = evaluate_checkpoint(
+        loaded,
+        episodes=args.episodes,
+        recognizer_data=args.data,
+        clips_per_video=args.clips,
+        report_dir=out,
+        judge_episodes=args.episodes if args.judge_episodes is None else args.judge_episodes,
+        videos=videos,
+        skip_missing_data=True,
+        **common,
+    )
+    results, judge = ev.results, ev.judge
+    if policy is None:
+        print(
+            f"note: a {kind} checkpoint has no policy: no rollouts, the recognizer's accuracy only",
+            file=sys.stderr,
+        )
+    rec_acc = None
+    if ev.recognition is not None:
+        rec_acc = ev.recognition.to_json()
+    elif ev.recognition_error is not None:
+        rec_acc = {"error": ev.recognition_error}
 
     settings = {
         "episodes": args.episodes,
@@ -293,72 +275,8 @@ def evaluate(args: argparse.Namespace) -> int:
         "cameras": list(cameras),
         "observer": observer,
         "device": args.device,
+        "tasks": tasks,
     }
-    rec_acc = None
-    if recognizer is not None:
-        paths = args.data or config.data.paths
-        try:
-            rec_acc = recognizer_accuracy(
-                recognizer,
-                spec,
-                paths,
-                config.data.camera,
-                config.data.clip_stride,
-                clips_per_video=args.clips,
-                out_dir=out,
-            )
-        except UserError as err:  # moved or missing data: the rollouts are still worth running
-            if policy is None:  # ... but without a policy the report is all there is to do
-                raise
-            rec_acc = {"error": str(err)}
-            print(f"note: recognizer validation accuracy skipped: {err}", file=sys.stderr)
-
-    results, judge, interrupted, failure = None, None, False, None
-    if policy is not None:
-        judge_n = args.episodes if args.judge_episodes is None else min(args.judge_episodes, args.episodes)
-        on_episode = None
-        if recognizer is not None and judge_n > 0:
-            on_episode = RolloutJudge(
-                recognizer,
-                spec,
-                observer,
-                config.data.clip_stride,
-                num_clips=args.clips,
-                policy=policy if mirror is not None else None,
-                mirror=mirror,
-                instruction_ids=instruction_ids(spec, suite, tasks),
-            )
-        else:
-            judge_n = 0
-        try:
-            results = evaluate_policy(
-                policy,
-                spec,
-                tasks,
-                args.episodes,
-                video_episodes=min(args.videos, args.episodes),
-                observer=observer if judge_n else None,
-                observer_episodes=judge_n,
-                on_episode=on_episode,
-                **common,
-            )
-        except EvaluationInterrupted as stop:
-            results, interrupted = stop.results, True
-        except EvaluationFailed as fail:  # a full disk: keep what was finished, then say why it stopped
-            results, failure = fail.results, fail
-        if judge_n:
-            judge = {**judge_summary(results.episodes), "per_task": per_task_agreement(results.episodes)}
-    elif recognizer is None:
-        raise UserError(
-            f"{checkpoint_path(path)}: a {kind} checkpoint holds neither a policy nor a recognizer"
-        )
-    else:
-        print(
-            f"note: a {kind} checkpoint has no policy: no rollouts, the recognizer's accuracy only",
-            file=sys.stderr,
-        )
-
-    settings["tasks"] = tasks
     payload = results_payload(
         results,
         checkpoint=str(checkpoint_path(path)),
@@ -377,9 +295,9 @@ def evaluate(args: argparse.Namespace) -> int:
         early = ", ".join(f"{e['fraction']:.0%} {e['accuracy']:.2f}" for e in rec_acc["early_recognition"])
         print(f"recognizer early recognition (video top-1 after seeing): {early}")
         print(f"wrote the recognizer report into {out}: {', '.join(REPORT_FILES)}")
-    if failure is not None:
-        raise UserError(f"{failure}; the {len(results.episodes)} finished episode(s) are in {json_path}")
-    if interrupted:
+    if ev.failure is not None:
+        raise UserError(f"{ev.failure}; the {len(results.episodes)} finished episode(s) are in {json_path}")
+    if ev.interrupted:
         done = len(results.episodes)
         print(f"interrupted: {done} finished episode(s) written", file=sys.stderr)
         return 130

@@ -1,9 +1,9 @@
 """The recognizer (U) as a judge: its own accuracy, and its verdict on the policy's rollouts.
 
-1. :func:`recognizer_accuracy`: the recognizer's report on the validation split of the
-   demonstrations (:func:`~embodied.eval.recognition.evaluate_recognizer`): clip- and
-   video-level top-1/top-5, per-class accuracy, the confusion matrix and early recognition,
-   as JSON, and its files (``recognition.json``, ``confusion.png``, ``early_recognition.*``).
+1. its accuracy: the report on the validation split of the demonstrations
+   (:func:`~embodied.eval.recognition.evaluate_recognizer`, which
+   :func:`~embodied.eval.checkpoint.evaluate_checkpoint` runs): clip- and video-level
+   top-1/top-5, per-class accuracy, the confusion matrix and early recognition;
 2. :class:`RolloutJudge`, an ``on_episode`` callback of
    :func:`~embodied.eval.rollout.evaluate_policy`: it classifies each recorded rollout's
    observer-camera video (the initial frame and one per step) and says whether the recognized
@@ -32,7 +32,6 @@ is the mean over k of ``pair_alignment(T_u(f_u(clip_k)), T_e(f_e(window_k)))``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,7 +39,6 @@ from einops import rearrange
 
 from embodied import keys
 from embodied.eval.envs import Recording
-from embodied.eval.recognition import FRACTIONS, evaluate_recognizer, open_clips, write_report
 from embodied.eval.rollout import EpisodeRecord
 from embodied.mirror import pair_alignment
 from embodied.models.common import DataSpec
@@ -53,42 +51,6 @@ def _device(model: torch.nn.Module) -> torch.device:
 
 
 # --------------------------------------------------------------------------- accuracy
-def recognizer_accuracy(
-    recognizer,
-    spec: DataSpec,
-    paths: Sequence[str],
-    camera: str | None,
-    clip_stride: int,
-    clips_per_video: int = 5,
-    clips_per_episode: int = 10,
-    fractions: Sequence[float] = FRACTIONS,
-    batch_size: int = 64,
-    out_dir: str | Path | None = None,
-) -> dict:
-    """The recognizer's report on the ``valid`` split of ``paths``, as JSON (``recognition.json``).
-
-    Its keys include ``camera``, ``clips``, ``clip_accuracy``, ``videos``, ``video_accuracy``
-    and ``video_accuracy_ci`` (see :class:`~embodied.eval.recognition.RecognizerReport` for
-    the rest). With ``out_dir`` the report's files are written there too. A missing split, file
-    or camera stream is a :class:`~embodied.errors.UserError` (the caller may skip it).
-    """
-    dataset = open_clips(paths, spec, camera, clip_stride, split="valid")
-    try:
-        report = evaluate_recognizer(
-            recognizer,
-            dataset,
-            clips_per_video=clips_per_video,
-            fractions=fractions,
-            clips_per_episode=clips_per_episode,
-            batch_size=batch_size,
-        )
-    finally:
-        dataset.close()
-    if out_dir is not None:
-        write_report(report, out_dir)
-    return report.to_json()
-
-
 # --------------------------------------------------------------------------- rollouts
 class RolloutJudge:
     """An ``on_episode`` callback: the recognizer's verdict (and the alignment) of each recorded rollout.
@@ -255,4 +217,4 @@ def per_task_agreement(records: Sequence[EpisodeRecord]) -> dict[str, dict]:
     return out
 
 
-__all__ = ["RolloutJudge", "auroc", "judge_summary", "per_task_agreement", "recognizer_accuracy"]
+__all__ = ["RolloutJudge", "auroc", "judge_summary", "per_task_agreement"]
