@@ -575,6 +575,9 @@ def test_videos_only(trained_run, tmp_path):
     assert not (only / "results.json").exists()
 
 
+# End to end through a terminal-like process group: ~100 s here; the in-process Ctrl-C tests stay
+# in the default tier.
+@pytest.mark.slow
 def test_ctrl_c_in_a_terminal_writes_the_finished_episodes(trained_run, tmp_path):
     """SIGINT to the whole process group (what a terminal's Ctrl-C does) once an episode has
     finished: exit status 130, and results.json holds the finished episodes, marked interrupted."""

@@ -282,6 +282,9 @@ def run_cli(args: list[str], code: str | None = None, env: dict | None = None) -
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
+# End to end with SIGKILLed subprocesses: ~55 s here; the resumable batch order stays in the
+# default tier.
+@pytest.mark.slow
 def test_killed_and_resumed_run_ends_with_the_same_weights(data, tmp_path):
     # joint: dropout, augmentation, random clip starts (read in a DataLoader worker), batch norm,
     # EMA and two learning rates
