@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from embodied.errors import UserError
+
 _PACKAGE = Path(__file__).resolve().parent
 _CHECKOUT = _PACKAGE.parent
 
@@ -34,4 +36,7 @@ def resolve_resource(path: str | Path, folder: str, suffix: str = ".yaml") -> Pa
     for candidate in (base / path, base / path.with_suffix(suffix), base / (path.name + suffix)):
         if candidate.is_file():
             return candidate
-    return path  # the caller reports the missing file with its own context
+    known = sorted(p.stem for p in base.glob(f"*{suffix}"))
+    raise UserError(
+        f"{path}: not found, as a file or as a name in {folder}/ (names there: {', '.join(known) or 'none'})"
+    )

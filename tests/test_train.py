@@ -410,7 +410,8 @@ def test_wrong_types_and_inconsistent_settings(capsys, data, tmp_path):
     assert "needs a recognizer" in one_line_error(capsys, [str(cfg), "mode=joint"])
     joint = write_config(tmp_path / "j.yaml", config_dict("joint", data, tmp_path / "out"))
     assert "at least 2" in one_line_error(capsys, [str(joint), "data.batch_size=1"])
-    assert "not found" in one_line_error(capsys, ["no_such_config"])
+    missing = one_line_error(capsys, ["no_such_config"])
+    assert "not found" in missing and "policy_quick" in missing  # the configs there are, named
 
 
 def test_data_that_does_not_fit_the_config(capsys, data, tmp_path):
