@@ -36,7 +36,10 @@ def resolve_resource(path: str | Path, folder: str, suffix: str = ".yaml") -> Pa
     for candidate in (base / path, base / path.with_suffix(suffix), base / (path.name + suffix)):
         if candidate.is_file():
             return candidate
-    known = sorted(p.stem for p in base.glob(f"*{suffix}"))
-    raise UserError(
-        f"{path}: not found, as a file or as a name in {folder}/ (names there: {', '.join(known) or 'none'})"
-    )
+    known = ", ".join(resource_names(folder, suffix)) or "none"
+    raise UserError(f"{path}: not found, as a file or as a name in {folder}/ (names there: {known})")
+
+
+def resource_names(folder: str, suffix: str = ".yaml") -> list[str]:
+    """The names a command accepts for ``folder`` (``configs``: ``policy_quick``, ...), sorted."""
+    return sorted(p.stem for p in resource_dir(folder).glob(f"*{suffix}"))

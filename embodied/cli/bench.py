@@ -30,6 +30,7 @@ import dataclasses
 import sys
 
 from embodied.errors import run_cli
+from embodied.paths import resource_names
 
 # Heavy modules (torch, the models) are imported inside main(): rollout worker processes
 # started by `spawn` or the forkserver import the console script's module, and should not pay for them.
@@ -46,7 +47,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the preset")
     p.add_argument(
-        "--preset", default="quick", help="a YAML file or a name in configs/bench/ (default quick)"
+        "--preset",
+        default="quick",
+        help="a YAML file or a name in configs/bench/ (default quick): "
+        + ", ".join(resource_names("configs/bench")),
     )
     p.add_argument("--seeds", type=int, help="training seeds 0..N-1 (overrides the preset's)")
     p.add_argument("--out", help="output folder (overrides the preset's)")

@@ -18,7 +18,7 @@ import sys
 from embodied.config import describe, from_dict, load_yaml
 from embodied.data.collect import CollectConfig
 from embodied.errors import UserError, run_cli
-from embodied.paths import resolve_resource
+from embodied.paths import resolve_resource, resource_names
 
 
 def _collect_parser(sub) -> None:
@@ -30,7 +30,12 @@ def _collect_parser(sub) -> None:
         + "\n".join(describe(CollectConfig)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("recipe", nargs="?", help="dataset recipe: a YAML path or a name such as 'quick'")
+    p.add_argument(
+        "recipe",
+        nargs="?",
+        help="dataset recipe: a YAML path or a name in datasets/recipes/: "
+        + ", ".join(resource_names("datasets/recipes")),
+    )
     p.add_argument("--tasks", nargs="+", help="task names or sets (mt10, mt50, quick)")
     p.add_argument("--episodes", type=int, help="demonstrations per task")
     p.add_argument("--cameras", nargs="+", help="camera streams; the first is the observer camera")

@@ -23,8 +23,18 @@ from pathlib import Path
 
 from embodied.config import apply_overrides, describe, from_dict, load_config
 from embodied.errors import UserError, run_cli
-from embodied.paths import resolve_resource
+from embodied.paths import resolve_resource, resource_names
 from embodied.train.config import RESUME_FREE_KEYS, TrainConfig
+
+
+def train_configs() -> list[str]:
+    """The names in configs/ that are training configs (they set a ``mode``; the ablation files
+    there are override sets of the bench)."""
+    from embodied.config import load_yaml
+
+    return [
+        name for name in resource_names("configs") if "mode" in load_yaml(resolve_resource(name, "configs"))
+    ]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -34,7 +44,10 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "config", nargs="?", help="config: a YAML path or a name in configs/ (optional with --resume)"
+        "config",
+        nargs="?",
+        help="config: a YAML path or a name in configs/ (optional with --resume): "
+        + ", ".join(train_configs()),
     )
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides")
     p.add_argument(
