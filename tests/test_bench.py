@@ -247,6 +247,30 @@ def test_moved_bench_folder_keeps_its_finished_runs(tiny_bench, tmp_path):
     assert run_bench(dataclasses.replace(cfg, out=str(moved)))["ran"] == []
 
 
+def test_an_interrupted_evaluation_leaves_the_run_unfinished(tiny_bench, tmp_path, monkeypatch):
+    """Ctrl-C during a run's rollouts stops the bench; the run gets no marker (it is evaluated
+    again on the rerun), instead of counting the few episodes finished as its result."""
+    import dataclasses
+    import shutil
+
+    import embodied.eval.checkpoint as evaluation
+    from embodied.bench.runner import MARKER, run_one
+    from embodied.eval.rollout import EvaluationInterrupted
+
+    cfg, out, _ = tiny_bench
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    (moved / "policy" / "seed0" / MARKER).unlink()
+
+    def interrupted(*args, **kwargs):
+        raise EvaluationInterrupted(None)
+
+    monkeypatch.setattr(evaluation, "evaluate_policy", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_one(dataclasses.replace(cfg, out=str(moved)), "policy", 0)
+    assert not (moved / "policy" / "seed0" / MARKER).exists()
+
+
 def test_a_field_added_since_a_run_finished_takes_its_default(tiny_bench, tmp_path):
     import dataclasses
     import shutil
