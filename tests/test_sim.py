@@ -86,7 +86,8 @@ def expert_actions(env, seed: int, steps: int) -> list[np.ndarray]:
     """The first ``steps`` actions of the suite's expert (random ones where it has none) from
     ``reset(seed=seed)``, plus a little noise."""
     dim = env.action_space.shape[0]
-    expert, rng = env.expert() if get_suite(env.suite).has_expert else None, np.random.default_rng(seed)
+    expert = env.expert() if get_suite(env.suite).has_expert else None
+    rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
     actions = []
     for _ in range(steps):

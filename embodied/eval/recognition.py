@@ -51,7 +51,12 @@ import torch
 
 from embodied.errors import UserError
 from embodied.fileio import write_user_file
-from embodied.recognizers.inference import clip_probabilities, sample_clip_indices, video_probabilities
+from embodied.recognizers.inference import (
+    as_frames,
+    clip_probabilities,
+    sample_clip_indices,
+    video_probabilities,
+)
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 """Fractions of an episode seen, for the early-recognition curve."""
@@ -532,11 +537,8 @@ def classify_frames(
     :func:`evaluate_recognizer` does for a video (a video shorter than a clip's span repeats
     its last frame). The model runs in eval mode and is put back in its mode.
     """
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
-        raise ValueError(f"frames must be (N, H, W, 3) uint8 with N >= 1, got {frames.shape} {frames.dtype}")
     size = int(spec.image_size)
-    frames = _crop_frames(frames, size, crop)
+    frames = _crop_frames(as_frames(frames), size, crop)  # checked before the crop reads its shape
     probs, ins = video_probabilities(model, frames, spec.clip_len, clip_stride, num_clips, size)  # (C,), (I,)
     names = list(spec.classes) or [str(i) for i in range(len(probs))]
     top = [(names[i], float(probs[i])) for i in _top(probs[None], min(top_k, len(probs)))[0]]

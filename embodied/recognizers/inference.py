@@ -50,6 +50,14 @@ def video_clips(
     return video[torch.from_numpy(np.searchsorted(used, idx)).to(device)]  # (K, T, 3, S, S)
 
 
+def as_frames(frames) -> np.ndarray:
+    """``frames`` as an (N, H, W, 3) uint8 array with N >= 1, or a ValueError saying what it is."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise ValueError(f"frames must be (N, H, W, 3) uint8 with N >= 1, got {frames.shape} {frames.dtype}")
+    return frames
+
+
 def _device(model: torch.nn.Module) -> torch.device:
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
@@ -92,9 +100,7 @@ def video_probabilities(
     ``num_clips`` clips spread over it (:func:`video_clips`, frames resized to ``size``). The
     model runs in eval mode (centre crop, no jitter, batch-norm statistics) and is put back in
     its mode. Instruction probabilities are None for a model without instruction logits."""
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
-        raise ValueError(f"frames must be (N, H, W, 3) uint8 with N >= 1, got {frames.shape} {frames.dtype}")
+    frames = as_frames(frames)
     clips = video_clips(frames, clip_len, stride, num_clips, size, _device(model))  # (K, T, 3, S, S)
     was_training = model.training
     model.eval()
