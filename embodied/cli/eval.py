@@ -252,6 +252,7 @@ def evaluate(args: argparse.Namespace) -> int:
         judge_episodes=args.episodes if args.judge_episodes is None else args.judge_episodes,
         videos=videos,
         skip_missing_data=True,
+        keep_partial=True,  # Ctrl-C or a full disk: the finished episodes go to results.json
         **common,
     )
     results, judge = ev.results, ev.judge

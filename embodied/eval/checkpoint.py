@@ -117,6 +117,7 @@ def evaluate_checkpoint(
     videos: Videos | None = None,
     progress: bool = False,
     skip_missing_data: bool = False,
+    keep_partial: bool = False,
 ) -> CheckpointEvaluation:
     """Evaluate ``loaded`` (what :func:`~embodied.train.checkpoint.load_model` returns).
 
@@ -126,8 +127,10 @@ def evaluate_checkpoint(
     data), its files written into ``report_dir`` when given; with ``skip_missing_data`` data
     that moved is noted in ``recognition_error`` while the rollouts still run. The judge reads
     the first ``judge_episodes`` rollouts of each task with the recognizer (and the mirror head,
-    when there is one). Ctrl-C or a full disk during the rollouts ends them early: ``results``
-    then holds the finished episodes, ``interrupted`` or ``failure`` says why.
+    when there is one). Ctrl-C or a full disk during the rollouts ends them early: raised as
+    :class:`EvaluationInterrupted` or :class:`EvaluationFailed`, or, with ``keep_partial``,
+    returned with ``results`` holding the finished episodes and ``interrupted`` or ``failure``
+    saying why.
     """
     kind, models, spec, config = loaded
     policy, recognizer, mirror = models.get("policy"), models.get("recognizer"), models.get("mirror")
@@ -199,8 +202,12 @@ def evaluate_checkpoint(
             **rendering,
         )
     except EvaluationInterrupted as stop:
+        if not keep_partial:
+            raise
         ev.results, ev.interrupted = stop.results, True
     except EvaluationFailed as fail:  # a full disk: keep what was finished, the caller says why it stopped
+        if not keep_partial:
+            raise
         ev.results, ev.failure = fail.results, fail
     if judge_n:
         ev.judge = {**judge_summary(ev.results.episodes), "per_task": per_task_agreement(ev.results.episodes)}
