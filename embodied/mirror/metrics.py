@@ -83,8 +83,9 @@ def chance_recall_at_k(batch_size: int, k: int, match: torch.Tensor | None = Non
 def episode_means(z: torch.Tensor, episode: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, D) embeddings and their (N,) episode ids -> (E, D) the mean of each episode's
     L2-normalised rows, and the (E,) episode ids in ascending order."""
-    z = F.normalize(torch.as_tensor(z).detach().float(), dim=-1)
-    episode = torch.as_tensor(episode).reshape(-1)
+    # on the CPU, where the ids are: a validation set's few hundred rows, and no device to match
+    z = F.normalize(torch.as_tensor(z).detach().float().cpu(), dim=-1)
+    episode = torch.as_tensor(episode).reshape(-1).cpu()
     ids, inverse = torch.unique(episode, return_inverse=True)  # (E,), (N,)
     sums = torch.zeros(len(ids), z.shape[1], dtype=z.dtype).index_add_(0, inverse, z)  # (E, D)
     counts = torch.bincount(inverse, minlength=len(ids)).clamp_min(1)[:, None]  # (E, 1)
