@@ -162,7 +162,8 @@ class TrainConfig:
     compile: bool = False
     """torch.compile the convolutional backbones (each image encoder's, the recognizer's) for the
     training steps, unless a feature tap lies inside one; weights and checkpoints stay the same.
-    The first step compiles (20-100 s on a 2-core CPU, where the steps were no faster after)."""
+    The first step compiles (20-100 s on a 2-core CPU, where the steps were no faster after).
+    CPU only: refused on CUDA, where the compiled backward of the recognizer failed (torch 2.11)."""
     threads: int = 0
     """CPU threads per operation while training (torch.set_num_threads); 0: torch's default, one per
     core. Runs sharing the cores should take cores / runs each: two threads on cores that other

@@ -63,7 +63,14 @@ from embodied.train.runlog import (
 )
 from embodied.train.sampling import ShardedBatches, train_loader
 from embodied.train.setup import build_datasets, build_models, resolve
-from embodied.train.step import native_bf16, precision, seed_everything, to_device, update_step
+from embodied.train.step import (
+    autocast_dtype,
+    native_bf16,
+    precision,
+    seed_everything,
+    to_device,
+    update_step,
+)
 from embodied.train.validation import gallery_indices, validate, validation_indices
 
 
@@ -76,6 +83,15 @@ def train(
     ``evaluator`` rolls the policy out every ``rollout_every`` steps (see :mod:`.rollouts`).
     """
     procs = start(cfg.device)
+    if cfg.compile and procs.device.type == "cuda":
+        procs.close()
+        # Seen on an H100 with torch 2.11 (tools/gpu_check.sh): inductor's conv3d backward of the
+        # recognizer failed its stride check at the first step. Refused up front, before any output.
+        raise UserError(
+            "compile=true on CUDA: torch.compile's backward of the recognizer's 3-D convolutions failed "
+            "on the GPU (torch 2.11 inductor, an H100), and no compiled CUDA step has been checked; "
+            "train eager (compile=false, the default)"
+        )
     try:
         return _train(cfg, procs, resume, overwrite, evaluator)
     except OSError as err:
@@ -309,6 +325,16 @@ def _train(
             "samples_per_s": round(global_batch * (step - first) / max(wall, 1e-9), 1),
             "processes": procs.world_size,
             "device": str(procs.device),
+            # what the steps ran in, auto resolved
+            "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[
+                autocast_dtype(procs.device, cfg.precision)
+            ],
+            # the GPU memory the run needed (its allocator's high-water mark); None on a CPU
+            "cuda_max_memory_mib": (
+                round(torch.cuda.max_memory_allocated(procs.device) / 2**20, 1)
+                if procs.device.type == "cuda"
+                else None
+            ),
             "best_val_loss": best["loss"] if math.isfinite(best["loss"]) else None,
             "best_step": best["step"],
             # NaN (e.g. cos_neg of a one-class validation set) is not JSON: null, as in metrics.jsonl

@@ -115,6 +115,8 @@ class Averager:
 def format_summary(s: dict) -> str:
     """A few lines for the terminal."""
     speed = f"{s['wall_time_s']:.0f} s ({s['samples_per_s']:.0f} samples/s)"
+    if s.get("cuda_max_memory_mib") is not None:
+        speed += f", {s['cuda_max_memory_mib']:.0f} MiB of GPU memory at most"
     lines = [f"done: {s['mode']}, {s['steps']} steps in {speed}"]
     parts = []
     if "loss" in s["train"]:

@@ -63,13 +63,20 @@ def precision(device: torch.device, mode: str = "auto"):
     auto: bf16 autocast (or fp16 with loss scaling) on CUDA, fp32 on a CPU; fp32: no autocast;
     bf16: bf16 autocast on CUDA or a CPU.
     """
+    dtype = autocast_dtype(device, mode)
+    if dtype is None:
+        return contextlib.nullcontext, None
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
+def autocast_dtype(device: torch.device, mode: str = "auto") -> torch.dtype | None:
+    """The dtype ``precision(device, mode)`` autocasts to; None: fp32, no autocast."""
     if mode not in ("auto", "fp32", "bf16"):
         raise ValueError(f"precision must be auto, fp32 or bf16, got {mode!r}")
     if mode == "fp32" or (mode == "auto" and device.type != "cuda"):
-        return contextlib.nullcontext, None
-    dtype = torch.bfloat16 if mode == "bf16" or torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+        return None
+    return torch.bfloat16 if mode == "bf16" or torch.cuda.is_bf16_supported() else torch.float16
 
 
 def native_bf16(device: torch.device) -> bool:
