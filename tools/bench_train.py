@@ -5,6 +5,7 @@
     python tools/bench_train.py --peak --baseline       # the visual steps: FLOPs, samples/s, peak
     python tools/bench_train.py --peak --baseline --data datasets/lookalike_v1 --set threads=1
     python tools/bench_train.py --peak --also channels_last=true precision=bf16 compile=true
+    python tools/bench_train.py --peak --baseline --device cuda --preset visual_large
 
 Without ``--peak`` each variant is a real ``embodied-train`` run in its own process (so its
 memory peak is its own), with validation, rollouts and checkpoints switched off; samples/s is
@@ -27,6 +28,13 @@ Variants, measured in turns so that a change in the machine's load falls on all 
 - ``baseline`` (``--baseline``): the step as it was before the speed work: fp32, contiguous
   memory, eager, a per-tensor AdamW loop, torch's default threads;
 - one per ``--also`` override list (e.g. ``threads=1``, ``channels_last=true``), on top of tuned.
+
+``--preset NAME`` takes the three steps from a bench preset instead (its policy, recognizer and
+joint configs with their overrides and ``shared``: ``visual_large``, or ``large`` for the MT10
+models). ``--device cuda`` times them on the GPU: tuned is the config's precision (auto: bf16
+autocast), baseline fp32; the batches are on the GPU before the clock starts, so the rows are
+the step alone; the peak is a large matmul and convolution on the GPU, and the last column the
+GPU memory the step takes above what is resident (models, optimiser state, batches).
 
 ``x base`` is the median over the repeats of baseline time / variant time, each repeat timing
 the variants back to back. The last line is ``train speed: X of measured peak, Y x the
@@ -122,12 +130,15 @@ def _best_rate(fn, flops: float, budget_s: float) -> float:
     return flops / best
 
 
-def measure_peak(dtype, threads: list[int], budget_s: float = 1.5) -> dict[str, float]:
+def measure_peak(dtype, threads: list[int], budget_s: float = 1.5, device: str = "cpu") -> dict[str, float]:
     """{"matmul", "conv", "peak"} in FLOP/s: the best over ``threads`` of a square matmul (up to
     2048) and a channels-last 3x3 convolution (32 x 64 x 56 x 56, 64 filters), in ``dtype``.
 
     Emulated bf16 is so slow that the sizes stop growing once one call takes over a second.
+    On a GPU: an 8192^2 matmul and the convolution at batch 256 (threads do not apply).
     """
+    if device != "cpu":
+        return _gpu_peak(dtype, budget_s, device)
     import torch
     import torch.nn.functional as F
 
@@ -152,6 +163,31 @@ def measure_peak(dtype, threads: list[int], budget_s: float = 1.5) -> dict[str, 
         torch.set_num_threads(before)
     out["peak"] = max(out["matmul"], out["conv"])
     return out
+
+
+def _gpu_peak(dtype, budget_s: float, device: str) -> dict[str, float]:
+    import torch
+    import torch.nn.functional as F
+
+    def timed(fn):
+        def run():
+            fn()
+            torch.cuda.synchronize(device)
+
+        return run
+
+    with torch.no_grad():
+        n = 8192
+        a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+        matmul = _best_rate(timed(lambda: a @ b), 2 * n**3, budget_s)
+        x = torch.randn(256, 64, 56, 56, dtype=dtype, device=device).contiguous(
+            memory_format=torch.channels_last
+        )
+        w = torch.randn(64, 64, 3, 3, dtype=dtype, device=device).contiguous(
+            memory_format=torch.channels_last
+        )
+        conv = _best_rate(timed(lambda: F.conv2d(x, w, padding=1)), 2 * 256 * 64 * 56 * 56 * 64 * 9, budget_s)
+    return {"matmul": matmul, "conv": conv, "peak": max(matmul, conv)}
 
 
 # --------------------------------------------------------------------------- one step, as training runs it
@@ -245,7 +281,9 @@ def real_data(cfg, count: int):
 class Step:
     """One variant's models, optimiser and settings; ``run(batch)`` is one timed training step."""
 
-    def __init__(self, name: str, cfg, spec, stats, baseline: bool, default_threads: int) -> None:
+    def __init__(
+        self, name: str, cfg, spec, stats, baseline: bool, default_threads: int, device: str = "cpu"
+    ) -> None:
         import torch
 
         from embodied.train import objective, setup, step
@@ -254,7 +292,8 @@ class Step:
         self.name, self.cfg = name, cfg
         step.seed_everything(cfg.seed)
         models, _ = setup.build_models(cfg, spec, stats, {})
-        self.module = objective.TrainModule(cfg.mode, models, cfg.lambda_ee)
+        self.device = torch.device(device)
+        self.module = objective.TrainModule(cfg.mode, models, cfg.lambda_ee).to(self.device)
         self.compiled: list[str] = []
         if not baseline:
             if cfg.channels_last:
@@ -268,13 +307,14 @@ class Step:
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=betas, foreach=not baseline)
         self.scheduler = make_scheduler(self.optimizer, cfg.optim, max(cfg.steps, 10**6))
         self.precision = "fp32" if baseline else cfg.precision
-        self.autocast, self.scaler = step.precision(torch.device("cpu"), self.precision)
-        if self.precision == "auto":
-            self.precision = "fp32"  # auto on a CPU
+        self.autocast, self.scaler = step.precision(self.device, self.precision)
+        names = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+        self.precision = names[step.autocast_dtype(self.device, self.precision)]  # auto resolved
         self.threads = default_threads if baseline or not cfg.threads else cfg.threads
         self.clip = cfg.optim.grad_clip
         self.times: list[float] = []
         self.first_step_s = 0.0
+        self.step_mib = 0.0
 
     def run(self, batch) -> None:
         import torch
@@ -285,6 +325,8 @@ class Step:
         step.update_step(
             self.module, batch, self.optimizer, self.scheduler, self.clip, self.autocast, self.scaler
         )
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # the clock reads the finished step
 
 
 def count_flops(step: Step, batch) -> float:
@@ -294,6 +336,17 @@ def count_flops(step: Step, batch) -> float:
     with counter:
         step.run(batch)
     return float(counter.get_total_flops())
+
+
+def row_configs(args: argparse.Namespace) -> dict[str, tuple[str, list[str]]]:
+    """{row: (training config, its overrides)}: the visual configs, or a bench preset's methods."""
+    if not args.preset:
+        return {row: (config, []) for row, config in VISUAL_CONFIGS.items()}
+    from embodied.bench.config import load_preset
+
+    preset = load_preset(args.preset)
+    runs = {"policy": preset.policy, "recognizer": preset.recognizer, "joint": preset.joint}
+    return {row: (run.config, [*run.overrides, *preset.shared]) for row, run in runs.items()}
 
 
 def _config(name: str, overrides: list[str]):
@@ -317,11 +370,18 @@ def visual(args: argparse.Namespace) -> None:
     from embodied.train.step import native_bf16
 
     default_threads = torch.get_num_threads()
+    device = args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device here")
+    gpu = device == "cuda"
     cpu = torch.device("cpu")
     flags = torch.backends.cpu.get_cpu_capability()
     bf16 = "native bf16" if native_bf16(cpu) else "no native bf16: bf16 is emulated"
+    where = (
+        f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})" if gpu else f"{os.cpu_count()} cores"
+    )
     print(
-        f"visual training steps in one process: torch {torch.__version__}, {os.cpu_count()} cores "
+        f"training steps in one process: torch {torch.__version__}, {where} "
         f"({flags}, {bf16}), torch threads {default_threads} by default "
         f"(OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}); "
         f"load average {load_average()} at start"
@@ -339,7 +399,7 @@ def visual(args: argparse.Namespace) -> None:
     def peak_of(precision: str) -> float:
         if precision not in peaks:
             dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-            peaks[precision] = [measure_peak(dtype, sorted(thread_counts))]
+            peaks[precision] = [measure_peak(dtype, sorted(thread_counts), device=device)]
             p = peaks[precision][0]
             print(
                 f"peak {precision} now, threads {sorted(thread_counts)}: {p['peak'] / 1e9:.0f} GFLOP/s "
@@ -350,10 +410,10 @@ def visual(args: argparse.Namespace) -> None:
     peak_of("fp32")
 
     joint = {}
-    for row, config in VISUAL_CONFIGS.items():
+    for row, (config, preset_over) in row_configs(args).items():
         if row not in args.models:
             continue
-        data_over = [f"data.paths=[{args.data}]"] if args.data else []
+        data_over = [*preset_over, f"data.paths=[{args.data}]"] if args.data else list(preset_over)
         if args.batch_size:
             data_over.append(f"data.batch_size={args.batch_size}")
         base_cfg = _config(config, data_over)
@@ -366,27 +426,33 @@ def visual(args: argparse.Namespace) -> None:
             spec, stats, batches = synthetic_data(base_cfg, count)
             read_s = None
             source = "synthetic batches of the look-alike set's shapes"
+        if gpu:
+            from embodied.train.step import to_device
+
+            batches = [to_device(batch, torch.device(device)) for batch in batches]
         steps: list[Step] = []
         if args.baseline:
-            steps.append(Step("baseline", base_cfg, spec, stats, True, default_threads))
+            steps.append(Step("baseline", base_cfg, spec, stats, True, default_threads, device))
         steps.append(
-            Step("tuned", _config(config, data_over + tuned_set), spec, stats, False, default_threads)
+            Step("tuned", _config(config, data_over + tuned_set), spec, stats, False, default_threads, device)
         )
         for label, over in also:
-            steps.append(
-                Step(
-                    label, _config(config, data_over + tuned_set + over), spec, stats, False, default_threads
-                )
-            )
+            cfg = _config(config, data_over + tuned_set + over)
+            steps.append(Step(label, cfg, spec, stats, False, default_threads, device))
         b = base_cfg.data.batch_size
         print(f"\n{row} ({config}, batch {b}): {source}")
         flops = count_flops(steps[0], batches[0])
         for s in steps:  # warm-up (and compilation): not timed
+            if gpu:
+                resident = torch.cuda.memory_allocated()
+                torch.cuda.reset_peak_memory_stats()
             t = time.perf_counter()
             s.run(batches[0])
             s.first_step_s = time.perf_counter() - t
             for i in range(1, args.warmup):
                 s.run(batches[i % count])
+            if gpu:  # what the step adds: activations, gradients, the optimiser's state
+                s.step_mib = (torch.cuda.max_memory_allocated() - resident) / 2**20
         k = 0
         for _ in range(args.reps):
             for s in steps:
@@ -400,6 +466,7 @@ def visual(args: argparse.Namespace) -> None:
         header = (
             f"  {'variant':<26}{'prec':>5}{'thr':>4}{'GFLOP/sample':>13}{'ms/step':>9}"
             f"{'samples/s [range]':>22}{'GFLOP/s':>9}{'of peak':>9}{'x base':>8}"
+            + (f"{'step MiB':>10}" if gpu else "")
         )
         print(header)
         for s in steps:
@@ -420,8 +487,9 @@ def visual(args: argparse.Namespace) -> None:
             )
             print(
                 f"  {s.name:<26}{s.precision:>5}{s.threads:>4}{flops / b / 1e9:>13.4f}{med * 1e3:>9.1f}"
-                f"{f'{rate:.0f} [{lo:.0f}-{hi:.0f}]':>22}{achieved / 1e9:>9.1f}{achieved / pk:>9.2f}"
+                f"{f'{rate:.0f} [{lo:.0f}-{hi:.0f}]':>22}{achieved / 1e9:>9.1f}{achieved / pk:>9.3f}"
                 + (f"{speedup:>8.2f}" if speedup else f"{'':>8}")
+                + (f"{s.step_mib:>10.0f}" if gpu else "")
                 + extra
             )
             rows.append((row, s, achieved, speedup))
@@ -435,7 +503,7 @@ def visual(args: argparse.Namespace) -> None:
     print()
     for precision, measured in peaks.items():
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        measured.append(measure_peak(dtype, sorted(thread_counts)))
+        measured.append(measure_peak(dtype, sorted(thread_counts), device=device))
         start, end = measured
         print(
             f"peak {precision}, threads {sorted(thread_counts)}: {start['peak'] / 1e9:.0f} GFLOP/s at the "
@@ -447,7 +515,7 @@ def visual(args: argparse.Namespace) -> None:
         _, s, achieved, speedup = joint["tuned"]
         peak = max(m["peak"] for m in peaks[s.precision])
         tail = f", {speedup:.2f} x the baseline" if speedup else ""
-        print(f"train speed: {achieved / peak:.2f} of measured peak{tail}")
+        print(f"train speed: {achieved / peak:.3f} of measured peak{tail}")
 
 
 def main() -> None:
@@ -467,6 +535,10 @@ def main() -> None:
         default=[],
         metavar="OVERRIDES",
         help="--peak: more variants, each a quoted list of overrides on top of tuned's ('threads=1')",
+    )
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="--peak: where the steps run")
+    p.add_argument(
+        "--preset", default=None, help="--peak: take the steps from this bench preset (visual_large, large)"
     )
     p.add_argument("--models", nargs="+", default=list(VISUAL_CONFIGS), choices=list(VISUAL_CONFIGS))
     p.add_argument("--batch-size", type=int, default=0, help="--peak: data.batch_size (0: the configs')")
