@@ -378,7 +378,7 @@ def make_counting_env(index: int) -> CountingEnv:
 def test_env_pool_keeps_environment_order(workers):
     import functools
 
-    from embodied.eval.envs import EnvPool
+    from embodied.eval.pool import EnvPool
 
     n = 5  # worker 0 holds environments 0, 2, 4; worker 1 holds 1, 3
     pool = EnvPool([functools.partial(make_counting_env, i) for i in range(n)], workers)
@@ -414,7 +414,7 @@ def counting_commands(envs: list) -> dict:
 def test_env_pool_extension_runs_commands_in_each_worker():
     import functools
 
-    from embodied.eval.envs import EnvPool
+    from embodied.eval.pool import EnvPool
 
     pool = EnvPool(
         [functools.partial(make_counting_env, i) for i in range(5)], 2, extension=counting_commands

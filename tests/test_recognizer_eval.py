@@ -20,16 +20,13 @@ from torch import nn
 
 from embodied.data.schema import DemoFileWriter
 from embodied.errors import UserError
+from embodied.eval.classify import classify_file, classify_frames, eval_video_region, read_video_file
 from embodied.eval.recognition import (
     REPORT_FILES,
-    classify_file,
-    classify_frames,
-    eval_video_region,
     evaluate_recognizer,
     open_clips,
     plan_clips,
     prefix_length,
-    read_video_file,
     report_table,
     write_report,
 )

@@ -7,7 +7,7 @@
     python tools/bench_eval.py --checkpoint runs/policy_quick --tasks quick --one-worker --repeats 5
 
 Every loop runs the same tasks, seeds (EVAL_SEED_START on), horizon, worker count and
-environments per worker, in the same :class:`~embodied.eval.envs.EnvPool`:
+environments per worker, in the same :class:`~embodied.eval.pool.EnvPool`:
 
 - eval, policy: :func:`evaluate_policy` as ``embodied-eval`` runs it on a CPU: each worker
   process runs its share of the episodes with its own copy of the policy (a checkpoint's,
@@ -69,7 +69,7 @@ import numpy as np
 import torch
 
 from embodied.data.collect import EVAL_SEED_START
-from embodied.eval.envs import EnvPool
+from embodied.eval.pool import EnvPool
 from embodied.eval.rollout import DEFAULT_ENVS_PER_WORKER, evaluate_policy
 from embodied.models.common import DataSpec
 from embodied.sim import load_suite, make_env

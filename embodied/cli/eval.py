@@ -141,7 +141,7 @@ def parse_crop(text: str):
 
 def classify_videos(args: argparse.Namespace, path: Path, kind: str, recognizer, spec, config) -> int:
     """--classify: each video's predicted task and instruction, with probabilities and the top 5."""
-    from embodied.eval.recognition import classify_file
+    from embodied.eval.classify import classify_file
     from embodied.train.checkpoint import checkpoint_path
 
     if recognizer is None:

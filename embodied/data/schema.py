@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from embodied.errors import UserError
+from embodied.errors import UserError, one_line
 
 
 def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
@@ -66,6 +67,22 @@ HIERARCHY_VERSION = 2
 """The first format version whose demos carry ``class`` and ``instruction_id``."""
 IMAGE_SUFFIX = "_image"
 IMAGE_CHUNK = 16  # frames per HDF5 chunk of an image stream: clips read whole chunks
+
+DEMO_NAME = re.compile(r"demo_\d+")
+"""robomimic sorts demos by ``int(name[5:])``: every group under /data must be named so."""
+DEMO_ATTRS = {
+    "num_samples": "int",
+    "task": "str",
+    "instruction": "str",
+    "label": "int",
+    "seed": "int",
+    "success": "int",
+}
+HIERARCHY_ATTRS = {"class": "str", "instruction_id": "int"}
+"""Per-demo attributes that format_version 2 adds (the suite's task hierarchy)."""
+NO_HIERARCHY = "no class attribute: each task its own class; 'embodied-data upgrade' adds them"
+DATA_ATTRS = ("total", "env_args", "format_version", "suite")
+MASKS = ("train", "valid")
 
 
 def demo_sort_key(name: str) -> int:
@@ -146,16 +163,17 @@ def _per_step(key: str, shape: tuple[int, ...]) -> str:
     return f"{shape[0]}x{shape[1]} frames" if is_image_key(key) else f"width {shape[0]}"
 
 
-def _read_array(ds: h5py.Dataset, where: str, problem: Problem) -> np.ndarray | None:
+def read_array(ds: h5py.Dataset, where: str, problem: Problem) -> np.ndarray | None:
+    """A whole dataset, or None (and a problem) when its bytes cannot be read."""
     try:
         return ds[()]
     except (OSError, ValueError, RuntimeError) as err:
-        problem(where, f"unreadable ({' '.join(str(err).split()) or type(err).__name__})")
+        problem(where, f"unreadable ({one_line(err)})")
         return None
 
 
-def _not_finite(x: np.ndarray) -> int:
-    return int(np.count_nonzero(~np.isfinite(x))) if x.dtype.kind == "f" else 0
+def count_not_finite(x: np.ndarray | None) -> int:
+    return 0 if x is None or x.dtype.kind != "f" else int(np.count_nonzero(~np.isfinite(x)))
 
 
 def check_actions(
@@ -179,10 +197,10 @@ def check_actions(
         problem(demo, "empty demo (0 samples)")
     if shapes is not None:
         shapes.agree("actions", ds.shape[1:], origin or demo, where, problem)
-    x = _read_array(ds, where, problem)
+    x = read_array(ds, where, problem)
     if x is None:
         return None
-    bad = _not_finite(x)
+    bad = count_not_finite(x)
     if bad:
         problem(where, f"{bad} values not finite")
     outside = int(np.count_nonzero((x < -1) | (x > 1)))
@@ -230,9 +248,9 @@ def check_stream(
         return None
     if shapes is not None:
         shapes.agree(key, ds.shape[1:], origin, where, problem)
-    x = _read_array(ds, where, problem)
+    x = read_array(ds, where, problem)
     if x is not None:
-        bad = _not_finite(x)
+        bad = count_not_finite(x)
         if bad:
             problem(where, f"{bad} values not finite")
     return x

@@ -18,14 +18,8 @@ from embodied.data.collect import EVAL_SEED_START
 from embodied.errors import UserError
 from embodied.eval.judge import RolloutJudge, judge_summary, per_task_agreement
 from embodied.eval.recognition import RecognizerReport, evaluate_recognizer, open_clips, write_report
-from embodied.eval.rollout import (
-    EvalResults,
-    EvaluationFailed,
-    EvaluationInterrupted,
-    evaluate_policy,
-    instruction_ids,
-    suite_of,
-)
+from embodied.eval.results import EvalResults, EvaluationFailed, EvaluationInterrupted
+from embodied.eval.rollout import evaluate_policy, instruction_ids, suite_of
 from embodied.models.common import DataSpec
 from embodied.sim import load_suite
 

@@ -39,7 +39,7 @@ from einops import rearrange
 
 from embodied import keys
 from embodied.eval.envs import Recording
-from embodied.eval.rollout import EpisodeRecord
+from embodied.eval.results import EpisodeRecord
 from embodied.mirror import pair_alignment
 from embodied.models.common import DataSpec
 from embodied.recognizers import classify_video

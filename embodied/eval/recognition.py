@@ -33,8 +33,8 @@ fewer top-5 is 1 by definition.
 
 :func:`write_report` writes ``recognition.json`` (every number), ``confusion.png``,
 ``early_recognition.json`` (fraction -> accuracy) and ``early_recognition.png``, each
-atomically. :func:`classify_file` and :func:`classify_frames` classify a video that was never in
-a dataset, such as a policy's rollout, and return the predicted task with its probability.
+atomically. A video that was never in a dataset, such as a policy's rollout, is classified by
+:mod:`embodied.eval.classify`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -52,10 +51,10 @@ import torch
 from embodied.errors import UserError
 from embodied.fileio import write_user_file
 from embodied.recognizers.inference import (
-    as_frames,
     clip_probabilities,
+    instruction_head_trained,
     sample_clip_indices,
-    video_probabilities,
+    top_indices,
 )
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
@@ -99,16 +98,6 @@ def plan_clips(
         f: sample_clip_indices(prefix_length(length, f), clip_len, stride, clips_per_video) for f in fractions
     }
     return ClipPlan(clip, video, early)
-
-
-# --------------------------------------------------------------------------- the model
-def _instruction_head_trained(model) -> bool:
-    return getattr(getattr(model, "config", None), "instruction_loss_weight", 1.0) > 0
-
-
-def _top(probs: np.ndarray, k: int) -> np.ndarray:
-    """(N, k) class indices by falling probability (ties: the lower index first)."""
-    return np.argsort(-probs, axis=-1, kind="stable")[:, :k]
 
 
 # --------------------------------------------------------------------------- the report
@@ -209,7 +198,7 @@ def evaluate_recognizer(
             "the dataset's classes are not the model's (build it with classes=spec.classes): "
             f"{', '.join(classes)} vs {', '.join(spec.classes)}"
         )
-    hierarchy = len(dataset.instructions) != len(classes) and _instruction_head_trained(model)
+    hierarchy = len(dataset.instructions) != len(classes) and instruction_head_trained(model)
     if level == "auto":
         level = "instruction" if hierarchy else "class"
     by_instruction = level == "instruction"
@@ -246,15 +235,15 @@ def evaluate_recognizer(
             per_set = [inverse.reshape(-1)[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
             clip_rows, video_rows, early_rows = per_set[0], per_set[1], per_set[2:]
 
-            tops = _top(probs[clip_rows], k)  # (K, k)
+            tops = top_indices(probs[clip_rows], k)  # (K, k)
             clip_hit += int((tops[:, 0] == target).sum())
             clip_hitk += int((tops == target).any(-1).sum())
             n_clips += len(clip_rows)
-            video = _top(probs[video_rows].mean(0, keepdims=True), k)[0]  # (k,)
+            video = top_indices(probs[video_rows].mean(0, keepdims=True), k)[0]  # (k,)
             video_pred.append(int(video[0]))
             video_hitk.append(bool(target in video))
             for f, rows in zip(fractions, early_rows, strict=True):
-                top = _top(probs[rows].mean(0, keepdims=True), k)[0]
+                top = top_indices(probs[rows].mean(0, keepdims=True), k)[0]
                 early_hit[f][0] += int(top[0] == target)
                 early_hit[f][1] += int(target in top)
                 early_frames[f].append(prefix_length(length, f))
@@ -447,175 +436,3 @@ def write_report(report: RecognizerReport, out_dir: str | Path) -> list[Path]:
         write_user_file(out / "early_recognition.json", _json_writer(report.early_json())),
         write_user_file(out / "early_recognition.png", _figure_writer(early_figure(report))),
     ]
-
-
-# --------------------------------------------------------------------------- any video
-class VideoPrediction(NamedTuple):
-    """A video's verdict: the first three fields are (task, probability, top-k)."""
-
-    task: str
-    """The most probable task class."""
-    probability: float
-    """Its probability (softmax averaged over the clips)."""
-    top: list[tuple[str, float]]
-    """The top-k (task, probability) pairs, most probable first."""
-    instruction: str | None
-    """The most probable instruction; None when the instruction head was not trained."""
-    instruction_probability: float | None
-
-
-Crop = tuple[int, int, int, int]
-"""(top, left, height, width) in pixels."""
-
-
-def eval_video_region(height: int, width: int, image_size: int) -> tuple[Crop, int] | None:
-    """Where the first camera's image lies in a frame of an ``embodied-eval`` rollout video.
-
-    Those frames are a caption strip above the camera images, each scaled up by a whole factor
-    (see :mod:`embodied.video`). If a (height, width) frame has exactly that layout for
-    ``image_size`` px cameras (one or more side by side), returns the first image's crop and
-    the scale factor; else None.
-    """
-    from embodied.video import CAPTION_HEIGHT, frame_shape, scale_for
-
-    scale = scale_for(image_size)
-    for cameras in range(1, 9):
-        if frame_shape(image_size, image_size, cameras) == (height, width):
-            side = image_size * scale
-            return (CAPTION_HEIGHT, 0, side, side), scale
-    return None
-
-
-def _crop_frames(frames: np.ndarray, image_size: int, crop: Crop | str | None) -> np.ndarray:
-    """The part of each frame (N, H, W, 3) the recognizer should see (see :func:`classify_frames`)."""
-    h, w = frames.shape[1:3]
-    if crop == "auto":
-        found = eval_video_region(h, w, image_size)
-        if found is None:
-            return frames
-        (top, left, side, _), scale = found
-        image = frames[:, top : top + side, left : left + side].astype(np.float32)  # (N, S*s, S*s, 3)
-        # undo the whole-factor upscaling by averaging each s x s block (exact on lossless video,
-        # and it averages out compression noise)
-        blocks = image.reshape(len(frames), image_size, scale, image_size, scale, 3)
-        return blocks.mean(axis=(2, 4)).round().astype(np.uint8)  # (N, S, S, 3)
-    if crop is None or crop == "none":
-        return frames
-    if isinstance(crop, str):
-        raise ValueError(f"crop must be 'auto', 'none', None or (top, left, height, width), got {crop!r}")
-    top, left, ch, cw = (int(v) for v in crop)
-    if top < 0 or left < 0 or ch < 1 or cw < 1 or top + ch > h or left + cw > w:
-        raise UserError(
-            f"crop (top {top}, left {left}, height {ch}, width {cw}) is outside the {h} x {w} frames"
-        )
-    return frames[:, top : top + ch, left : left + cw]
-
-
-@torch.no_grad()
-def classify_frames(
-    model: torch.nn.Module,
-    frames: np.ndarray,
-    spec,
-    *,
-    clip_stride: int,
-    num_clips: int = 5,
-    top_k: int = 5,
-    crop: Crop | str | None = "auto",
-) -> VideoPrediction:
-    """Classify a video given as frames (N, H, W, 3) uint8, e.g. a policy's rollout.
-
-    ``spec``: the model's :class:`~embodied.models.common.DataSpec` (class and instruction names,
-    clip length, frame size); ``clip_stride``: the training stride (``config.data.clip_stride``
-    of the checkpoint). One frame per environment step, as the demonstrations were recorded.
-
-    ``crop``: which part of each frame to use. ``"auto"``: a frame with the exact layout of an
-    ``embodied-eval`` rollout video (a caption strip, cameras scaled up side by side) gives its
-    first camera's image at its original size, anything else is used whole; ``None`` or
-    ``"none"``: the whole frame; or ``(top, left, height, width)``. The frames are then resized
-    to the training frame size (bilinear, antialiased; a non-square frame is squashed, not
-    cropped), and ``num_clips`` clips are spread over the video and their softmax averaged, as
-    :func:`evaluate_recognizer` does for a video (a video shorter than a clip's span repeats
-    its last frame). The model runs in eval mode and is put back in its mode.
-    """
-    size = int(spec.image_size)
-    frames = _crop_frames(as_frames(frames), size, crop)  # checked before the crop reads its shape
-    probs, ins = video_probabilities(model, frames, spec.clip_len, clip_stride, num_clips, size)  # (C,), (I,)
-    names = list(spec.classes) or [str(i) for i in range(len(probs))]
-    top = [(names[i], float(probs[i])) for i in _top(probs[None], min(top_k, len(probs)))[0]]
-    instruction, instruction_p = None, None
-    if ins is not None and _instruction_head_trained(model):
-        best = int(ins.argmax())
-        instruction = spec.instructions[best] if best < len(spec.instructions) else str(best)
-        instruction_p = float(ins[best])
-    return VideoPrediction(top[0][0], top[0][1], top, instruction, instruction_p)
-
-
-def read_video_file(path: str | Path) -> np.ndarray:
-    """Every frame of a video file (MP4, GIF, anything imageio reads) as (N, H, W, 3) uint8.
-
-    Grey frames are repeated to RGB, an alpha channel is dropped. A missing, unreadable or empty
-    file is a :class:`~embodied.errors.UserError` naming it.
-    """
-    import imageio.v2 as imageio
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such video file")
-    try:
-        if path.suffix.lower() == ".gif":
-            frames = [np.asarray(f) for f in imageio.mimread(path, memtest=False)]
-        else:  # iterate: the ffmpeg reader's length may be unknown (a huge number)
-            with imageio.get_reader(path) as reader:
-                frames = [np.asarray(f) for f in reader]
-    except Exception as err:  # imageio and its plugins raise many kinds of error for a bad file
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"{path}: cannot read the video ({first})") from None
-    if not frames:
-        raise UserError(f"{path}: the video has no frames")
-    if len({f.shape for f in frames}) > 1:
-        raise UserError(f"{path}: frames of different sizes")
-    video = np.stack(frames)
-    if video.dtype != np.uint8:
-        raise UserError(f"{path}: {video.dtype} pixels; only 8-bit video is read")
-    if video.ndim == 3:  # (N, H, W) grey
-        video = video[..., None]
-    if video.ndim != 4 or video.shape[-1] not in (1, 3, 4):
-        raise UserError(f"{path}: frames of shape {video.shape[1:]} are not images")
-    if video.shape[-1] == 1:
-        video = np.repeat(video, 3, axis=-1)
-    return np.ascontiguousarray(video[..., :3])
-
-
-def classify_file(
-    model: torch.nn.Module,
-    path: str | Path,
-    spec,
-    *,
-    clip_stride: int,
-    num_clips: int = 5,
-    top_k: int = 5,
-    crop: Crop | str | None = "auto",
-) -> VideoPrediction:
-    """Classify a video file (see :func:`read_video_file` and :func:`classify_frames`)."""
-    frames = read_video_file(path)
-    return classify_frames(
-        model, frames, spec, clip_stride=clip_stride, num_clips=num_clips, top_k=top_k, crop=crop
-    )
-
-
-__all__ = [
-    "FRACTIONS",
-    "REPORT_FILES",
-    "ClipPlan",
-    "RecognizerReport",
-    "VideoPrediction",
-    "classify_file",
-    "classify_frames",
-    "evaluate_recognizer",
-    "open_clips",
-    "plan_clips",
-    "prefix_length",
-    "read_video_file",
-    "report_table",
-    "write_report",
-]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from embodied.eval.rollout import EvalResults
+from embodied.eval.results import EvalResults
 from embodied.fileio import json_safe, write_text
 
 FORMAT = "embodied-eval-results"

@@ -12,7 +12,7 @@ same seeds for every method and training seed make their results paired.
 Where the policy runs
 ---------------------
 N = ``workers`` x ``envs_per_worker`` environments run in an
-:class:`~embodied.eval.envs.EnvPool`: ``workers`` processes (0 or 1: in this process), each
+:class:`~embodied.eval.pool.EnvPool`: ``workers`` processes (0 or 1: in this process), each
 holding ``envs_per_worker`` environments and stepping them one after the other.
 
 - On a CPU (the default there, ``policy_in_workers``): every worker gets its own copy of the
@@ -69,200 +69,30 @@ the results of the episodes finished so far.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import multiprocessing as mp
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 from embodied.data.collect import EVAL_SEED_START
-from embodied.errors import UserError, one_line
-from embodied.eval.envs import EnvPool, EpisodePlan, EvalEnv, Extension, Recording, default_env_fn
+from embodied.errors import UserError
+from embodied.eval.envs import EpisodePlan, EvalEnv, Recording, default_env_fn
+from embodied.eval.pool import EnvPool, Extension
+from embodied.eval.results import (
+    EpisodeRecord,
+    EvalResults,
+    EvaluationFailed,
+    EvaluationInterrupted,
+    build_results,
+)
+from embodied.eval.waves import env_key, pickled_policy, place, policy_commands, run_wave
 from embodied.models.common import DataSpec
 from embodied.sim import SUITES, image_key, known_suites, load_suite
-from embodied.stats import wilson_interval
-
-HORIZON = "horizon"
-"""Failure reason of an episode that ran to its step limit without success."""
-
-
-@dataclass
-class EpisodeRecord:
-    task: str
-    """Task of the episode."""
-    seed: int
-    """Its seed (``seed_start + i`` for the i-th episode of the task)."""
-    success: bool
-    """The task's success signal was seen at some step."""
-    episode_return: float
-    """Sum of the rewards."""
-    length: int
-    """Environment steps taken."""
-    steps_to_success: int | None
-    """Steps until the first success (None when never)."""
-    failure: str | None
-    """Why it failed: ``horizon`` (ran out of steps), or an error (the environment raised,
-    non-finite observation or action, unstable simulation); None on success."""
-    video: str | None = None
-    """Path of the episode's video, if one was written."""
-    extra: dict = field(default_factory=dict)
-    """Further per-episode results, e.g. the recognizer's verdict (:mod:`embodied.eval.judge`)."""
-
-
-@dataclass
-class TaskSummary:
-    episodes: int
-    """Episodes run."""
-    successes: int
-    """Successful episodes."""
-    success_rate: float | None
-    """successes / episodes (None without episodes)."""
-    ci_low: float
-    """Lower end of the 95 % Wilson interval of the success rate."""
-    ci_high: float
-    """Upper end of the 95 % Wilson interval of the success rate."""
-    mean_return: float | None
-    """Mean episode return."""
-    mean_length: float | None
-    """Mean episode length, in steps."""
-    mean_steps_to_success: float | None
-    """Mean steps to the first success, over successful episodes (None without any)."""
-    errors: int
-    """Episodes ended by an error (counted as failures)."""
-
-
-def summarize(records: Sequence[EpisodeRecord]) -> TaskSummary:
-    """Success rate with its Wilson interval, and means, over ``records``."""
-    n = len(records)
-    k = sum(r.success for r in records)
-    low, high = wilson_interval(k, n)
-    to_success = [r.steps_to_success for r in records if r.success and r.steps_to_success is not None]
-    return TaskSummary(
-        episodes=n,
-        successes=k,
-        success_rate=k / n if n else None,
-        ci_low=low,
-        ci_high=high,
-        mean_return=float(np.mean([r.episode_return for r in records])) if n else None,
-        mean_length=float(np.mean([r.length for r in records])) if n else None,
-        mean_steps_to_success=float(np.mean(to_success)) if to_success else None,
-        errors=sum(r.failure not in (None, HORIZON) for r in records),
-    )
-
-
-@dataclass
-class EvalResults:
-    """The outcome of :func:`evaluate_policy`. The overall numbers are also at the top level
-    (``success_rate``, ``ci_low``, ...), so a training log can take the plain numbers."""
-
-    suite: str
-    """Suite the tasks belong to."""
-    task_names: list[str]
-    """Tasks evaluated, in order."""
-    episodes_per_task: int
-    """Episodes planned per task."""
-    seed_start: int
-    """Seed of each task's first episode."""
-    success_rate: float | None
-    """Overall success rate, pooled over every episode."""
-    ci_low: float
-    """Lower end of the overall 95 % Wilson interval."""
-    ci_high: float
-    """Upper end of the overall 95 % Wilson interval."""
-    mean_return: float | None
-    """Overall mean return."""
-    mean_length: float | None
-    """Overall mean episode length."""
-    env_steps: int
-    """Environment steps taken (idle slots not counted)."""
-    wall_s: float
-    """Seconds from the first reset to the end (worker start-up not included)."""
-    startup_s: float
-    """Seconds to start the workers and build their environments."""
-    steps_per_s: float
-    """env_steps / wall_s."""
-    workers: int
-    """Worker processes that stepped the environments (1: in this process)."""
-    envs_per_worker: int
-    """Environments each worker stepped; ``workers x envs_per_worker`` ran together."""
-    policy_in_workers: bool
-    """True when each worker ran a copy of the policy, False when this process ran it for all."""
-    interrupted: bool
-    """True when Ctrl-C stopped the evaluation: only the finished episodes are counted."""
-    tasks: dict[str, TaskSummary]
-    """Per-task summaries, in task order."""
-    overall: TaskSummary
-    """Summary over every episode."""
-    episodes: list[EpisodeRecord]
-    """Every finished episode, in plan order (task after task, seed after seed)."""
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def build_results(
-    records: list[EpisodeRecord],
-    *,
-    suite: str,
-    tasks: list[str],
-    episodes: int,
-    seed_start: int,
-    workers: int,
-    envs_per_worker: int = 1,
-    wall_s: float = 0.0,
-    startup_s: float = 0.0,
-    interrupted: bool = False,
-    policy_in_workers: bool = False,
-) -> EvalResults:
-    """Summarise episode records into :class:`EvalResults` (per task and overall)."""
-    overall = summarize(records)
-    steps = sum(r.length for r in records)
-    return EvalResults(
-        suite=suite,
-        task_names=list(tasks),
-        episodes_per_task=episodes,
-        seed_start=seed_start,
-        success_rate=overall.success_rate,
-        ci_low=overall.ci_low,
-        ci_high=overall.ci_high,
-        mean_return=overall.mean_return,
-        mean_length=overall.mean_length,
-        env_steps=steps,
-        wall_s=wall_s,
-        startup_s=startup_s,
-        steps_per_s=steps / wall_s if wall_s > 0 else 0.0,
-        workers=workers,
-        envs_per_worker=envs_per_worker,
-        interrupted=interrupted,
-        policy_in_workers=policy_in_workers,
-        tasks={t: summarize([r for r in records if r.task == t]) for t in tasks},
-        overall=overall,
-        episodes=list(records),
-    )
-
-
-class EvaluationInterrupted(KeyboardInterrupt):
-    """Ctrl-C during :func:`evaluate_policy`; ``results`` holds the episodes finished so far."""
-
-    def __init__(self, results: EvalResults) -> None:
-        super().__init__("evaluation interrupted")
-        self.results = results
-
-
-class EvaluationFailed(UserError):
-    """An output of :func:`evaluate_policy` (a video) could not be written (a full disk); the
-    evaluation stopped at once and ``results`` holds the episodes finished before."""
-
-    def __init__(self, message: str, results: EvalResults) -> None:
-        super().__init__(message)
-        self.results = results
 
 
 # --------------------------------------------------------------------------- set-up
@@ -324,7 +154,7 @@ and leave more slots idle at the end of a wave for little gain. Never more than 
 
 
 WORKER_PRELOAD = (
-    "embodied.eval.rollout",
+    "embodied.eval.waves",
     "embodied.policies",
     *(module for suite in SUITES.values() for module in suite.worker_preload),
 )
@@ -367,180 +197,6 @@ def make_env_pool(
     if context == "forkserver" and "forkserver" not in mp.get_all_start_methods():
         context = "spawn"
     return EnvPool(fns, workers, context=context, extension=extension, preload=WORKER_PRELOAD)
-
-
-def _to_tensors(obs: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
-    """Stacked observations -> the policy's input: (N, d) float32; images (N, H, W, 3) -> (N, 3, H, W)."""
-    out = {}
-    for key, value in obs.items():
-        x = torch.from_numpy(np.ascontiguousarray(value))
-        if x.dim() == 4 and x.shape[-1] == 3:
-            x = x.permute(0, 3, 1, 2)  # (N, H, W, 3) -> (N, 3, H, W)
-        out[key] = x.to(device)
-    return out
-
-
-def _env_key(plan: EpisodePlan) -> tuple:
-    """What an environment is built for (:class:`~embodied.eval.envs.EvalEnv` rebuilds on a change)."""
-    return plan.task, plan.record
-
-
-def place(
-    episodes: Sequence[EpisodePlan], built: Sequence[tuple]
-) -> tuple[list[EpisodePlan | None], list[int]]:
-    """Assign a wave's ``episodes`` to environments: each to one already built for its task and
-    cameras when there is one (building a Meta-World environment costs as much as a few hundred
-    steps), the rest to the remaining environments. Returns the episode of each environment
-    (None: it sits the wave out) and the environment of each episode.
-
-    Environments are taken in index order, which alternates between workers (environment i
-    lives in worker i % W), so a part-filled wave still spreads over the workers. Which
-    environment runs an episode does not change its outcome: the seed fixes it.
-    """
-    slots: list[EpisodePlan | None] = [None] * len(built)
-    where: list[int | None] = [None] * len(episodes)
-    free = list(range(len(built)))
-    for k, episode in enumerate(episodes):
-        match = next((i for i in free if built[i] == _env_key(episode)), None)
-        if match is not None:
-            slots[match], where[k] = episode, match
-            free.remove(match)
-    for k in [k for k, w in enumerate(where) if w is None]:
-        i = free.pop(0)
-        slots[i], where[k] = episodes[k], i
-    return slots, where
-
-
-class _Wave:
-    """Per-environment bookkeeping of one wave."""
-
-    def __init__(self, plans: list[EpisodePlan | None], in_run_order: Sequence[int]) -> None:
-        n = len(plans)
-        self.plans = plans
-        # Environments in the order their episodes run.
-        self.in_run_order = list(in_run_order)
-        self.done = np.array([p is None for p in plans])  # idle slots are done from the start
-        self.ret = np.zeros(n)
-        self.length = np.zeros(n, dtype=np.int64)
-        self.success_step: list[int | None] = [None] * n
-        self.error: list[str | None] = [None] * n
-        self.reported = np.zeros(n, dtype=bool)
-
-    def start(self, infos: list[dict]) -> None:
-        for i, info in enumerate(infos):
-            err = info.get("error")
-            if err is not None and not self.done[i]:
-                self.error[i], self.done[i] = str(err), True
-
-    def update(self, stepped: np.ndarray, reward, terminated, truncated, infos: list[dict]) -> None:
-        """The step of environments ``stepped`` (those whose episode was running); row j of the
-        results is environment ``stepped[j]``."""
-        for j, i in enumerate(stepped):
-            info = infos[j]
-            err = info.get("error")
-            if err is not None:  # the step did not complete: it is not counted
-                self.error[i], self.done[i] = str(err), True
-                continue
-            self.ret[i] += float(reward[j])
-            self.length[i] += 1
-            if self.success_step[i] is None and info.get("success"):
-                self.success_step[i] = int(self.length[i])
-            if terminated[j] or truncated[j]:
-                self.done[i] = True
-
-    def ended(self, envs: EnvPool) -> list[tuple[EpisodeRecord, Recording | None]]:
-        """The episodes that have ended since the last call, in run order, each with its
-        recording (taken from its environment) when it was recorded."""
-        new = [i for i in self.in_run_order if self.done[i] and not self.reported[i]]
-        self.reported[new] = True
-        wanted = [i for i in new if self.plans[i].record or self.plans[i].keep_obs]
-        recordings = dict(zip(wanted, envs.call("take_recording", wanted), strict=True)) if wanted else {}
-        return [(self.record(i), recordings.get(i)) for i in new]
-
-    def record(self, i: int) -> EpisodeRecord:
-        plan = self.plans[i]
-        success = self.success_step[i] is not None
-        return EpisodeRecord(
-            task=plan.task,
-            seed=plan.seed,
-            success=success,
-            episode_return=float(self.ret[i]),
-            length=int(self.length[i]),
-            steps_to_success=self.success_step[i],
-            failure=None if success else (self.error[i] or HORIZON),
-        )
-
-
-def run_wave(
-    policy,
-    envs: EnvPool,
-    plans: list[EpisodePlan | None],
-    in_run_order: Sequence[int],
-    instruction: torch.Tensor,
-    device: torch.device,
-) -> Iterator[tuple[EpisodeRecord, Recording | None]]:
-    """One lock-step wave (module doc): environment ``i`` of ``envs`` runs ``plans[i]`` (None:
-    it sits out) with ``instruction[i]``; yields every episode as it ends, with its recording."""
-    wave = _Wave(plans, in_run_order)
-    obs, infos = envs.reset([{"options": {"plan": p}} for p in plans])
-    wave.start(infos)
-    policy.reset()
-    yield from wave.ended(envs)  # those that failed at reset
-    while not wave.done.all():
-        with torch.inference_mode():  # a little cheaper than no_grad for a step-by-step call
-            action = policy.predict_action(_to_tensors(obs, device), instruction)  # (N, A)
-        action = action.float().cpu().numpy()
-        # Only running episodes step: an ended one keeps its last observation, and a worker
-        # whose environments have all ended is not even asked.
-        running = np.flatnonzero(~wave.done)
-        stepped, reward, terminated, truncated, infos = envs.step(action[running], running)
-        # New arrays, not an update in place: the policy may keep the tensors it was given
-        # (its observation history), and those share memory with these arrays.
-        obs = {key: value.copy() for key, value in obs.items()}
-        for key, value in stepped.items():
-            obs[key][running] = value
-        wave.update(running, reward, terminated, truncated, infos)
-        yield from wave.ended(envs)
-
-
-Job = tuple[list[EpisodePlan | None], list[int], list[int]]
-"""One wave of a policy worker: (its environments' episodes, their run order, instruction ids)."""
-
-
-def policy_commands(policy_blob: bytes, threads: int | None, envs: list[gym.Env]) -> dict:
-    """The extension (:data:`~embodied.eval.envs.Extension`) of a policy worker: ``run`` a list of
-    :data:`Job` s with the worker's own copy of the policy, sending ``("episode", (record,
-    recording))`` as each episode ends."""
-    import pickle
-
-    if threads is not None:
-        torch.set_num_threads(threads)
-    policy = pickle.loads(policy_blob)
-    pool, cpu = EnvPool.of(envs), torch.device("cpu")
-
-    def run(jobs: list[Job], send: Callable[[tuple], None]) -> int:
-        count = 0
-        for plans, in_run_order, ids in jobs:
-            instruction = torch.tensor(ids, dtype=torch.long)
-            for episode in run_wave(policy, pool, plans, in_run_order, instruction, cpu):
-                send(("episode", episode))
-                count += 1
-        return count
-
-    return {"run": run}
-
-
-def _pickled(policy, required: bool) -> bytes | None:
-    """The policy for the workers, or None when it cannot be pickled (and need not be)."""
-    import pickle
-
-    try:
-        return pickle.dumps(policy)
-    except Exception as err:  # noqa: BLE001  (a policy class defined in a function, a lambda, ...)
-        if required:
-            reason = one_line(err, typed=True)
-            raise UserError(f"policy_in_workers: the policy cannot be pickled ({reason})") from None
-        return None
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -665,16 +321,16 @@ def evaluate_policy(
         policy.eval()  # before pickling: the workers' copies are in eval mode too
     blob = None
     if asked or (asked is None and processes > 0 and device.type == "cpu"):
-        blob = _pickled(policy, required=bool(asked))
+        blob = pickled_policy(policy, required=bool(asked))
     policy_in_workers = blob is not None
     threads = torch.get_num_threads()
 
     # Every wave's placement, decided up front (it depends only on the plan).
     waves: list[tuple[list[EpisodePlan | None], list[int]]] = []
-    built = [_env_key(run_order[min(i, len(plan) - 1)]) for i in range(num_envs)]  # make_env_pool's
+    built = [env_key(run_order[min(i, len(plan) - 1)]) for i in range(num_envs)]  # make_env_pool's
     for first in range(0, len(plan), num_envs):
         plans, in_run_order = place(run_order[first : first + num_envs], built)
-        built = [_env_key(p) if p is not None else b for p, b in zip(plans, built, strict=True)]
+        built = [env_key(p) if p is not None else b for p, b in zip(plans, built, strict=True)]
         waves.append((plans, in_run_order))
 
     def ids(plans: Sequence[EpisodePlan | None]) -> list[int]:

@@ -134,3 +134,14 @@ def classify_video(
     if probs is None:
         raise ValueError("head 'instruction' needs a model with instruction logits")
     return probs, int(probs.argmax())
+
+
+def instruction_head_trained(model) -> bool:
+    """Whether ``model``'s instruction head was trained (its loss weight above 0)."""
+    return getattr(getattr(model, "config", None), "instruction_loss_weight", 1.0) > 0
+
+
+def top_indices(probs: np.ndarray, k: int) -> np.ndarray:
+    """(N, C) probabilities -> (N, k) class indices by falling probability (ties: the lower
+    index first)."""
+    return np.argsort(-probs, axis=-1, kind="stable")[:, :k]

@@ -1,0 +1,99 @@
+"""Opening a demonstration file and reading its parts, every failure one line naming the file
+(and the demo and key) that a user can act on: what :mod:`.inspect`, :mod:`.validate`,
+:mod:`.upgrade` and :mod:`.replay` share."""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from embodied.data.schema import demo_sort_key
+from embodied.errors import UserError, one_line
+
+DAMAGE = (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError)
+"""What h5py raises on a file damaged inside (unreadable metadata, broken links)."""
+
+
+@contextmanager
+def reading(path: Path):
+    """Turn h5py's errors while reading ``path`` into one-line UserErrors."""
+    try:
+        yield
+    except DAMAGE as err:
+        raise UserError(
+            f"{path}: damaged or not a demonstration file ({one_line(err)}); "
+            "run 'embodied-data validate' on it"
+        ) from None
+
+
+def open_file(path: str | os.PathLike) -> h5py.File:
+    """Open a demonstration file for reading; any failure is a one-line UserError."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not an HDF5 file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise UserError(f"{path}: not a readable HDF5 file ({one_line(err)})") from None
+
+
+def text_of(value) -> str | None:
+    if isinstance(value, bytes | np.bytes_):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        return value
+    return None
+
+
+def is_int(value) -> bool:
+    return isinstance(value, int | np.integer | np.bool_)  # bool is an int too
+
+
+def demo_names(data: h5py.Group) -> list[str]:
+    return sorted((k for k in data if isinstance(data.get(k), h5py.Group)), key=demo_sort_key)
+
+
+def mask_names(f: h5py.File, split: str) -> list[str]:
+    raw = np.asarray(f[f"mask/{split}"][()]).reshape(-1)
+    return [text_of(v) if text_of(v) is not None else str(v) for v in raw]
+
+
+def env_args_of(f: h5py.File, where: str) -> dict:
+    raw = f["data"].attrs.get("env_args") if "data" in f else None
+    text = text_of(raw)
+    if text is None:
+        raise UserError(f"{where}: /data: attribute env_args is missing")
+    try:
+        env_args = json.loads(text)
+    except ValueError as err:
+        raise UserError(f"{where}: /data: attribute env_args is not JSON ({err})") from None
+    if not isinstance(env_args, dict):
+        raise UserError(f"{where}: /data: attribute env_args is not a JSON object")
+    return env_args
+
+
+def get_demo(f: h5py.File, path: Path, demo: str) -> h5py.Group:
+    if not isinstance(f.get("data"), h5py.Group):
+        raise UserError(f"{path}: no /data group; not a demonstration file")
+    data = f["data"]
+    if demo not in data or not isinstance(data[demo], h5py.Group):
+        names = demo_names(data)
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise UserError(f"{path}: no demo {demo!r}; the file has {len(names)} demos ({shown or 'none'})")
+    return data[demo]
+
+
+def read_dataset(group: h5py.Group, key: str, where: str) -> np.ndarray:
+    if key not in group or not isinstance(group[key], h5py.Dataset):
+        raise UserError(f"{where}/{key}: missing")
+    try:
+        return group[key][()]
+    except (OSError, ValueError, RuntimeError) as err:
+        raise UserError(f"{where}/{key}: unreadable ({one_line(err)})") from None

@@ -1,0 +1,110 @@
+"""``embodied-data upgrade``: rewrite files of an older ``format_version`` as the current one,
+in place and atomically (version 1 -> 2 adds the task hierarchy: each demo's class and
+instruction id, from the suite's spec)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+
+from embodied.data.files import (
+    demo_names,
+    env_args_of,
+    is_int,
+    open_file,
+    reading,
+    text_of,
+)
+from embodied.data.schema import (
+    FORMAT_VERSION,
+    HIERARCHY_ATTRS,
+    HIERARCHY_VERSION,
+    expand_paths,
+    task_attrs,
+)
+from embodied.errors import UserError, one_line
+from embodied.fileio import replace_atomically
+
+
+def _upgrade_plan(path: Path) -> dict[str, dict] | None:
+    """The new attributes of each demo of ``path`` (None when it is already current); every
+    task must be one the file's suite spec knows, else a one-line UserError."""
+    from embodied.sim import load_suite
+
+    with open_file(path) as f, reading(path):
+        if not isinstance(f.get("data"), h5py.Group):
+            raise UserError(f"{path}: no /data group; not a demonstration file")
+        data = f["data"]
+        version = data.attrs.get("format_version")
+        names = demo_names(data)
+        if not names:
+            raise UserError(f"{path}: /data holds no demos; nothing to upgrade")
+        if version is not None and not is_int(version):
+            raise UserError(f"{path}: /data: attribute format_version is not an integer ({version!r})")
+        if version is not None and int(version) > FORMAT_VERSION:
+            raise UserError(
+                f"{path}: format_version {int(version)} is newer than this reader's {FORMAT_VERSION}"
+            )
+        current = version is not None and int(version) >= HIERARCHY_VERSION
+        if current and all(set(HIERARCHY_ATTRS) <= set(data[n].attrs) for n in names):
+            return None
+        suite_name = text_of(data.attrs.get("suite"))
+        if suite_name is None:
+            env_type = env_args_of(f, str(path)).get("type")
+            suite_name = env_type if isinstance(env_type, str) else None
+        if suite_name is None:
+            raise UserError(f"{path}: /data names no suite (attribute suite, env_args.type); cannot upgrade")
+        try:
+            suite = load_suite(suite_name)
+        except UserError as err:
+            raise UserError(f"{path}: {err}; cannot upgrade") from None
+        env_name = env_args_of(f, str(path)).get("env_name")
+        plan = {}
+        for name in names:
+            task = text_of(data[name].attrs.get("task")) or (env_name if isinstance(env_name, str) else None)
+            if task is None:
+                raise UserError(f"{path}: {name}: no task attribute (nor env_args.env_name); cannot upgrade")
+            if task not in suite.tasks:
+                raise UserError(
+                    f"{path}: {name}: task {task!r} is not in the {suite.suite} suite spec; cannot upgrade"
+                )
+            attrs = task_attrs(suite.task(task))
+            attrs.pop("instruction")  # the file's own wording stays
+            plan[name] = attrs
+    return plan
+
+
+def upgrade(paths: list[str]) -> list[str]:
+    """Rewrite format_version 1 files as version 2, in place: each demo gets its task's
+    ``class``, ``label`` (class id) and ``instruction_id`` from the suite spec. Every file is
+    checked before any is changed; each is rewritten atomically (a copy, edited, renamed over
+    it). Returns one line per file."""
+    import shutil
+
+    files = expand_paths(paths)
+    plans = [(path, _upgrade_plan(path)) for path in files]  # refuse before writing anything
+    out = []
+    for path, plan in plans:
+        if plan is None:
+            out.append(f"{path}: already format_version {FORMAT_VERSION}, unchanged")
+            continue
+
+        def rewrite(tmp: Path, path=path, plan=plan) -> None:  # a copy, edited
+            shutil.copy2(path, tmp)
+            with h5py.File(tmp, "r+") as f:
+                for name, attrs in plan.items():
+                    for key, value in attrs.items():
+                        f["data"][name].attrs[key] = value
+                f["data"].attrs["format_version"] = FORMAT_VERSION
+
+        try:
+            replace_atomically(path, rewrite)
+        except OSError as err:
+            raise UserError(f"{path}: cannot rewrite ({one_line(err)}); the file is unchanged") from None
+        classes = list(dict.fromkeys(a["class"] for a in plan.values()))
+        out.append(
+            f"{path}: upgraded to format_version {FORMAT_VERSION} ({len(plan)} demos; "
+            f"class {', '.join(classes)})"
+        )
+    return out
