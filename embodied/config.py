@@ -121,6 +121,9 @@ def from_dict(cls: type[T], raw: dict, where: str = "config", prefix: str = "") 
                 f"{where}: {prefix}name is required; one of {', '.join(sorted(registry.configs))}"
             )
         cls = registry.config_class(name)
+    upgrade = getattr(cls, "upgrade_raw", None)  # keys a class has moved since older files were written
+    if upgrade is not None:
+        raw = upgrade(raw, where)
     hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in raw if k not in fields]

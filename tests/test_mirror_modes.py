@@ -52,7 +52,7 @@ def set_up(cfg: TrainConfig) -> tuple[TrainModule, torch.optim.Optimizer, dict]:
     train_ds, _ = build_datasets(cfg, None)
     torch.manual_seed(cfg.seed)
     models, _ = build_models(cfg, train_ds.data_spec(), train_ds.normalization_stats(), sources)
-    module = TrainModule(cfg.mode, models, cfg.lambda_ee)
+    module = TrainModule(cfg.mode, models)
     lrs = {"mirror": cfg.mirror.lr} if cfg.mirror else {}
     optimizer = torch.optim.AdamW(param_groups(models, cfg.optim, lrs), lr=cfg.optim.lr)
     spread = torch.linspace(0, len(train_ds) - 1, cfg.data.batch_size).long().tolist()

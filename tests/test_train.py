@@ -512,3 +512,26 @@ def test_help_lists_every_field(capsys):
 def test_shipped_configs_load(mode, data_set):
     cfg = load_config(TrainConfig, REPO / "configs" / f"{mode}_{data_set}.yaml")
     assert cfg.mode == mode and cfg.data.paths == [f"datasets/{data_set}"]
+
+
+def test_the_joint_loss_weights_live_in_the_mirror_section_and_old_configs_still_load():
+    from embodied.config import from_dict
+    from embodied.errors import UserError
+
+    joint = {
+        "mode": "joint",
+        "policy": {"name": "bc_mlp"},
+        "recognizer": {"name": "conv3d"},
+        "mirror": {"weight": 0.25},
+    }
+    cfg = from_dict(TrainConfig, {**joint, "mirror": {"weight": 0.25, "lambda_ee": 0.5}})
+    assert (cfg.mirror.lambda_ee, cfg.mirror.weight) == (0.5, 0.25) and not hasattr(cfg, "lambda_ee")
+    # written before the move (older checkpoints, bench markers, YAML): the same config
+    old = from_dict(TrainConfig, {**joint, "lambda_ee": 0.5})
+    assert old == cfg
+    # a run without a mirror head never used it
+    assert from_dict(TrainConfig, {"policy": {"name": "bc_mlp"}, "lambda_ee": 1.0}).mirror is None
+    with pytest.raises(UserError, match="lambda_ee is now mirror.lambda_ee"):
+        from_dict(TrainConfig, {**joint, "lambda_ee": 0.5, "mirror": {"lambda_ee": 1.0}})
+    with pytest.raises(UserError, match="lambda_ee must be >= 0"):
+        from_dict(TrainConfig, {**joint, "mirror": {"lambda_ee": -1.0}})

@@ -81,7 +81,7 @@ def joint_config(**extra) -> TrainConfig:
 def build(cfg: TrainConfig, seed: int = 0) -> TrainModule:
     seed_everything(seed)
     models, _ = build_models(cfg, SPEC, STATS, {})
-    return TrainModule(cfg.mode, models, cfg.lambda_ee)
+    return TrainModule(cfg.mode, models)
 
 
 def make_batch(seed: int = 0) -> dict:

@@ -53,7 +53,7 @@ class Stepper:
     """One kind of training step (a TrainModule over some of the models) and its optimiser state."""
 
     def __init__(self, mode: str, models: dict, cfg: TrainConfig, device: torch.device) -> None:
-        self.module = TrainModule(mode, models, cfg.lambda_ee).to(device)
+        self.module = TrainModule(mode, models).to(device)
         lrs = {"mirror": cfg.mirror.lr} if "mirror" in models else {}
         groups = param_groups(models, cfg.optim, lrs)
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))

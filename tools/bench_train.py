@@ -293,7 +293,7 @@ class Step:
         step.seed_everything(cfg.seed)
         models, _ = setup.build_models(cfg, spec, stats, {})
         self.device = torch.device(device)
-        self.module = objective.TrainModule(cfg.mode, models, cfg.lambda_ee).to(self.device)
+        self.module = objective.TrainModule(cfg.mode, models).to(self.device)
         self.compiled: list[str] = []
         if not baseline:
             if cfg.channels_last:

@@ -37,7 +37,10 @@ class MirrorConfig:
     positives: Literal["episode", "instruction", "class"] = "instruction"
     """Which pairs are positives: same episode, same instruction (paper's default and best), same class."""
     weight: float = 0.5
-    """lambda_align: weight of the alignment loss in the total loss (paper: 0.5)."""
+    """lambda_align: weight of the alignment loss in the joint loss (paper: 0.5)."""
+    lambda_ee: float = 1.0
+    """lambda_EE: weight of the policy's loss L_EE in the joint loss (paper: 1). The joint loss
+    is L = L_AU + lambda_ee * L_EE + weight * L_align; both weights live here."""
     lr: float = 1e-4
     """Learning rate of T_u, T_e (and the temperature) (paper: 1e-4)."""
 
@@ -55,6 +58,8 @@ class MirrorConfig:
             raise ValueError(f"positives must be one of {', '.join(LEVELS)}, got {self.positives!r}")
         if not self.weight >= 0:
             raise ValueError(f"weight must be >= 0, got {self.weight}")
+        if not self.lambda_ee >= 0:
+            raise ValueError(f"lambda_ee must be >= 0, got {self.lambda_ee}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
 

@@ -7,7 +7,7 @@ Modes (which models train, on which batches):
 - ``policy``: the policy E alone, on execution windows;
 - ``recognizer``: the recognizer U alone, on observation clips;
 - ``joint``: both and the mirror head, on paired batches, with
-  ``L = L_AU + lambda_ee * L_EE + mirror.weight * L_align`` (paper: 1 and 0.5);
+  ``L = L_AU + mirror.lambda_ee * L_EE + mirror.weight * L_align`` (paper: 1 and 0.5);
 - ``probe``: both models loaded frozen from checkpoints (or their architectures randomly
   initialised, the control); only the mirror head's T_u, T_e train; Recall@k is read on the
   validation pairs (the paper's "spontaneous alignment").
@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from embodied.errors import UserError
 from embodied.mirror import MirrorConfig
 from embodied.policies import PolicyConfig
 from embodied.recognizers import RecognizerConfig
@@ -125,8 +126,6 @@ class TrainConfig:
     """The mirror head and alignment loss (modes joint, probe)."""
     probe: ProbeConfig | None = None
     """Where probe mode takes its frozen models from; its data window/clip settings come from them too."""
-    lambda_ee: float = 1.0
-    """lambda_EE: weight of the policy's loss L_EE in the joint loss (paper: 1)."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     """Optimiser, learning-rate schedule, gradient clipping and EMA."""
     steps: int = 1000
@@ -169,6 +168,22 @@ class TrainConfig:
     core. Runs sharing the cores should take cores / runs each: two threads on cores that other
     runs keep busy made the visual steps 10-100 times slower than one (tools/bench_train.py)."""
 
+    @staticmethod
+    def upgrade_raw(raw: dict, where: str) -> dict:
+        """A config written before ``lambda_ee`` moved into the mirror section (one kept in an
+        older checkpoint or bench marker, or an old YAML): the top-level key moves there. A run
+        without a mirror head never used it, so there it is dropped."""
+        if "lambda_ee" not in raw:
+            return raw
+        raw = dict(raw)
+        value = raw.pop("lambda_ee")
+        mirror = raw.get("mirror")
+        if isinstance(mirror, dict):
+            if mirror.get("lambda_ee", value) != value:
+                raise UserError(f"{where}: lambda_ee is now mirror.lambda_ee; set that one only")
+            raw["mirror"] = {**mirror, "lambda_ee": value}
+        return raw
+
     def __post_init__(self) -> None:
         need = {
             "policy": {"policy"},
@@ -191,8 +206,6 @@ class TrainConfig:
             raise ValueError(
                 f"rollouts need a trained policy; mode {self.mode} has none (set rollout_every=0)"
             )
-        if self.lambda_ee < 0:
-            raise ValueError(f"lambda_ee must be >= 0, got {self.lambda_ee}")
         if self.steps < 1 or self.log_every < 1:
             raise ValueError(f"steps and log_every must be at least 1, got {self.steps}, {self.log_every}")
         for key in ("val_every", "ckpt_every", "rollout_every"):

@@ -143,7 +143,7 @@ def _train(
 
     seed_everything(cfg.seed)  # the same initial weights in every process
     models, made_with = build_models(cfg, spec, stats, sources)
-    module = TrainModule(cfg.mode, models, cfg.lambda_ee).to(procs.device)
+    module = TrainModule(cfg.mode, models).to(procs.device)
     if cfg.channels_last:
         module.use_channels_last()
     compiled = module.compile_backbones(dynamic=False) if cfg.compile else []

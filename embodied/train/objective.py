@@ -1,5 +1,5 @@
 """The training objective of every mode: :class:`TrainModule`, the models of a run and the loss
-that combines them (policy, recognizer, ``L_AU + lambda_ee * L_EE + mirror.weight * L_align``
+that combines them (policy, recognizer, ``L_AU + mirror.lambda_ee * L_EE + mirror.weight * L_align``
 for joint, the alignment alone for a probe)."""
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ class TrainModule(nn.Module):
     its wrapped module's forward, so the total loss is computed here.
     """
 
-    def __init__(self, mode: str, models: dict[str, nn.Module], lambda_ee: float) -> None:
+    def __init__(self, mode: str, models: dict[str, nn.Module]) -> None:
         super().__init__()
         self.mode = mode
         self.models = nn.ModuleDict(models)
-        self.lambda_ee = lambda_ee
 
     def train(self, mode: bool = True) -> TrainModule:
         super().train(mode)
@@ -101,7 +100,8 @@ class TrainModule(nn.Module):
             )
             metrics |= _prefixed("mirror", part_a)
             if self.mode == "joint":  # L = L_AU + lambda_EE * L_EE + lambda_align * L_align
-                loss = loss_u + self.lambda_ee * loss_e + m["mirror"].config.weight * loss_a
+                weights = m["mirror"].config
+                loss = loss_u + weights.lambda_ee * loss_e + weights.weight * loss_a
             else:
                 loss = loss_a
             features = (f_u.detach(), f_e.detach())
