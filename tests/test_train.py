@@ -535,3 +535,15 @@ def test_the_joint_loss_weights_live_in_the_mirror_section_and_old_configs_still
         from_dict(TrainConfig, {**joint, "lambda_ee": 0.5, "mirror": {"lambda_ee": 1.0}})
     with pytest.raises(UserError, match="lambda_ee must be >= 0"):
         from_dict(TrainConfig, {**joint, "mirror": {"lambda_ee": -1.0}})
+
+
+def test_a_policy_without_obs_keys_reads_every_low_dim_stream_and_keeps_them(tiny_run, demo_file):
+    import h5py
+
+    run = tiny_run("policy_quick", "policy.obs_keys=null", "policy.hidden_dim=16")
+    with h5py.File(demo_file) as f:
+        obs = f["data/demo_0/obs"]
+        expected = sorted(k for k in obs if obs[k].ndim == 2)  # (T, d): the low-dim streams
+    stored = yaml.safe_load((run / "config.yaml").read_text())
+    assert stored["policy"]["obs_keys"] == expected and "robot_state" in expected
+    assert main(["--resume", str(run), "steps=3"]) == 0  # the resolved keys are the same config

@@ -20,6 +20,7 @@ action queue itself, and returns a[t] in [-1, 1]; ``reset()`` at every episode s
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -45,8 +46,10 @@ class PolicyConfig:
 
     name: str
     """Registered policy: bc_mlp, bc_rnn or bc_transformer."""
-    obs_keys: list[str] = field(default_factory=lambda: ["robot_state", "object_state", "goal"])
-    """Observation keys read by the policy; ``<camera>_image`` keys go through the image encoder."""
+    obs_keys: list[str] | None = None
+    """Observation keys read by the policy; ``<camera>_image`` keys go through the image encoder.
+    None: every low-dim stream the data holds, in sorted order (whatever the suite calls them);
+    a training run writes the keys it read into its config."""
     head: HeadConfig = field(default_factory=DeterministicHeadConfig)
     """Action head, picked by head.name."""
     hidden_dim: int = 256
@@ -78,9 +81,9 @@ class PolicyConfig:
         return 1
 
     def __post_init__(self) -> None:
-        if not self.obs_keys:
-            raise ValueError("obs_keys must name at least one observation key")
-        if len(set(self.obs_keys)) != len(self.obs_keys):
+        if self.obs_keys is not None and not self.obs_keys:
+            raise ValueError("obs_keys must name at least one key (or be null: every low-dim key)")
+        if self.obs_keys is not None and len(set(self.obs_keys)) != len(self.obs_keys):
             raise ValueError(f"obs_keys has duplicates: {self.obs_keys}")
         if not isinstance(self.head, HeadConfig):
             raise ValueError(f"head must be a head config, got {self.head!r}")
@@ -121,6 +124,8 @@ class Policy(nn.Module):
 
     def __init__(self, config: PolicyConfig, spec: DataSpec) -> None:
         super().__init__()
+        if config.obs_keys is None:
+            config = dataclasses.replace(config, obs_keys=low_dim_keys(spec))
         _check_against_spec(config, spec)
         self.config = config
         self.spec = spec
@@ -309,6 +314,14 @@ class Policy(nn.Module):
 
 def _batch_size(batch: dict) -> int:
     return next(iter(batch[OBS].values())).shape[0]
+
+
+def low_dim_keys(spec: DataSpec) -> list[str]:
+    """What ``obs_keys: null`` reads: every low-dim stream of the data, sorted."""
+    keys = sorted(k for k, shape in spec.obs_shapes.items() if len(shape) == 1)
+    if not keys:
+        raise UserError("policy.obs_keys: the data holds no low-dim stream; name the keys to read")
+    return keys
 
 
 def _check_against_spec(config: PolicyConfig, spec: DataSpec) -> None:

@@ -46,6 +46,7 @@ from embodied.config import from_dict, to_dict
 from embodied.errors import UserError
 from embodied.fileio import NO_ROOM, replace_atomically
 from embodied.models.common import DataSpec
+from embodied.policies.base import low_dim_keys
 from embodied.train import checkpoint as ckpt
 from embodied.train.config import RESUME_FREE_KEYS, TrainConfig
 from embodied.train.distributed import Processes, start
@@ -129,6 +130,13 @@ def _train(
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, camera=train_ds.camera))
     spec = train_ds.data_spec()
     stats = train_ds.normalization_stats()
+    if cfg.policy is not None and cfg.policy.obs_keys is None:  # what the run read, kept in its config
+        keys = low_dim_keys(spec)
+        cfg = dataclasses.replace(
+            cfg,
+            data=dataclasses.replace(cfg.data, obs_keys=keys),
+            policy=dataclasses.replace(cfg.policy, obs_keys=keys),
+        )
     if saved:
         # Read through today's config classes: a field added since the run was made takes its
         # default (the behaviour the run had), so it is no difference.

@@ -44,7 +44,9 @@ def resolve(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, dict]]:
             camera=rdata.camera,
         )
     elif data.obs_keys is None:
-        data = dataclasses.replace(data, obs_keys=list(cfg.policy.obs_keys) if cfg.policy else [])
+        # a policy's keys; None (a policy that reads every low-dim stream): the reader's default
+        keys = cfg.policy.obs_keys if cfg.policy else []
+        data = dataclasses.replace(data, obs_keys=None if keys is None else list(keys))
     return dataclasses.replace(cfg, data=data), sources
 
 
