@@ -167,7 +167,7 @@ def test_mean_interval_and_paired_difference():
 @pytest.fixture(scope="module")
 def in_process(tmp_path_factory):
     """2 tasks x 2 episodes in process, the first of each as a video and recorded for a judge."""
-    from embodied.eval.rollout import evaluate_policy
+    from embodied.eval.rollout import Videos, evaluate_policy
 
     videos = tmp_path_factory.mktemp("videos")
     policy, recorded = GoalPolicy(), []
@@ -178,9 +178,7 @@ def in_process(tmp_path_factory):
         episodes=2,
         workers=0,
         horizon=HORIZON,
-        cameras=("corner",),
-        video_episodes=1,
-        video_dir=videos,
+        videos=Videos(episodes=1, folder=videos, cameras=("corner",)),
         observer="corner",
         observer_episodes=1,
         on_episode=lambda record, recording: recorded.append((record, recording)),

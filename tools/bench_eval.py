@@ -70,7 +70,7 @@ import torch
 
 from embodied.data.collect import EVAL_SEED_START
 from embodied.eval.pool import EnvPool
-from embodied.eval.rollout import DEFAULT_ENVS_PER_WORKER, evaluate_policy
+from embodied.eval.rollout import DEFAULT_ENVS_PER_WORKER, Videos, evaluate_policy
 from embodied.models.common import DataSpec
 from embodied.sim import load_suite, make_env
 
@@ -542,9 +542,7 @@ def main(argv: list[str] | None = None) -> int:
                 w,
                 suite=args.suite,
                 envs_per_worker=k,
-                cameras=(cam,),
-                video_episodes=v,
-                video_dir=tmp,
+                videos=Videos(episodes=v, folder=tmp, cameras=(cam,)),
             )
         episodes = v * len(tasks)
         extra = (video[2] - video[1]) - (plain[2] - plain[1])  # wall time past start-up

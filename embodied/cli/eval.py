@@ -33,6 +33,7 @@ is used (--crop).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -169,9 +170,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     from embodied.data.collect import EVAL_SEED_START
-    from embodied.eval.checkpoint import Videos, checkpoint_suite, evaluate_checkpoint, select_tasks
+    from embodied.eval.checkpoint import checkpoint_suite, evaluate_checkpoint, select_tasks
     from embodied.eval.recognition import REPORT_FILES
     from embodied.eval.report import results_payload, success_table, write_results
+    from embodied.eval.rollout import Videos
     from embodied.sim import load_suite
     from embodied.train.checkpoint import checkpoint_path, load_model
 
@@ -231,7 +233,7 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.videos_only:
         if policy is None:
             raise UserError(f"{checkpoint_path(path)}: a {kind} checkpoint holds no policy to roll out")
-        videos.episodes = args.videos or 1
+        videos = dataclasses.replace(videos, episodes=args.videos or 1)
         ev = evaluate_checkpoint(loaded, episodes=videos.episodes, recognize=False, videos=videos, **common)
         for e in ev.results.episodes:
             outcome = "success" if e.success else f"failed ({e.failure})"
@@ -242,7 +244,7 @@ def evaluate(args: argparse.Namespace) -> int:
         raise UserError(
             f"{checkpoint_path(path)}: a {kind} checkpoint holds neither a policy nor a recognizer"
         )
-    videos.episodes = min(args.videos, args.episodes)
+    videos = dataclasses.replace(videos, episodes=min(args.videos, args.episodes))
     ev = evaluate_checkpoint(
         loaded,
         episodes=args.episodes,

@@ -9,6 +9,7 @@ the bench's aggregate) stays with it.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,21 +20,9 @@ from embodied.errors import UserError
 from embodied.eval.judge import RolloutJudge, judge_summary, per_task_agreement
 from embodied.eval.recognition import RecognizerReport, evaluate_recognizer, open_clips, write_report
 from embodied.eval.results import EvalResults, EvaluationFailed, EvaluationInterrupted
-from embodied.eval.rollout import evaluate_policy, instruction_ids, suite_of
+from embodied.eval.rollout import Videos, evaluate_policy, instruction_ids, suite_of
 from embodied.models.common import DataSpec
 from embodied.sim import load_suite
-
-
-@dataclass
-class Videos:
-    """Rollout videos: the first ``episodes`` of each task, ``cameras`` side by side."""
-
-    episodes: int = 0
-    folder: Path | None = None
-    cameras: tuple[str, ...] = ()
-    """Default: the observer camera."""
-    gif: bool = False
-    fps: int = 20
 
 
 @dataclass
@@ -168,18 +157,12 @@ def evaluate_checkpoint(
             mirror=mirror,
             instruction_ids=instruction_ids(spec, ev.suite, ev.tasks),
         )
-    rendering = {}
-    if videos.episodes or judge_n:
-        rendering = dict(
-            cameras=tuple(videos.cameras or (ev.observer,)),
-            video_dir=videos.folder,
-            video_episodes=min(videos.episodes, episodes),
-            gif=videos.gif,
-            fps=videos.fps,
-            observer=ev.observer if judge_n else None,
-            observer_episodes=judge_n,
-            on_episode=on_episode,
-        )
+    if videos.episodes:  # the observer camera unless the caller named others
+        cameras = tuple(videos.cameras or (ev.observer,))
+        videos = dataclasses.replace(videos, episodes=min(videos.episodes, episodes), cameras=cameras)
+    judging = {}
+    if judge_n:
+        judging = dict(observer=ev.observer, observer_episodes=judge_n, on_episode=on_episode)
     try:
         ev.results = evaluate_policy(
             policy,
@@ -193,7 +176,8 @@ def evaluate_checkpoint(
             horizon=horizon,
             suite=ev.suite,
             progress=progress,
-            **rendering,
+            videos=videos,
+            **judging,
         )
     except EvaluationInterrupted as stop:
         if not keep_partial:

@@ -74,6 +74,7 @@ import math
 import multiprocessing as mp
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
@@ -146,6 +147,19 @@ def policy_cameras(policy, spec: DataSpec, suite: str) -> tuple[tuple[str, ...],
     return found, (sizes.pop() if sizes else None)
 
 
+@dataclass(frozen=True)
+class Videos:
+    """Rollout videos: the first ``episodes`` episodes of each task, ``cameras`` side by side, into
+    ``folder`` (mp4, or GIF with ``gif``)."""
+
+    episodes: int = 0
+    folder: str | Path | None = None
+    cameras: tuple[str, ...] = ()
+    """Empty: the caller's default (embodied-eval: the observer camera); evaluate_policy needs one."""
+    gif: bool = False
+    fps: int = 20
+
+
 DEFAULT_ENVS_PER_WORKER = 16
 """Environments per worker process when not given (in process: 1): enough to amortise the
 fixed part of a policy call (bc_mlp on an idle core: ~0.2 ms for 1 row, ~0.27 ms for 16) over
@@ -208,13 +222,9 @@ def evaluate_policy(
     seed_start: int = EVAL_SEED_START,
     workers: int = 2,
     horizon: int | None = None,
-    cameras: Sequence[str] = (),
-    video_episodes: int = 0,
+    videos: Videos = Videos(),
     *,
     envs_per_worker: int | None = None,
-    video_dir: str | Path | None = None,
-    gif: bool = False,
-    fps: int = 20,
     observer: str | None = None,
     observer_episodes: int = 0,
     suite: str | None = None,
@@ -240,8 +250,7 @@ def evaluate_policy(
       episodes need. The results depend neither on it nor on ``workers``: every episode is
       fixed by its seed.
     - ``horizon``: step limit of every episode (None: each task's default).
-    - ``cameras``, ``video_episodes``: the first ``video_episodes`` episodes of each task are
-      written as videos of ``cameras`` side by side to ``video_dir`` (GIF with ``gif``).
+    - ``videos``: which episodes are written as videos, of which cameras, where (:class:`Videos`).
     - ``observer``, ``observer_episodes``: the first ``observer_episodes`` episodes of each
       task also record the ``observer`` camera and the observations, passed to ``on_episode``
       (the recognizer's judgement, :mod:`embodied.eval.judge`).
@@ -273,10 +282,11 @@ def evaluate_policy(
         raise UserError("no task to evaluate")
     if episodes < 1:
         raise UserError(f"episodes must be at least 1, got {episodes}")
+    video_episodes, cameras = videos.episodes, tuple(videos.cameras)
     if video_episodes > 0 and not cameras:
         raise UserError("videos need at least one camera")
-    if video_episodes > 0 and video_dir is None:
-        raise ValueError("video_episodes > 0 needs a video_dir")
+    if video_episodes > 0 and videos.folder is None:
+        raise ValueError("videos.episodes > 0 needs a videos.folder")
     if observer_episodes > 0 and not observer:
         raise ValueError("observer_episodes > 0 needs an observer camera")
     suite = suite or suite_of(tasks)
@@ -372,15 +382,15 @@ def evaluate_policy(
         if recording is not None and record.seed - seed_start < video_episodes:
             from embodied.video import write_episode_video
 
-            name = f"{record.task}_seed{record.seed}.{'gif' if gif else 'mp4'}"
+            name = f"{record.task}_seed{record.seed}.{'gif' if videos.gif else 'mp4'}"
             path = write_episode_video(
-                Path(video_dir) / name,
+                Path(videos.folder) / name,
                 {c: recording.frames[c] for c in cameras},
                 record.task,
                 record.seed,
                 record.steps_to_success,
                 record.failure,
-                fps=fps,
+                fps=videos.fps,
             )
             record.video = str(path)
         if on_episode is not None:

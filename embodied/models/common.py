@@ -19,6 +19,12 @@ from torch import nn
 
 @dataclass
 class DataSpec:
+    """What a model is built for, read off the data: shapes, vocabularies, and the window and clip
+    lengths the batches had. The reader makes it; a checkpoint keeps it, so a model is rebuilt
+    and checked without the data. Not a setting: the training config's ``data`` section
+    (:class:`~embodied.train.config.DataConfig`) asks for windows and clips, and the spec
+    records what was read, including the three lengths both name."""
+
     obs_shapes: dict[str, list[int]] = field(default_factory=dict)
     """Low-dim keys -> [d]; image keys (``<camera>_image``) -> [3, H, W]."""
     action_dim: int = 0

@@ -28,6 +28,10 @@ Mode = Literal["policy", "recognizer", "joint", "probe"]
 
 @dataclass
 class DataConfig:
+    """What a run asks of its data: which files, which streams, how batches are cut. What was
+    read (shapes, vocabularies, and these lengths as read) is the models'
+    :class:`~embodied.models.common.DataSpec`, kept in every checkpoint."""
+
     paths: list[str] = field(default_factory=lambda: ["datasets/quick"])
     """Demonstration files, or folders of *.hdf5 files (the train split trains, the valid split validates)."""
     obs_keys: list[str] | None = None
