@@ -4,8 +4,12 @@ What callers (collection, evaluation, replay, the tests) rely on, and nothing mo
 
 - **Construction** through :func:`embodied.sim.make_env` with the keywords ``task``,
   ``cameras``, ``image_size``, ``horizon`` (None: the task's default from the suite spec),
-  ``render`` (:class:`~embodied.sim.render.RenderOptions`) and ``terminate_on_success``; an
-  unknown task or camera is a :class:`~embodied.errors.UserError` naming the known ones.
+  ``render`` (:class:`~embodied.sim.render.RenderOptions`), ``terminate_on_success`` and
+  gymnasium's ``render_mode`` (``rgb_array`` or None); an unknown task or camera is a
+  :class:`~embodied.errors.UserError` naming the known ones. Every task is also the gymnasium
+  id ``embodied/<suite>-<task>``, made with the same keywords; the class's ``metadata`` gives
+  ``render_fps``. Renderers are made at the first frame, so an environment built before a
+  fork renders in the child (gymnasium's ``AsyncVectorEnv`` under fork).
 - **Observations** are dicts: low-dimensional keys (float32 vectors) plus ``<camera>_image``
   (H, W, 3) uint8 for each requested camera, upright, the same keys and layout the
   demonstration files use. ``observation_space`` is a ``Dict`` space that holds them.
@@ -36,7 +40,15 @@ from collections.abc import Callable
 import gymnasium as gym
 import numpy as np
 
+from embodied.errors import UserError
 from embodied.sim.spec import TaskSpec
+
+
+def check_render_mode(mode: str | None) -> str | None:
+    """gymnasium's ``render_mode``: ``rgb_array`` (the first camera's frame) or None."""
+    if mode not in (None, "rgb_array"):
+        raise UserError(f"render_mode {mode!r}: only 'rgb_array' (or none) renders here, headless")
+    return mode
 
 
 def image_key(camera: str) -> str:

@@ -16,7 +16,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from embodied.sim.base import SuiteEnv, image_key
+from embodied.sim.base import SuiteEnv, check_render_mode, image_key
 from embodied.sim.render import CameraRenderer, RenderOptions, upright_cameras
 from embodied.sim.spec import load_suite
 
@@ -35,6 +35,8 @@ warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high", cate
 
 class MetaWorldEnv(SuiteEnv):
     suite = "metaworld"
+    # Meta-World's own: a step is 5 physics steps of 2.5 ms
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 80}
 
     def __init__(
         self,
@@ -44,8 +46,11 @@ class MetaWorldEnv(SuiteEnv):
         horizon: int | None = None,
         render: RenderOptions = RenderOptions(),
         terminate_on_success: bool = True,
+        render_mode: str | None = None,
     ) -> None:
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+        self.render_mode = check_render_mode(render_mode)
 
         spec = load_suite(self.suite)
         self.task = spec.task(task)

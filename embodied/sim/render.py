@@ -77,11 +77,19 @@ class CameraRenderer:
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
         model.vis.global_.offheight = max(model.vis.global_.offheight, height)
         self.cameras = cameras
-        self._renderers = {cam: mujoco.Renderer(model, height, width) for cam in cameras}
-        _close_at_exit(self)
+        self._model, self._height, self._width = model, height, width
+        # Made at the first render, not here: an environment built in one process and used in a
+        # forked child (gymnasium's AsyncVectorEnv builds one in the parent) must not carry a GL
+        # context across the fork.
+        self._renderers: dict[str, mujoco.Renderer] = {}
 
     def render(self, data: mujoco.MjData) -> dict[str, np.ndarray]:
         """One (H, W, 3) uint8 image per camera, right side up."""
+        if not self._renderers and self.cameras:
+            self._renderers = {
+                cam: mujoco.Renderer(self._model, self._height, self._width) for cam in self.cameras
+            }
+            _close_at_exit(self)
         frames = {}
         for cam, renderer in self._renderers.items():
             renderer.update_scene(data, camera=cam)
