@@ -535,6 +535,7 @@ def test_end_to_end_train_then_eval(trained_run, capsys):
     assert eval_main(argv) == 0
     printed = capsys.readouterr().out
     assert "| **overall** |" in printed and "results.json" in printed
+    assert f"wrote 2 video(s) into {run / 'eval' / 'videos'}" in printed  # every run lists its videos
 
     out = run / "eval"
     data = json.loads((out / "results.json").read_text())

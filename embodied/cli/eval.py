@@ -294,6 +294,10 @@ def evaluate(args: argparse.Namespace) -> int:
         a = judge["agreement"]
         print(f"recognizer agrees with the instructed task in {a['rate']:.0%} of {a['n']} judged episodes")
     print(f"wrote {json_path} and {md_path}")
+    written = [e.video for e in results.episodes if e.video] if results is not None else []
+    if written:
+        shown = ", ".join(Path(v).name for v in written[:4]) + (", ..." if len(written) > 4 else "")
+        print(f"wrote {len(written)} video(s) into {Path(written[0]).parent}: {shown}")
     if rec_acc is not None and "error" not in rec_acc:
         early = ", ".join(f"{e['fraction']:.0%} {e['accuracy']:.2f}" for e in rec_acc["early_recognition"])
         print(f"recognizer early recognition (video top-1 after seeing): {early}")

@@ -72,6 +72,7 @@ from __future__ import annotations
 import functools
 import math
 import multiprocessing as mp
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -376,7 +377,11 @@ def evaluate_policy(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(plan), desc="episodes", unit="ep", dynamic_ncols=True)
+        # Start-up is its own phase, so the rate and ETA count episodes only; smoothing 0: the
+        # average since the start, since episodes come back a wave at a time.
+        where = f"{processes} worker(s)" if processes else "this process"
+        print(f"rollouts: {num_envs} environment(s) in {where} ready in {startup_s:.1f} s", file=sys.stderr)
+        bar = tqdm(total=len(plan), desc="episodes", unit="ep", dynamic_ncols=True, smoothing=0)
 
     def finish(record: EpisodeRecord, recording: Recording | None) -> None:
         if recording is not None and record.seed - seed_start < video_episodes:
@@ -396,10 +401,10 @@ def evaluate_policy(
         if on_episode is not None:
             on_episode(record, recording)
         records.append(record)
-        if bar is not None:
-            bar.update(1)
+        if bar is not None:  # the counter first: update() redraws, with this episode counted
             done = [r.success for r in records]
             bar.set_postfix(success=f"{sum(done)}/{len(done)}", refresh=False)
+            bar.update(1)
 
     def results(wall_s: float, interrupted: bool = False) -> EvalResults:
         """The episodes recorded so far, in plan order."""
