@@ -219,7 +219,8 @@ def test_recordings_and_videos(in_process):
         first, second = recorded[(task, S)], recorded[(task, S + 1)]
         assert second is None  # only the first episode of each task was recorded
         length = next(e.length for e in in_process.results.episodes if (e.task, e.seed) == (task, S))
-        assert first.frames["corner"].shape == (length + 1, 32, 32, 3)
+        assert first.frames["corner"].shape == (length + 1, 32, 32, 3)  # the observer, as observed
+        assert first.video["corner"].shape == (length + 1, 256, 256, 3)  # rendered for watching
         assert first.obs["goal"].shape == (length + 1, 3)
 
     videos = sorted(in_process.videos.iterdir())
@@ -229,7 +230,7 @@ def test_recordings_and_videos(in_process):
         if e.video:
             frames = read_video(e.video)
             assert len(frames) == e.length + 1
-            assert frames[0].shape == (*frame_shape(32, 32, 1), 3)
+            assert frames[0].shape == (*frame_shape(256, 256, 1), 3)  # Videos.size, not the policy's 32
 
 
 @pytest.mark.parametrize("policy_in_workers", [None, False], ids=["policy in the workers", "lock-step"])

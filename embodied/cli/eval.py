@@ -79,6 +79,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gif", action="store_true", help="videos as GIF instead of MP4")
     p.add_argument("--fps", type=int, default=20, help="video frames per second")
     p.add_argument(
+        "--video-size",
+        type=int,
+        default=256,
+        help="side of each camera in the videos, in pixels, rendered for watching apart from the "
+        "policy's observations (default 256; 0: the observations' size, enlarged)",
+    )
+    p.add_argument(
         "--videos-only",
         action="store_true",
         help="only render K (--videos, default 1) episodes per task as videos",
@@ -180,6 +187,7 @@ def evaluate(args: argparse.Namespace) -> int:
     minimum = {
         "episodes": 1,
         "fps": 1,
+        "video_size": 0,
         "workers": 0,
         "videos": 0,
         "horizon": 0,
@@ -228,7 +236,7 @@ def evaluate(args: argparse.Namespace) -> int:
         horizon=horizon,
         progress=True,
     )
-    videos = Videos(folder=out / "videos", cameras=cameras, gif=args.gif, fps=args.fps)
+    videos = Videos(folder=out / "videos", cameras=cameras, gif=args.gif, fps=args.fps, size=args.video_size)
 
     if args.videos_only:
         if policy is None:

@@ -14,8 +14,9 @@ evaluation. It
   return the last observation, reward 0 and ``terminated=True`` without touching the
   simulator (the lock-step waves of :mod:`embodied.eval.rollout` step only the environments
   whose episode runs, so this is a safety net);
-- records the frames of extra cameras (videos, the recognizer's observer camera) and the
-  observations, for :meth:`take_recording`, only on episodes that ask for it.
+- records the frames of extra cameras (the recognizer's observer camera) and the
+  observations, and renders video cameras at the video's own size, for
+  :meth:`take_recording`, only on episodes that ask for it.
 
 No torch here: worker processes import this module and the suite, nothing else.
 """
@@ -25,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
@@ -41,9 +42,14 @@ class EpisodePlan:
     seed: int
     """Episode seed: the same seed gives the same initial state and task variant."""
     record: tuple[str, ...] = ()
-    """Cameras whose frames are kept for the episode (videos, the recognizer's observer camera)."""
+    """Cameras whose frames are kept as the policy's observations have them (the recognizer's
+    observer camera, at the observations' size)."""
     keep_obs: bool = False
     """Keep the episode's observations too (for the alignment of the policy's windows)."""
+    video: tuple[str, ...] = ()
+    """Cameras rendered for a video of the episode, at ``video_size``, apart from the observations."""
+    video_size: int = 0
+    """Side of the video frames in pixels."""
 
 
 @dataclass
@@ -51,9 +57,11 @@ class Recording:
     """What a recorded episode leaves: frames and observations, initial one included (L + 1 for L steps)."""
 
     frames: dict[str, np.ndarray]
-    """camera -> (L + 1, H, W, 3) uint8."""
+    """camera -> (L + 1, H, W, 3) uint8, at the observations' size (``EpisodePlan.record``)."""
     obs: dict[str, np.ndarray]
     """observation key -> (L + 1, ...) as the policy saw them (empty unless ``keep_obs``)."""
+    video: dict[str, np.ndarray] = field(default_factory=dict)
+    """camera -> (L + 1, S, S, 3) uint8 at the video's size (``EpisodePlan.video``)."""
 
 
 def default_env_fn(suite: str, task: str, **kwargs) -> gym.Env:
@@ -94,6 +102,7 @@ class EvalEnv(gym.Env):
         self._plan: EpisodePlan | None = None
         self._frames: dict[str, list[np.ndarray]] = {}
         self._obs: dict[str, list[np.ndarray]] = {}
+        self._video: dict[str, list[np.ndarray]] = {}
 
     # ------------------------------------------------------------------ the environment
     def _env_for(self, task: str, record: tuple[str, ...]) -> gym.Env:
@@ -127,7 +136,7 @@ class EvalEnv(gym.Env):
             self._done = True
             return self._last, {}
         self._plan = options["plan"]  # this environment's episode, or None: it sits the wave out
-        self._frames, self._obs = {}, {}
+        self._frames, self._obs, self._video = {}, {}, {}
         self._done = True
         self._last = self._blank
         if self._plan is None:
@@ -178,19 +187,23 @@ class EvalEnv(gym.Env):
     # ------------------------------------------------------------------ recording
     def take_recording(self) -> Recording | None:
         """The frames (and observations) of the episode just run, if it was recorded; then forgets them."""
-        if not self._frames and not self._obs:
+        if not self._frames and not self._obs and not self._video:
             return None
         rec = Recording(
             frames={cam: np.stack(f) for cam, f in self._frames.items()},
             obs={key: np.stack(o) for key, o in self._obs.items()},
+            video={cam: np.stack(f) for cam, f in self._video.items()},
         )
-        self._frames, self._obs = {}, {}
+        self._frames, self._obs, self._video = {}, {}, {}
         return rec
 
     def _observe(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         plan = self._plan
         for cam in plan.record:
             self._frames.setdefault(cam, []).append(obs[image_key(cam)])
+        if plan.video:  # rendered for watching, at their own size: the observations stay as they are
+            for cam, img in self._env.render_cameras(plan.video, size=plan.video_size).items():
+                self._video.setdefault(cam, []).append(img)
         out = {key: obs[key] for key in self.observation_space.spaces}  # recorded-only images stay out
         if plan.keep_obs:
             for key, value in out.items():

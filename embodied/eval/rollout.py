@@ -159,6 +159,9 @@ class Videos:
     """Empty: the caller's default (embodied-eval: the observer camera); evaluate_policy needs one."""
     gif: bool = False
     fps: int = 20
+    size: int = 256
+    """Side of each camera's frames in pixels, rendered for watching apart from the policy's
+    observations (which keep their size); 0: the observations' size, scaled up by whole factors."""
 
 
 DEFAULT_ENVS_PER_WORKER = 16
@@ -302,10 +305,18 @@ def evaluate_policy(
     plan: list[EpisodePlan] = []
     for task in tasks:
         for i in range(episodes):
-            record = tuple(cameras) if i < video_episodes else ()
-            if i < observer_episodes and observer not in record:
-                record = (*record, observer)
-            plan.append(EpisodePlan(task, seed_start + i, record, keep_obs=i < observer_episodes))
+            record = (observer,) if i < observer_episodes else ()
+            video = cameras if i < video_episodes else ()
+            plan.append(
+                EpisodePlan(
+                    task,
+                    seed_start + i,
+                    record,
+                    keep_obs=i < observer_episodes,
+                    video=video,
+                    video_size=videos.size or image_size,
+                )
+            )
     in_process = workers <= 1
     processes = 0 if in_process else workers
     if envs_per_worker is None:
@@ -384,13 +395,13 @@ def evaluate_policy(
         bar = tqdm(total=len(plan), desc="episodes", unit="ep", dynamic_ncols=True, smoothing=0)
 
     def finish(record: EpisodeRecord, recording: Recording | None) -> None:
-        if recording is not None and record.seed - seed_start < video_episodes:
+        if recording is not None and recording.video and record.seed - seed_start < video_episodes:
             from embodied.video import write_episode_video
 
             name = f"{record.task}_seed{record.seed}.{'gif' if videos.gif else 'mp4'}"
             path = write_episode_video(
                 Path(videos.folder) / name,
-                {c: recording.frames[c] for c in cameras},
+                {c: recording.video[c] for c in cameras},
                 record.task,
                 record.seed,
                 record.steps_to_success,

@@ -101,7 +101,7 @@ class _Wave:
         recording (taken from its environment) when it was recorded."""
         new = [i for i in self.in_run_order if self.done[i] and not self.reported[i]]
         self.reported[new] = True
-        wanted = [i for i in new if self.plans[i].record or self.plans[i].keep_obs]
+        wanted = [i for i in new if self.plans[i].record or self.plans[i].video or self.plans[i].keep_obs]
         recordings = dict(zip(wanted, envs.call("take_recording", wanted), strict=True)) if wanted else {}
         return [(self.record(i), recordings.get(i)) for i in new]
 

@@ -28,8 +28,8 @@ What callers (collection, evaluation, replay, the tests) rely on, and nothing mo
 - **Rebuilding**: :meth:`env_kwargs` gives what ``make_env`` needs to build the environment
   again; adapters whose simulator cannot be pickled faithfully refuse pickling with a message.
 - :meth:`expert` returns the suite's scripted expert when the registry entry says
-  ``has_expert``; :meth:`render_cameras` renders any of the spec's cameras without changing
-  the observed streams; ``render()`` gives the first camera's frame (``rgb_array``).
+  ``has_expert``; :meth:`render_cameras` renders any of the spec's cameras at any size without
+  changing the observed streams; ``render()`` gives the first camera's frame (``rgb_array``).
 """
 
 from __future__ import annotations
@@ -80,8 +80,11 @@ class SuiteEnv(gym.Env):
         """The suite's scripted expert for this task (observation -> action), if it has one."""
 
     @abstractmethod
-    def render_cameras(self, cameras: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-        """Images of the given (default: the configured) cameras in the current state."""
+    def render_cameras(
+        self, cameras: tuple[str, ...] | None = None, size: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Images of the given (default: the configured) cameras in the current state, ``size``
+        pixels square (default: the observations' size), without changing the observations."""
 
     def task_variant(self) -> np.ndarray:
         """What, besides :meth:`get_state`, makes up the variant ``reset(seed=)`` drew (e.g.

@@ -144,18 +144,20 @@ class MetaWorldEnv(SuiteEnv):
         # The experts read Meta-World's flat observation, which this adapter keeps.
         return lambda obs: np.clip(policy.get_action(self._raw_obs), -1.0, 1.0).astype(np.float32)
 
-    def render_cameras(self, cameras: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    def render_cameras(
+        self, cameras: tuple[str, ...] | None = None, size: int | None = None
+    ) -> dict[str, np.ndarray]:
         cameras = tuple(self.cameras if cameras is None else cameras)
-        if cameras and cameras == self.cameras:
+        size = int(size or self.image_size)
+        if cameras and cameras == self.cameras and size == self.image_size:
             return self._renderer.render(self._env.data)
-        # Other cameras get a renderer of their own: the observation renderer stays as it is.
-        if self._extra_renderer is None or self._extra_renderer.cameras != cameras:
-            if self._extra_renderer is not None:
-                self._extra_renderer.close()
+        # Other cameras or sizes get a renderer of their own: the observation renderer stays as it is.
+        extra = self._extra_renderer
+        if extra is None or (extra.cameras, extra.height) != (cameras, size):
+            if extra is not None:
+                extra.close()
             load_suite(self.suite).check_cameras(cameras)
-            self._extra_renderer = CameraRenderer(
-                self._env.model, cameras, self.image_size, self.image_size, self._render_options
-            )
+            self._extra_renderer = CameraRenderer(self._env.model, cameras, size, size, self._render_options)
         return self._extra_renderer.render(self._env.data)
 
     def env_kwargs(self) -> dict:

@@ -76,8 +76,8 @@ class CameraRenderer:
             model.vis.quality.offsamples = 0
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
         model.vis.global_.offheight = max(model.vis.global_.offheight, height)
-        self.cameras = cameras
-        self._model, self._height, self._width = model, height, width
+        self.cameras, self.height, self.width = cameras, height, width
+        self._model = model
         # Made at the first render, not here: an environment built in one process and used in a
         # forked child (gymnasium's AsyncVectorEnv builds one in the parent) must not carry a GL
         # context across the fork.
@@ -87,7 +87,7 @@ class CameraRenderer:
         """One (H, W, 3) uint8 image per camera, right side up."""
         if not self._renderers and self.cameras:
             self._renderers = {
-                cam: mujoco.Renderer(self._model, self._height, self._width) for cam in self.cameras
+                cam: mujoco.Renderer(self._model, self.height, self.width) for cam in self.cameras
             }
             _close_at_exit(self)
         frames = {}
