@@ -548,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
         extra = (video[2] - video[1]) - (plain[2] - plain[1])  # wall time past start-up
         frames = episodes * (h + 1)
         print(
-            f"rendering cost of video episodes ({cam}, {spec.image_size or 84} px, MP4): "
+            f"rendering cost of video episodes ({cam} rendered at {Videos().size} px for the video, "
+            f"the policy's observations at {spec.image_size or 84} px, MP4): "
             f"{plain[0]:.0f} -> {video[0]:.0f} env-steps/s; +{extra / episodes:.2f} s per episode, "
             f"{1e3 * extra / frames:.1f} ms per frame (render, caption, encode)"
         )
