@@ -106,7 +106,7 @@ def _read_video(path) -> np.ndarray:
 
 def test_video_mp4_has_every_frame_at_stream_size(demo_file, tmp_path):
     out = tmp_path / "clips" / "demo1.mp4"
-    msg = inspect.export_video(str(demo_file), "demo_1", str(out), fps=10)
+    msg = inspect.export_video(str(demo_file), "demo_1", str(out), fps=10, raw=True)
     with h5py.File(demo_file, "r") as f:
         stored = f["data/demo_1/obs/corner_image"][()]
     frames = _read_video(out)
@@ -117,7 +117,7 @@ def test_video_mp4_has_every_frame_at_stream_size(demo_file, tmp_path):
 
 def test_video_gif_and_camera_name_forms(demo_file, tmp_path):
     out = tmp_path / "demo0.gif"
-    inspect.export_video(str(demo_file), "demo_0", str(out), camera="corner_image")
+    inspect.export_video(str(demo_file), "demo_0", str(out), camera="corner_image", raw=True)
     with h5py.File(demo_file, "r") as f:
         stored = f["data/demo_0/obs/corner_image"]
         n, size = stored.shape[0], stored.shape[1:]
@@ -138,8 +138,26 @@ def test_video_pads_odd_sizes_for_mp4(demo_copy, tmp_path):
         del f["data/demo_0/obs/corner_image"]
         f["data/demo_0/obs/corner_image"] = img[:, :31, :29]
     out = tmp_path / "odd.mp4"
-    inspect.export_video(str(demo_copy), "demo_0", str(out))
+    inspect.export_video(str(demo_copy), "demo_0", str(out), raw=True)
     assert _read_video(out).shape == (len(img), 32, 30, 3)
+
+
+def test_video_is_captioned_as_rollout_videos_and_renders_the_states_again(demo_file, tmp_path):
+    from embodied.video import frame_shape
+
+    with h5py.File(demo_file, "r") as f:
+        n = len(f["data/demo_0/obs/corner_image"])
+    out = tmp_path / "demo0.mp4"
+    inspect.export_video(str(demo_file), "demo_0", str(out))  # stored 32 px, enlarged, captioned
+    frames = _read_video(out)
+    assert frames.shape == (n, *frame_shape(32, 32, 1), 3)
+    big = tmp_path / "demo0_128.mp4"
+    msg = inspect.export_video(str(demo_file), "demo_0", str(big), size=128)
+    frames = _read_video(big)
+    assert frames.shape == (n, *frame_shape(128, 128, 1), 3) and "rendered again" in msg
+    assert frames[:, 40:].std() > 10  # a scene, not a blank: the caption strip is the first 30 rows
+    with pytest.raises(UserError, match="--raw or --size"):
+        inspect.export_video(str(demo_file), "demo_0", str(big), size=128, raw=True)
 
 
 # -- the file format --------------------------------------------------------------------------------

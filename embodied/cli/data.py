@@ -7,6 +7,7 @@ embodied-data validate datasets/quick/drawer-open-v3.hdf5
 embodied-data upgrade datasets/old                  # format_version 1 -> 2 (class hierarchy), in place
 embodied-data replay datasets/quick/drawer-open-v3.hdf5 --demo demo_0
 embodied-data video datasets/quick/drawer-open-v3.hdf5 --demo demo_0 --out demo0.mp4
+embodied-data video datasets/quick/drawer-open-v3.hdf5 --demo demo_0 --out demo0.mp4 --size 256
 """
 
 from __future__ import annotations
@@ -88,6 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output file (.mp4 or .gif)")
     p.add_argument("--camera", help="camera stream (default: the first stored)")
     p.add_argument("--fps", type=int, default=20)
+    p.add_argument(
+        "--size",
+        type=int,
+        default=0,
+        help="render every stored state again at this many pixels, for watching (e.g. 256); "
+        "default 0: the stored frames, enlarged",
+    )
+    p.add_argument("--raw", action="store_true", help="the stored frames exactly, without captions")
     args = parser.parse_args(argv)
 
     def run() -> int:
@@ -127,7 +136,13 @@ def main(argv: list[str] | None = None) -> int:
             print(inspect.replay(args.path, args.demo))
             return 0
         if args.verb == "video":
-            print(inspect.export_video(args.path, args.demo, args.out, args.camera, args.fps))
+            if args.size < 0:
+                raise UserError(f"--size must be at least 0, got {args.size}")
+            print(
+                inspect.export_video(
+                    args.path, args.demo, args.out, args.camera, args.fps, args.size, args.raw
+                )
+            )
             return 0
         raise UserError(f"unknown verb {args.verb}")
 

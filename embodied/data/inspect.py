@@ -28,6 +28,7 @@ from embodied.data.files import (
     demo_names,
     env_args_of,
     get_demo,
+    is_int,
     mask_names,
     open_file,
     read_dataset,
@@ -187,13 +188,26 @@ def image_streams(g: h5py.Group) -> list[str]:
     return [k[: -len(IMAGE_SUFFIX)] for k in og if is_image_key(k)]
 
 
-def export_video(path: str, demo: str, out: str, camera: str | None = None, fps: int = 20) -> str:
-    """Write a demo's stored ``<camera>_image`` stream as MP4 or GIF (by ``out``'s suffix), atomically.
+def export_video(
+    path: str,
+    demo: str,
+    out: str,
+    camera: str | None = None,
+    fps: int = 20,
+    size: int = 0,
+    raw: bool = False,
+) -> str:
+    """Write a demo's ``<camera>_image`` stream as MP4 or GIF (by ``out``'s suffix), atomically,
+    captioned as evaluation's rollout videos are (task, seed, step, outcome; the same writer).
 
     The default camera is the first one the file was collected with (the observer camera).
-    MP4 keeps every frame; frames of odd width or height are padded by one edge pixel.
-    GIF players see the same timing, but Pillow merges identical consecutive frames.
+    ``size`` 0: the stored frames, enlarged by whole factors; else every stored state is
+    rendered again at ``size`` pixels square (the demo's own seed sets the task variant), for
+    watching. ``raw``: the stored frames exactly, no caption (MP4 pads an odd side by one edge
+    pixel). GIF players see the same timing, but Pillow merges identical consecutive frames.
     """
+    if raw and size:
+        raise UserError("a raw video is the stored stream: give --raw or --size, not both")
 
     path, out_path = Path(path), Path(out)
     suffix = out_path.suffix.lower()
@@ -221,21 +235,60 @@ def export_video(path: str, demo: str, out: str, camera: str | None = None, fps:
             )
         key = f"{camera}{IMAGE_SUFFIX}"
         frames = read_dataset(g["obs"], key, f"{path}: {demo}/obs")
+        task = text_of(g.attrs.get("task")) or str(env_args_of(f, str(path)).get("env_name", "?"))
+        seed, success = g.attrs.get("seed"), bool(g.attrs.get("success", False))
+        states = read_dataset(g, "states", f"{path}: {demo}") if size else None
+        env_args = env_args_of(f, str(path)) if size else {}
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
         raise UserError(
             f"{path}: {demo}/obs/{key}: shape {frames.shape} {frames.dtype}, expected (T, H, W, 3) uint8"
         )
+    from embodied.video import episode_frames, write_video  # evaluation's writer and captions
 
-    from embodied.video import write_video  # the one atomic MP4/GIF writer
+    if raw:
+        note = ""
+        h, w = frames.shape[1:3]
+        if suffix == ".mp4" and (h % 2 or w % 2):  # yuv420p needs even sides
+            frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+            note = f", padded to {frames.shape[2]}x{frames.shape[1]}"
+        write_video(out_path, frames, fps)
+        t, h, w = frames.shape[:3]
+        return f"{out_path}: {t} frames of {key} ({w}x{h}{note}, raw) at {fps} fps from {path} {demo}"
+    if size:
+        frames = _render_states(path, demo, env_args, camera, size, seed, states)
 
-    note = ""
-    h, w = frames.shape[1:3]
-    if suffix == ".mp4" and (h % 2 or w % 2):  # yuv420p needs even sides
-        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        note = f", padded to {frames.shape[2]}x{frames.shape[1]}"
-    write_video(out_path, frames, fps)
+    steps = len(frames) - 1  # the stored frames come before each action: success shows on the last
+    captioned = episode_frames(
+        {camera: frames},
+        task,
+        int(seed) if is_int(seed) else -1,
+        steps if success else None,
+        None if success else "horizon",
+    )
+    write_video(out_path, captioned, fps)
     t, h, w = frames.shape[:3]
-    return f"{out_path}: {t} frames of {key} ({w}x{h}{note}) at {fps} fps from {path} {demo}"
+    how = f"rendered again at {w}x{h}" if size else f"{w}x{h} as stored"
+    return f"{out_path}: {t} frames of {key} ({how}, captioned) at {fps} fps from {path} {demo}"
+
+
+def _render_states(path: Path, demo: str, env_args: dict, camera: str, size: int, seed, states) -> np.ndarray:
+    """(T, size, size, 3): each stored state rendered again at ``size`` px in the demo's variant."""
+    from embodied.sim import image_key, make_env
+
+    if seed is None or not is_int(seed):
+        raise UserError(f"{path}: {demo}: attribute seed missing: the states cannot be rendered again")
+    suite, task = env_args.get("type"), env_args.get("env_name")
+    if not isinstance(suite, str) or not isinstance(task, str):
+        raise UserError(f"{path}: /data: env_args needs env_name and type to render the states again")
+    try:
+        env = make_env(suite, task, cameras=(camera,), image_size=size)
+    except UserError as err:
+        raise UserError(f"{path}: /data: env_args: {err}") from None
+    try:
+        env.reset(seed=int(seed))  # the task variant (Meta-World: object and goal placement)
+        return np.stack([env.set_state(state)[image_key(camera)] for state in states])
+    finally:
+        env.close()
 
 
 __all__ = [
