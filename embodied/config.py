@@ -250,8 +250,10 @@ def field_docs(cls) -> dict[str, str]:
     return docs
 
 
-def describe(cls, prefix: str = "") -> list[str]:
-    """One line per field, nested configs expanded; registries list every registered variant."""
+def describe(cls, prefix: str = "", _expanded: dict | None = None) -> list[str]:
+    """One line per field, nested configs expanded; registries list every registered variant,
+    once per key (``policy.head`` under each policy refers back to the first listing)."""
+    expanded = {} if _expanded is None else _expanded  # key -> the variant it was listed under
     lines: list[str] = []
     hints = _hints(cls)
     docs = field_docs(cls)
@@ -263,14 +265,18 @@ def describe(cls, prefix: str = "") -> list[str]:
         if sub is not None:
             registry = _registry_of(sub)
             if registry is not None:
-                lines.append(
-                    f"{prefix}{f.name}: {docs.get(f.name, '')} One of: {', '.join(sorted(registry.configs))}"
-                )
+                key = f"{prefix}{f.name}"
+                lines.append(f"{key}: {docs.get(f.name, '')} One of: {', '.join(sorted(registry.configs))}")
+                if key in expanded:
+                    lines.append(f"  (its settings: as listed under {expanded[key]} above)")
+                    continue
+                expanded[key] = expanded.get("", "the first listing")  # "": the variant being listed
                 for name, variant in sorted(registry.configs.items()):
-                    lines.append(f"  [{prefix}{f.name}.name={name}]")
-                    lines += ["  " + line for line in describe(variant, f"{prefix}{f.name}.")]
+                    lines.append(f"  [{key}.name={name}]")
+                    expanded[""] = f"[{key}.name={name}]"
+                    lines += ["  " + line for line in describe(variant, f"{key}.", expanded)]
             else:
-                lines += describe(sub, f"{prefix}{f.name}.")
+                lines += describe(sub, f"{prefix}{f.name}.", expanded)
             continue
         default = (
             f.default

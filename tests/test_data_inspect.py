@@ -289,3 +289,16 @@ def test_user_errors_name_file_and_demo(demo_file, tmp_path):
     with pytest.raises(UserError, match="no such file"):
         inspect.info([str(tmp_path / "missing.hdf5")])
     assert os.listdir(tmp_path) == []
+
+
+def test_every_collect_setting_has_a_flag():
+    import argparse
+    import dataclasses
+
+    from embodied.cli.data import _collect_parser
+    from embodied.data.collect import CollectConfig
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    _collect_parser(sub)
+    flags = {a.dest for a in sub.choices["collect"]._actions}
+    assert {f.name for f in dataclasses.fields(CollectConfig)} <= flags

@@ -547,3 +547,11 @@ def test_a_policy_without_obs_keys_reads_every_low_dim_stream_and_keeps_them(tin
     stored = yaml.safe_load((run / "config.yaml").read_text())
     assert stored["policy"]["obs_keys"] == expected and "robot_state" in expected
     assert main(["--resume", str(run), "steps=3"]) == 0  # the resolved keys are the same config
+
+
+def test_help_lists_each_registry_once_per_key(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert text.count("policy.head.modes (") == 1  # the heads, under the first policy only
+    assert "as listed under [policy.name=bc_mlp] above" in text

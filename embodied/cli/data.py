@@ -37,6 +37,7 @@ def _collect_parser(sub) -> None:
         help="dataset recipe: a YAML path or a name in datasets/recipes/: "
         + ", ".join(resource_names("datasets/recipes")),
     )
+    p.add_argument("--suite", help="simulation suite (a spec under envs/; default metaworld)")
     p.add_argument("--tasks", nargs="+", help="task names or sets (mt10, mt50, quick)")
     p.add_argument("--episodes", type=int, help="demonstrations per task")
     p.add_argument("--cameras", nargs="+", help="camera streams; the first is the observer camera")
@@ -47,6 +48,8 @@ def _collect_parser(sub) -> None:
     p.add_argument("--keep-failures", action="store_true", default=None, help="keep failed episodes too")
     p.add_argument("--action-noise", type=float, help="std of Gaussian noise on expert actions")
     p.add_argument("--horizon", type=int, help="episode step limit (0: the task default)")
+    p.add_argument("--valid-fraction", type=float, help="share of demos in mask/valid")
+    p.add_argument("--max-attempts", type=int, help="give up on a task after this many x episodes tries")
     p.add_argument("--overwrite", action="store_true", help="replace existing files made with other settings")
 
 
