@@ -603,3 +603,13 @@ def test_diverged_training_is_one_line_and_keeps_the_checkpoint(data, tmp_path, 
     cfg = policy_config(tmp_path / "p.yaml", data, out, steps=4, val_every=0, log_every=2)
     one_error(capsys, train_main([str(cfg)]), "training diverged", "step 4", str(out))
     assert read_checkpoint(out)["train"]["step"] == 2
+
+
+def test_bench_refuses_an_output_folder_it_cannot_make_before_any_work(tmp_path, capsys):
+    from embodied.cli.bench import main as bench_main
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    rc = bench_main(["--preset", "quick", "--out", str(blocker / "bench")])
+    one_error(capsys, rc, str(blocker / "bench"), "is a file")
+    assert blocker.read_text() == "a file, not a folder"

@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         from embodied.bench import load_preset, run_bench
+        from embodied.fileio import check_writable
 
         cfg = load_preset(args.preset, args.overrides)
         if args.seeds is not None:
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = dataclasses.replace(cfg, out=args.out)
         if args.ablations:
             cfg = dataclasses.replace(cfg, ablations=args.ablations)
+        check_writable(cfg.out, "the benchmark's output folder (out)")  # before hours of training
         result = run_bench(cfg, report_only=args.report_only, only_seeds=args.only_seeds)
         md = next((f for f in result["files"] if f.name == "results.md"), None)
         if md is not None:
