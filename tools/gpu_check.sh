@@ -14,7 +14,15 @@
 #   STEPS=4 EPISODES=2 REPS=1 bash tools/gpu_check.sh   # a dry run of the script on a CPU
 #
 # A machine without the simulator's packages gets them from wheels in .whl/ and the EGL loader
-# from .gl/*.deb, where those folders exist (see the device tool's README).
+# from .gl/*.deb, where those folders exist (both git-ignored through .git/info/exclude; about
+# 47 MB together). Made here, for the GPU machine's Python 3.12, as this project did:
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+#     --platform any -d .whl mujoco==3.3.0 gymnasium==1.4.0 metaworld==3.1.1 farama-notifications \
+#     glfw==2.11.0 PyOpenGL==3.1.10            # (one spec per call if pip refuses the mix)
+#   mkdir -p .gl && (cd .gl && apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
+# and the call carries both: run(command="bash tools/gpu_check.sh", carry=[".whl", ".gl"]).
+# imageio-ffmpeg (68 MB) does not fit the 64 MiB a call carries, so the GPU run writes no video.
 set -u
 OUT=${OUT:-/tmp/gpu_check}
 STEPS=${STEPS:-300}        # training steps of each benchmark run
