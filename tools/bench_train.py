@@ -308,8 +308,7 @@ class Step:
         self.scheduler = make_scheduler(self.optimizer, cfg.optim, max(cfg.steps, 10**6))
         self.precision = "fp32" if baseline else cfg.precision
         self.autocast, self.scaler = step.precision(self.device, self.precision)
-        names = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
-        self.precision = names[step.autocast_dtype(self.device, self.precision)]  # auto resolved
+        self.precision = step.precision_name(self.device, self.precision)  # auto resolved
         self.threads = default_threads if baseline or not cfg.threads else cfg.threads
         self.clip = cfg.optim.grad_clip
         self.times: list[float] = []

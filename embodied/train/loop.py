@@ -65,9 +65,9 @@ from embodied.train.runlog import (
 from embodied.train.sampling import ShardedBatches, train_loader
 from embodied.train.setup import build_datasets, build_models, resolve
 from embodied.train.step import (
-    autocast_dtype,
     native_bf16,
     precision,
+    precision_name,
     seed_everything,
     to_device,
     update_step,
@@ -334,9 +334,7 @@ def _train(
             "processes": procs.world_size,
             "device": str(procs.device),
             # what the steps ran in, auto resolved
-            "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[
-                autocast_dtype(procs.device, cfg.precision)
-            ],
+            "precision": precision_name(procs.device, cfg.precision),
             # the GPU memory the run needed (its allocator's high-water mark); None on a CPU
             "cuda_max_memory_mib": (
                 round(torch.cuda.max_memory_allocated(procs.device) / 2**20, 1)

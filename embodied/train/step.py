@@ -79,6 +79,11 @@ def autocast_dtype(device: torch.device, mode: str = "auto") -> torch.dtype | No
     return torch.bfloat16 if mode == "bf16" or torch.cuda.is_bf16_supported() else torch.float16
 
 
+def precision_name(device: torch.device, mode: str = "auto") -> str:
+    """What the steps of ``precision(device, mode)`` compute in: fp32, bf16 or fp16 (auto resolved)."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[autocast_dtype(device, mode)]
+
+
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes in bf16 natively (a CPU: AVX512-BF16 or AMX), not emulated."""
     if device.type == "cuda":
