@@ -250,10 +250,14 @@ def field_docs(cls) -> dict[str, str]:
     return docs
 
 
-def describe(cls, prefix: str = "", _expanded: dict | None = None) -> list[str]:
+def describe(
+    cls, prefix: str = "", _expanded: dict[str, str] | None = None, _under: str = "the first listing"
+) -> list[str]:
     """One line per field, nested configs expanded; registries list every registered variant,
-    once per key (``policy.head`` under each policy refers back to the first listing)."""
-    expanded = {} if _expanded is None else _expanded  # key -> the variant it was listed under
+    once per key (``policy.head`` under each policy refers back to the first listing).
+    ``_expanded``: registry key -> the variant it was listed under; ``_under``: the variant
+    being listed now."""
+    expanded = {} if _expanded is None else _expanded
     lines: list[str] = []
     hints = _hints(cls)
     docs = field_docs(cls)
@@ -270,13 +274,13 @@ def describe(cls, prefix: str = "", _expanded: dict | None = None) -> list[str]:
                 if key in expanded:
                     lines.append(f"  (its settings: as listed under {expanded[key]} above)")
                     continue
-                expanded[key] = expanded.get("", "the first listing")  # "": the variant being listed
+                expanded[key] = _under
                 for name, variant in sorted(registry.configs.items()):
                     lines.append(f"  [{key}.name={name}]")
-                    expanded[""] = f"[{key}.name={name}]"
-                    lines += ["  " + line for line in describe(variant, f"{key}.", expanded)]
+                    nested = describe(variant, f"{key}.", expanded, f"[{key}.name={name}]")
+                    lines += ["  " + line for line in nested]
             else:
-                lines += describe(sub, f"{prefix}{f.name}.", expanded)
+                lines += describe(sub, f"{prefix}{f.name}.", expanded, _under)
             continue
         default = (
             f.default
