@@ -139,8 +139,6 @@ def main(argv: list[str] | None = None) -> int:
             print(inspect.replay(args.path, args.demo))
             return 0
         if args.verb == "video":
-            if args.size < 0:
-                raise UserError(f"--size must be at least 0, got {args.size}")
             print(
                 inspect.export_video(
                     args.path, args.demo, args.out, args.camera, args.fps, args.size, args.raw

@@ -217,16 +217,22 @@ def export_video(
         )
     if fps <= 0:
         raise UserError(f"fps must be positive, got {fps}")
+    if size < 0:
+        raise UserError(f"size must be at least 0, got {size}")
     with open_file(path) as f, reading(path):
         g = get_demo(f, path, demo)
         streams = image_streams(g)
         if not streams:
             raise UserError(f"{path}: {demo}/obs: no camera streams (*{IMAGE_SUFFIX}) stored")
+        try:
+            env_args = env_args_of(f, str(path))
+        except UserError:
+            if size:  # rendering the states again needs the environment the file names
+                raise
+            env_args = {}  # the camera and the caption have other sources
         if camera is None:
-            try:
-                wanted = env_args_of(f, str(path)).get("env_kwargs", {}).get("cameras") or []
-            except (UserError, AttributeError):
-                wanted = []
+            kwargs = env_args.get("env_kwargs")
+            wanted = (kwargs.get("cameras") if isinstance(kwargs, dict) else None) or []
             camera = next((c for c in wanted if c in streams), streams[0])
         camera = camera[: -len(IMAGE_SUFFIX)] if camera.endswith(IMAGE_SUFFIX) else camera
         if camera not in streams:
@@ -235,10 +241,9 @@ def export_video(
             )
         key = f"{camera}{IMAGE_SUFFIX}"
         frames = read_dataset(g["obs"], key, f"{path}: {demo}/obs")
-        task = text_of(g.attrs.get("task")) or str(env_args_of(f, str(path)).get("env_name", "?"))
+        task = text_of(g.attrs.get("task")) or str(env_args.get("env_name", "?"))
         seed, success = g.attrs.get("seed"), bool(g.attrs.get("success", False))
         states = read_dataset(g, "states", f"{path}: {demo}") if size else None
-        env_args = env_args_of(f, str(path)) if size else {}
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
         raise UserError(
             f"{path}: {demo}/obs/{key}: shape {frames.shape} {frames.dtype}, expected (T, H, W, 3) uint8"
