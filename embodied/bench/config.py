@@ -70,7 +70,12 @@ class EvalSettings:
     seed_start: int = EVAL_SEED_START
     """Seed of each task's first episode; held out: demonstrations use seeds below it."""
     horizon: int = 0
-    """Episode step limit; 0: each task's default."""
+    """Episode step limit; 0: each task's default (or the protocol's)."""
+    protocol: str = "embodied"
+    """Which episodes run (:mod:`embodied.eval.protocol`): ``embodied`` (seeds from
+    ``seed_start``) or a suite's own, e.g. ``metaworld`` (Meta-World's goals, 500 steps)."""
+    protocol_seed: int | None = None
+    """The seed a suite's own protocol draws its goals from; None: its default."""
     workers: int = 2
     """Rollout worker processes; 0: in process."""
     envs_per_worker: int = 0

@@ -312,6 +312,19 @@ def _alignment_section(payload: dict) -> list[str]:
     return lines + [""] + _family_table(payload, "alignment", keys, "") + [""]
 
 
+def _rollout_protocol(e: dict) -> str:
+    """Which episodes the bench's rollouts ran (the eval settings)."""
+    protocol = e.get("protocol", "embodied")
+    if protocol == "embodied":
+        return (
+            f"held-out seeds {e['seed_start']}..{e['seed_start'] + e['episodes'] - 1}, "
+            f"horizon {e['horizon'] or 'task default'}"
+        )
+    seed = e.get("protocol_seed")
+    seed = "its default" if seed is None else seed
+    return f"protocol {protocol} (its goals for seed {seed}, one episode each, its horizon)"
+
+
 def results_markdown(payload: dict) -> str:
     cfg = payload["config"]
     e = cfg["eval"]
@@ -323,8 +336,7 @@ def results_markdown(payload: dict) -> str:
         "",
         f"Demonstrations: {', '.join(cfg['data']['paths'])}; {len(tasks)} task(s): {', '.join(tasks)}. "
         f"Training seeds {seeds[0]}..{seeds[-1]}, the same demonstrations for every method and seed. "
-        f"Rollouts: {e['episodes']} episodes per task, held-out seeds {e['seed_start']}.."
-        f"{e['seed_start'] + e['episodes'] - 1}, horizon {e['horizon'] or 'task default'}.",
+        f"Rollouts: {e['episodes']} episodes per task, {_rollout_protocol(e)}.",
         "",
         "Each cell: the mean over training seeds with its 95 % t interval; Δ: the mean of the per-seed "
         "paired differences with its 95 % t interval (an interval excluding 0 is a consistent difference); "

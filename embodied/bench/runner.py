@@ -216,6 +216,8 @@ def evaluate_run(cfg: BenchConfig, method: str, folder: Path) -> tuple[dict, dic
         seed_start=e.seed_start,
         workers=e.workers,
         horizon=e.horizon or None,
+        protocol=e.protocol,
+        protocol_seed=e.protocol_seed,
         envs_per_worker=e.envs_per_worker or None,
         recognize=kind in ("recognizer", "joint"),
         recognizer_data=cfg.data.paths,

@@ -4,13 +4,19 @@ embodied-eval runs/joint_quick                          # the run's checkpoints/
 embodied-eval runs/joint_quick/checkpoints/best.pt --episodes 20 --tasks drawer-open-v3
 embodied-eval runs/policy_mt10 --workers 4 --videos 2 --cameras corner corner2
 embodied-eval runs/policy_mt10 --videos-only --videos 3 --gif
+embodied-eval runs/policy_mt10 --protocol metaworld     # Meta-World's own: 50 goals per task, 500 steps
 embodied-eval runs/recognizer_mt10                      # a recognizer alone: its report on the valid split
 embodied-eval runs/joint_quick --classify rollout.mp4 other.gif   # which task does each video show?
 
 Writes ``results.json`` (everything, per episode too) and ``results.md`` (a table per task and
 overall, with 95 % Wilson intervals) into --out (default: ``<run folder>/eval/``), videos into
 its ``videos/`` folder, and prints the table. Episode i of every task uses seed
---seed-start + i; the default start is above every demonstration seed. A checkpoint with a
+--seed-start + i; the default start is above every demonstration seed. --protocol metaworld
+runs Meta-World's protocol instead, for results to set beside published Meta-World numbers:
+per task the 50 goals its benchmark draws for --seed (Meta-World's MT10/MT25/MT50 when the
+tasks are exactly that set, else MT1 per task), one episode per goal, 500 steps, success at
+any step; --episodes N takes the first N goals its evaluator visits (LeRobot reports 10 per
+task: --episodes 10). results.json's ``protocol`` says which ran. A checkpoint with a
 recognizer also gets its validation accuracy and its verdict on the rollouts (does it
 recognize the instructed task?); with a mirror head too, each episode's alignment, related
 to success. Ctrl-C writes the episodes finished so far.
@@ -70,6 +76,18 @@ def parser() -> argparse.ArgumentParser:
         help=f"seed of each task's first episode ({EVAL_SEED_START})",
     )
     p.add_argument("--horizon", type=int, default=0, help="episode step limit; 0: each task's default")
+    p.add_argument(
+        "--protocol",
+        default="embodied",
+        help="which episodes run: embodied (default: seeds from --seed-start, each task's horizon) or a "
+        "suite's own: metaworld (Meta-World's goals for --seed, one episode per goal, 500 steps)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        help="the seed a suite's own protocol draws its goals from (metaworld: 42, as Meta-World's "
+        "documentation)",
+    )
     p.add_argument(
         "--videos", type=int, default=0, metavar="K", help="write the first K episodes of each task as videos"
     )
@@ -194,6 +212,7 @@ def evaluate(args: argparse.Namespace) -> int:
         "judge_episodes": 0,
         "clips": 1,
         "seed_start": 0,
+        "seed": 0,
     }
     for name, low in minimum.items():
         value = getattr(args, name)
@@ -234,6 +253,8 @@ def evaluate(args: argparse.Namespace) -> int:
         workers=args.workers,
         policy_in_workers=False if args.policy_in_main else None,
         horizon=horizon,
+        protocol=args.protocol,
+        protocol_seed=args.seed,
         progress=True,
     )
     videos = Videos(folder=out / "videos", cameras=cameras, gif=args.gif, fps=args.fps, size=args.video_size)
@@ -282,6 +303,8 @@ def evaluate(args: argparse.Namespace) -> int:
         "workers": args.workers,
         "seed_start": args.seed_start,
         "horizon": horizon,
+        "protocol": args.protocol,
+        "protocol_seed": args.seed,
         "videos": args.videos,
         "cameras": list(cameras),
         "observer": observer,

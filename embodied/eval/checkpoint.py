@@ -18,6 +18,7 @@ from pathlib import Path
 from embodied.data.collect import EVAL_SEED_START
 from embodied.errors import UserError
 from embodied.eval.judge import RolloutJudge, judge_summary, per_task_agreement
+from embodied.eval.protocol import EMBODIED, schedule
 from embodied.eval.recognition import RecognizerReport, evaluate_recognizer, open_clips, write_report
 from embodied.eval.results import EvalResults, EvaluationFailed, EvaluationInterrupted
 from embodied.eval.rollout import Videos, evaluate_policy, instruction_ids, suite_of
@@ -92,6 +93,8 @@ def evaluate_checkpoint(
     envs_per_worker: int | None = None,
     policy_in_workers: bool | None = None,
     horizon: int | None = None,
+    protocol: str = EMBODIED,
+    protocol_seed: int | None = None,
     recognize: bool = True,
     recognizer_data: Sequence[str] | None = None,
     clips_per_video: int = 5,
@@ -105,7 +108,8 @@ def evaluate_checkpoint(
     """Evaluate ``loaded`` (what :func:`~embodied.train.checkpoint.load_model` returns).
 
     Rollouts (``rollouts`` and a policy in the checkpoint): ``episodes`` per task of ``tasks``
-    (default: every task trained on) from ``seed_start``. Recognition (``recognize`` and a
+    (default: every task trained on) from ``seed_start``, or as a suite's own ``protocol``
+    fixes them (:mod:`embodied.eval.protocol`). Recognition (``recognize`` and a
     recognizer): the report on the ``valid`` split of ``recognizer_data`` (default: the run's
     data), its files written into ``report_dir`` when given; with ``skip_missing_data`` data
     that moved is noted in ``recognition_error`` while the rollouts still run. The judge reads
@@ -123,6 +127,16 @@ def evaluate_checkpoint(
         ev.suite = suite_of(spec.task_names) if suite is None else suite
         ev.tasks = select_tasks(tasks, ev.suite, spec, None)
         ev.observer = config.data.camera or load_suite(ev.suite).observer_camera
+        # The protocol is checked (its goals drawn, kept for evaluate_policy) before the long work.
+        schedule(
+            protocol,
+            suite=ev.suite,
+            tasks=ev.tasks,
+            episodes=episodes,
+            seed_start=seed_start,
+            horizon=horizon,
+            seed=protocol_seed,
+        )
 
     if recognize and recognizer is not None:
         try:
@@ -174,6 +188,8 @@ def evaluate_checkpoint(
             envs_per_worker=envs_per_worker,
             policy_in_workers=policy_in_workers,
             horizon=horizon,
+            protocol=protocol,
+            protocol_seed=protocol_seed,
             suite=ev.suite,
             progress=progress,
             videos=videos,

@@ -50,6 +50,9 @@ class EpisodePlan:
     """Cameras rendered for a video of the episode, at ``video_size``, apart from the observations."""
     video_size: int = 0
     """Side of the video frames in pixels."""
+    variant: tuple[float, ...] | None = None
+    """The task variant to start from, as a suite's own protocol fixes it
+    (``reset(options={"variant": ...})``); None: the seed draws it."""
 
 
 @dataclass
@@ -143,7 +146,10 @@ class EvalEnv(gym.Env):
             return self._blank, {}
         try:
             env = self._env_for(self._plan.task, self._plan.record)
-            obs, _ = env.reset(seed=self._plan.seed)
+            variant = self._plan.variant
+            obs, _ = env.reset(
+                seed=self._plan.seed, options=None if variant is None else {"variant": variant}
+            )
         except Exception as err:
             self._drop_env()
             return self._blank, {"error": f"reset raised {one_line(err, typed=True, limit=200)}"}

@@ -3,7 +3,8 @@
 ``results.json`` (format ``embodied-eval-results``, version 1) is the flat JSON of
 :class:`~embodied.eval.rollout.EvalResults` (``success_rate``, ``ci_low``, ``ci_high``,
 ``tasks`` -> per-task summaries, ``overall``, ``episodes`` -> per-episode records, ...) plus
-``format``, ``format_version``, ``checkpoint``, ``kind``, ``settings``, ``recognizer`` (its
+``protocol`` (which episodes ran: :mod:`embodied.eval.protocol`), ``format``,
+``format_version``, ``checkpoint``, ``kind``, ``settings``, ``recognizer`` (its
 validation accuracy, or null) and ``judge`` (the recognizer's verdict on the rollouts, or
 null). Numbers that do not exist (a mean over no episode) are null, never NaN. Both files are
 written atomically.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from embodied.eval.protocol import EMBODIED, describe
 from embodied.eval.results import EvalResults
 from embodied.fileio import json_safe, write_text
 
@@ -77,11 +79,16 @@ def results_markdown(payload: dict) -> str:
     if "tasks" in payload:
         n_done = len(payload["episodes"])
         planned = payload["episodes_per_task"] * len(payload["task_names"])
-        horizon = s.get("horizon") or "task default"
         n, first = payload["episodes_per_task"], payload["seed_start"]
+        protocol = payload.get("protocol") or {
+            "name": EMBODIED,
+            "seed_start": first,
+            "horizon": s.get("horizon"),
+        }
+        seeds = f"seeds {first}..{first + n - 1}, " if protocol["name"] == EMBODIED else ""
         lines += [
-            f"{payload['suite']}, {len(payload['task_names'])} task(s) x {n} episodes, "
-            f"seeds {first}..{first + n - 1}, horizon {horizon}, {payload['workers']} worker(s), "
+            f"{payload['suite']}, {len(payload['task_names'])} task(s) x {n} episodes, {describe(protocol)}, "
+            f"{seeds}{payload['workers']} worker(s), "
             f"the policy in {'each worker' if payload.get('policy_in_workers') else 'the main process'}, "
             f"{payload['env_steps']} steps in {payload['wall_s']:.1f} s "
             f"({payload['steps_per_s']:.0f} steps/s)",

@@ -37,6 +37,9 @@ class EpisodeRecord:
     non-finite observation or action, unstable simulation); None on success."""
     video: str | None = None
     """Path of the episode's video, if one was written."""
+    variant: list[float] | None = None
+    """The task variant it started from when the protocol fixed one (Meta-World's: the goal's
+    ``rand_vec``); None when the seed drew it."""
     extra: dict = field(default_factory=dict)
     """Further per-episode results, e.g. the recognizer's verdict (:mod:`embodied.eval.judge`)."""
 
@@ -95,6 +98,10 @@ class EvalResults:
     """Episodes planned per task."""
     seed_start: int
     """Seed of each task's first episode."""
+    protocol: dict
+    """Which episodes ran (:mod:`embodied.eval.protocol`): ``name`` (``embodied``, or a suite's
+    own such as ``metaworld``), its seed(s), ``horizon`` (None: each task's default) and, for a
+    suite's protocol, where its goals come from (``goals``)."""
     success_rate: float | None
     """Overall success rate, pooled over every episode."""
     ci_low: float
@@ -140,6 +147,7 @@ def build_results(
     episodes: int,
     seed_start: int,
     workers: int,
+    protocol: dict,
     envs_per_worker: int = 1,
     wall_s: float = 0.0,
     startup_s: float = 0.0,
@@ -154,6 +162,7 @@ def build_results(
         task_names=list(tasks),
         episodes_per_task=episodes,
         seed_start=seed_start,
+        protocol=protocol,
         success_rate=overall.success_rate,
         ci_low=overall.ci_low,
         ci_high=overall.ci_high,

@@ -7,7 +7,8 @@
 
 Seeds: episode i of every task runs with seed ``seed_start + i``; the default start,
 :data:`~embodied.data.collect.EVAL_SEED_START`, is above every demonstration seed, and the
-same seeds for every method and training seed make their results paired.
+same seeds for every method and training seed make their results paired; a suite's own
+``protocol`` (``metaworld``) fixes the episodes instead (:mod:`embodied.eval.protocol`).
 
 Where the policy runs
 ---------------------
@@ -85,6 +86,7 @@ from embodied.data.collect import EVAL_SEED_START
 from embodied.errors import UserError
 from embodied.eval.envs import EpisodePlan, EvalEnv, Recording, default_env_fn
 from embodied.eval.pool import EnvPool, Extension
+from embodied.eval.protocol import EMBODIED, schedule
 from embodied.eval.results import (
     EpisodeRecord,
     EvalResults,
@@ -240,6 +242,8 @@ def evaluate_policy(
     torch_threads: int | None = 1,
     policy_in_workers: bool | None = None,
     progress: bool = False,
+    protocol: str = EMBODIED,
+    protocol_seed: int | None = None,
 ) -> EvalResults:
     """Roll ``policy`` out for ``episodes`` episodes of each task; see the module doc.
 
@@ -253,7 +257,9 @@ def evaluate_policy(
       :data:`DEFAULT_ENVS_PER_WORKER` with workers, 1 in process; never more than the
       episodes need. The results depend neither on it nor on ``workers``: every episode is
       fixed by its seed.
-    - ``horizon``: step limit of every episode (None: each task's default).
+    - ``horizon``: step limit of every episode (None: each task's default, or the protocol's).
+    - ``protocol``, ``protocol_seed``: ``embodied`` (seeds from ``seed_start``) or a suite's
+      own, e.g. ``metaworld`` with its seed (:mod:`embodied.eval.protocol`).
     - ``videos``: which episodes are written as videos, of which cameras, where (:class:`Videos`).
     - ``observer``, ``observer_episodes``: the first ``observer_episodes`` episodes of each
       task also record the ``observer`` camera and the observations, passed to ``on_episode``
@@ -301,22 +307,30 @@ def evaluate_policy(
     if policy_size is not None and image_size is not None and image_size != policy_size:
         raise UserError(f"the policy reads {policy_size} px images; image_size {image_size} differs")
     image_size = int(policy_size or image_size or spec.image_size or 84)
+    fixed = schedule(
+        protocol,
+        suite=suite,
+        tasks=tasks,
+        episodes=episodes,
+        seed_start=seed_start,
+        horizon=horizon,
+        seed=protocol_seed,
+    )
+    horizon = fixed.horizon
 
-    plan: list[EpisodePlan] = []
-    for task in tasks:
-        for i in range(episodes):
-            record = (observer,) if i < observer_episodes else ()
-            video = cameras if i < video_episodes else ()
-            plan.append(
-                EpisodePlan(
-                    task,
-                    seed_start + i,
-                    record,
-                    keep_obs=i < observer_episodes,
-                    video=video,
-                    video_size=videos.size or image_size,
-                )
-            )
+    plan = [  # task after task, seed after seed
+        EpisodePlan(
+            task,
+            seed_start + i,
+            (observer,) if i < observer_episodes else (),
+            keep_obs=i < observer_episodes,
+            video=cameras if i < video_episodes else (),
+            video_size=videos.size or image_size,
+            variant=fixed.variants[task][i] if fixed.variants else None,
+        )
+        for task in tasks
+        for i in range(episodes)
+    ]
     in_process = workers <= 1
     processes = 0 if in_process else workers
     if envs_per_worker is None:
@@ -426,6 +440,7 @@ def evaluate_policy(
             episodes=episodes,
             seed_start=seed_start,
             workers=max(processes, 1),
+            protocol=fixed.info,
             envs_per_worker=envs_per_worker,
             wall_s=wall_s,
             startup_s=startup_s,

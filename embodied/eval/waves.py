@@ -116,6 +116,7 @@ class _Wave:
             length=int(self.length[i]),
             steps_to_success=self.success_step[i],
             failure=None if success else (self.error[i] or HORIZON),
+            variant=None if plan.variant is None else list(plan.variant),
         )
 
 

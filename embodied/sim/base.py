@@ -17,6 +17,9 @@ What callers (collection, evaluation, replay, the tests) rely on, and nothing mo
   are clipped, not refused.
 - **reset(seed=s)** is deterministic: the same seed gives the same initial state and task
   variant in any instance, in any process. ``info["success"]`` is ``False`` there.
+  ``reset(options={"variant": v})`` starts from the variant ``v`` instead of the one the seed
+  draws, where the suite has such vectors (Meta-World's ``rand_vec``: object and goal
+  positions); a suite's own evaluation protocol (:class:`FixedEpisodes`) fixes its episodes so.
 - **step** returns gymnasium's 5-tuple with a float reward and bool ``terminated``/``truncated``:
   ``terminated`` when the task succeeds (if ``terminate_on_success``), ``truncated`` at
   ``horizon`` steps. ``info["success"]`` (bool) is set on every step; ``info["unstable"]``
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
@@ -54,6 +58,24 @@ def check_render_mode(mode: str | None) -> str | None:
 def image_key(camera: str) -> str:
     """The observation key of a camera's image stream (robomimic's naming)."""
     return f"{camera}_image"
+
+
+@dataclass(frozen=True)
+class FixedEpisodes:
+    """The episodes a suite's own evaluation protocol fixes (the registry's ``protocols``), as
+    opposed to embodied's default of one freshly seeded variant per episode."""
+
+    name: str
+    """The protocol's name (``metaworld``)."""
+    seed: int
+    """The seed its variants were drawn from."""
+    horizon: int
+    """Its step limit, the same for every task."""
+    variants: dict[str, list[tuple[float, ...]]]
+    """task -> the variant of each episode, in the order the protocol runs them
+    (``reset(options={"variant": v})``)."""
+    source: str
+    """Where the variants come from, in words, for the results."""
 
 
 class SuiteEnv(gym.Env):

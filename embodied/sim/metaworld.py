@@ -16,7 +16,8 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from embodied.sim.base import SuiteEnv, check_render_mode, image_key
+from embodied.errors import UserError
+from embodied.sim.base import FixedEpisodes, SuiteEnv, check_render_mode, image_key
 from embodied.sim.render import CameraRenderer, RenderOptions, upright_cameras
 from embodied.sim.spec import load_suite
 
@@ -93,7 +94,16 @@ class MetaWorldEnv(SuiteEnv):
         super().reset(seed=seed)
         if seed is not None:
             self._env.seed(int(seed))  # Meta-World ignores reset(seed=); this seeds its variant
-        raw, _ = self._env.reset()
+        variant = (options or {}).get("variant")
+        if variant is None:
+            raw, _ = self._env.reset()
+        else:  # a fixed rand_vec (the Meta-World protocol's goals): frozen for this reset only
+            self._env._last_rand_vec = np.asarray(variant, dtype=np.float64)
+            self._env._freeze_rand_vec = True
+            try:
+                raw, _ = self._env.reset()
+            finally:
+                self._env._freeze_rand_vec = False
         self._t = 0
         return self._observe(raw), {"success": False}
 
@@ -184,3 +194,66 @@ class MetaWorldEnv(SuiteEnv):
             for cam, img in self._renderer.render(self._env.data).items():
                 obs[image_key(cam)] = img
         return obs
+
+
+# -- Meta-World's own evaluation protocol --------------------------------------------------
+PROTOCOL_SEED = 42
+"""The default benchmark seed of ``--protocol metaworld``: the one Meta-World's documentation
+uses in its examples (its own default, None, draws different goals every run)."""
+PROTOCOL_HORIZON = 500
+"""Meta-World's step limit (``max_path_length``)."""
+GOALS_PER_TASK = 50
+"""Goals per task in Meta-World's benchmarks (``metaworld._N_GOALS``)."""
+
+
+def protocol_episodes(tasks: list[str], episodes: int, seed: int = PROTOCOL_SEED) -> FixedEpisodes:
+    """Meta-World's multi-task protocol (its docs/evaluation/evaluation.md, what
+    ``metaworld.evaluation.evaluation`` runs): for each task, the goals its benchmark draws for
+    ``seed``, one episode per goal, in the order its evaluator visits them, 500 steps.
+
+    The goals come from Meta-World's own code, not a copy of it: the environments that
+    ``gymnasium.make_vec("Meta-World/MT10" | "Meta-World/MT25" | "Meta-World/MT50", seed=seed,
+    task_select="pseudorandom")`` builds when ``tasks`` is exactly that benchmark's set (its goals
+    depend on the whole set: one generator draws them task after task), else
+    ``gymnasium.make("Meta-World/MT1", env_name=task, seed=seed, task_select="pseudorandom")``
+    for each task, are reset ``episodes`` times each, as the evaluator's resets do, and the goal
+    (``rand_vec``) of each reset is read off. Pseudorandom selection visits every goal once
+    (Meta-World's default, random, draws with replacement); the first ``episodes`` visited are
+    the first ``episodes`` of a run of Meta-World's evaluator with ``num_episodes=episodes``.
+    """
+    import metaworld
+    from metaworld import env_dict
+
+    if not 1 <= episodes <= GOALS_PER_TASK:
+        raise UserError(
+            f"the Meta-World protocol runs one episode per goal, {GOALS_PER_TASK} goals per task: "
+            f"episodes must be 1..{GOALS_PER_TASK}, got {episodes}"
+        )
+    name_of = {cls: name for name, cls in env_dict.ALL_V3_ENVIRONMENTS.items()}
+    benchmarks = {"MT10": env_dict.MT10_V3, "MT25": env_dict.MT25_V3, "MT50": env_dict.MT50_V3}
+    bench = next((b for b, classes in benchmarks.items() if set(classes) == set(tasks)), None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Meta-World's gymnasium wrappers warn about their own spaces
+        if bench is not None:
+            vector = metaworld.make_mt_envs(bench, seed=seed, task_select="pseudorandom")
+            envs = list(vector.envs)
+            source = f"Meta-World {bench}(seed={seed}), pseudorandom task selection"
+        else:
+            envs = [metaworld.make_mt_envs(t, seed=seed, task_select="pseudorandom") for t in tasks]
+            source = f"Meta-World MT1(env_name=<task>, seed={seed}) per task, pseudorandom task selection"
+        variants: dict[str, list[tuple[float, ...]]] = {}
+        for env in envs:
+            env.get_wrapper_attr("toggle_sample_tasks_on_reset")(True)
+            goals = []
+            for _ in range(episodes):
+                env.reset()  # as the evaluator's reset and its vector env's autoresets: the next goal
+                goals.append(tuple(float(v) for v in env.unwrapped._last_rand_vec))
+            variants[name_of[type(env.unwrapped)]] = goals
+            env.close()
+    return FixedEpisodes(
+        name="metaworld",
+        seed=seed,
+        horizon=PROTOCOL_HORIZON,
+        variants={t: variants[t] for t in tasks},
+        source=source,
+    )

@@ -9,7 +9,10 @@ An entry says everything the rest of the framework needs to know about a suite:
 - ``has_expert``: whether its adapters' ``expert()`` returns a scripted expert (collection needs
   one);
 - ``preload``: the modules that evaluation's forkserver imports once for every worker, so
-  that a worker forked from it starts without importing the simulator again.
+  that a worker forked from it starts without importing the simulator again;
+- ``protocols``: the suite's own evaluation protocols beside embodied's default, each a
+  function ``(tasks, episodes, seed) -> FixedEpisodes`` (``module:function``), e.g. Meta-World's
+  (``embodied-eval --protocol metaworld``).
 
 Adding a suite: write ``embodied/sim/<suite>.py`` (the adapter) and ``envs/<suite>.yaml`` (the
 spec), then one :func:`register_suite` call at the end of this module. Nothing else names a
@@ -25,9 +28,14 @@ Every task of every registered suite is also a gymnasium environment, ``embodied
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from embodied.errors import UserError
+
+if TYPE_CHECKING:
+    from embodied.sim.base import FixedEpisodes
 
 
 @dataclass(frozen=True)
@@ -43,9 +51,23 @@ class Suite:
     preload: tuple[str, ...] = ()
     """Modules the evaluation workers' forkserver imports once (the adapter's module is always
     among them)."""
+    protocols: tuple[tuple[str, str], ...] = ()
+    """(name, ``module:function``) of each evaluation protocol of the suite's own; the function
+    takes (tasks, episodes, seed) and returns a :class:`~embodied.sim.base.FixedEpisodes`."""
 
     def env_class(self) -> type:
         module, _, attr = self.env.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def protocol(self, name: str) -> Callable[..., FixedEpisodes]:
+        """The function of protocol ``name``, or one line naming the suite's protocols."""
+        found = dict(self.protocols).get(name)
+        if found is None:
+            known = ", ".join(["embodied", *(n for n, _ in self.protocols)])
+            raise UserError(
+                f"suite {self.name!r} has no evaluation protocol {name!r}; its protocols: {known}"
+            )
+        module, _, attr = found.partition(":")
         return getattr(importlib.import_module(module), attr)
 
     @property
@@ -119,5 +141,6 @@ register_suite(
         env="embodied.sim.metaworld:MetaWorldEnv",
         spec="metaworld",
         has_expert=True,
+        protocols=(("metaworld", "embodied.sim.metaworld:protocol_episodes"),),
     )
 )
