@@ -22,4 +22,4 @@ test-all: setup
 	$(PY) -m pytest -m ""
 
 lint:
-	ruff check . && ruff format --check .
+	ruff check . && ruff format --check embodied tests tools  # as .ci/run: newer ruff also formats the README's code blocks
