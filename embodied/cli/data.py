@@ -8,6 +8,7 @@ embodied-data upgrade datasets/old                  # format_version 1 -> 2 (cla
 embodied-data replay datasets/quick/drawer-open-v3.hdf5 --demo demo_0
 embodied-data video datasets/quick/drawer-open-v3.hdf5 --demo demo_0 --out demo0.mp4
 embodied-data video datasets/quick/drawer-open-v3.hdf5 --demo demo_0 --out demo0.mp4 --size 256
+embodied-data export datasets/quick --format lerobot --out exports/quick   # a LeRobotDataset v3.0
 """
 
 from __future__ import annotations
@@ -100,6 +101,21 @@ def main(argv: list[str] | None = None) -> int:
         "default 0: the stored frames, enlarged",
     )
     p.add_argument("--raw", action="store_true", help="the stored frames exactly, without captions")
+    p = sub.add_parser("export", help="write demonstration files in another framework's format")
+    p.add_argument("paths", nargs="+", help="HDF5 files or folders of them")
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=["lerobot"],
+        help="lerobot: a LeRobotDataset v3.0 folder (parquet, MP4, meta/)",
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--fps",
+        type=int,
+        help="frames per second (default: the suite's control rate, Meta-World 80; robosuite's control_freq)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = parser.parse_args(argv)
 
     def run() -> int:
@@ -143,6 +159,17 @@ def main(argv: list[str] | None = None) -> int:
                 inspect.export_video(
                     args.path, args.demo, args.out, args.camera, args.fps, args.size, args.raw
                 )
+            )
+            return 0
+        if args.verb == "export":
+            from embodied.data.export import export_lerobot
+
+            info = export_lerobot(args.paths, args.out, fps=args.fps, overwrite=args.overwrite)
+            cams = [k for k, ft in info["features"].items() if ft["dtype"] == "video"]
+            print(
+                f"{args.out}: LeRobotDataset {info['codebase_version']}, {info['total_episodes']} episodes, "
+                f"{info['total_frames']} frames, {info['total_tasks']} tasks, {info['fps']} fps"
+                + (f", videos: {', '.join(cams)}" if cams else "")
             )
             return 0
         raise UserError(f"unknown verb {args.verb}")
