@@ -246,6 +246,8 @@ def evaluate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     horizon = args.horizon or None
+    if args.protocol != "embodied":  # drawing the suite's goals builds its environments: seconds
+        print(f"protocol {args.protocol}: drawing its goals", file=sys.stderr)
     common = dict(
         tasks=tasks,
         suite=suite,
