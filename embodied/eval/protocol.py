@@ -84,11 +84,13 @@ def _fixed_episodes(
     return make(list(tasks), episodes) if seed is None else make(list(tasks), episodes, seed)
 
 
-def describe(info: dict) -> str:
-    """One line for a report: which protocol ran, with its seeds and horizon."""
+def describe(info: dict, episodes: int | None = None) -> str:
+    """One line for a report: which protocol ran, with its seeds and horizon (``episodes``:
+    per task, for the range of embodied's seeds)."""
     if info.get("name", EMBODIED) == EMBODIED:
-        horizon = info["horizon"] or "task default"
-        return f"protocol embodied (held-out seeds from {info['seed_start']}, horizon {horizon})"
+        first = info["seed_start"]
+        seeds = f"seeds {first}..{first + episodes - 1}" if episodes else f"seeds from {first}"
+        return f"protocol embodied (held-out {seeds}, horizon {info['horizon'] or 'task default'})"
     return f"protocol {info['name']} ({info['goals']}, one episode per goal, horizon {info['horizon']})"
 
 

@@ -85,10 +85,9 @@ def results_markdown(payload: dict) -> str:
             "seed_start": first,
             "horizon": s.get("horizon"),
         }
-        seeds = f"seeds {first}..{first + n - 1}, " if protocol["name"] == EMBODIED else ""
         lines += [
-            f"{payload['suite']}, {len(payload['task_names'])} task(s) x {n} episodes, {describe(protocol)}, "
-            f"{seeds}{payload['workers']} worker(s), "
+            f"{payload['suite']}, {len(payload['task_names'])} task(s) x {n} episodes, "
+            f"{describe(protocol, n)}, {payload['workers']} worker(s), "
             f"the policy in {'each worker' if payload.get('policy_in_workers') else 'the main process'}, "
             f"{payload['env_steps']} steps in {payload['wall_s']:.1f} s "
             f"({payload['steps_per_s']:.0f} steps/s)",

@@ -110,8 +110,9 @@ class MirrorHead(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """The unweighted alignment loss and metrics; the caller multiplies by ``config.weight``.
 
-        Metrics: ``loss``; ``temperature``; ``recall@1_u2e`` and ``recall@1_e2u``, retrieval of
-        the partner of the same row among the batch (the paper's alignment measure);
+        Metrics: ``loss``; ``temperature``; ``recall@1_u2e`` and ``recall@1_e2u`` (logged as
+        ``mirror/recall@1_*``, batch Recall@1), retrieval of the partner of the same row among
+        the batch (the paper's alignment measure);
         ``cos_pos`` and ``cos_neg``, mean cosine of positive and negative pairs at the configured
         level (NaN when the batch has no negative pair); ``no_negatives``, 1.0 when no row had a
         negative so the loss is 0 and teaches nothing (e.g. one task at the class level).

@@ -131,7 +131,7 @@ def format_summary(s: dict) -> str:
         lines.append(" | ".join(parts))
     if "recall@1_u2e" in val:
         lines.append(
-            "val Recall@1 u->e {:.3f}, e->u {:.3f}; Recall@5 u->e {:.3f}, e->u {:.3f} "
+            "val pair Recall@1 u->e {:.3f}, e->u {:.3f}; pair Recall@5 u->e {:.3f}, e->u {:.3f} "
             "(chance @1 {:.3f}, @5 {:.3f}; {:.0f} pairs)".format(
                 val["recall@1_u2e"],
                 val["recall@1_e2u"],
@@ -153,7 +153,7 @@ def format_summary(s: dict) -> str:
             f"(chance {_fmt(val.get('gallery/chance@1_within_instruction'))})"
         )
         lines.append(
-            f"val gallery of {val['gallery/gallery']:.0f} episodes, Recall@1 u->e/e->u: " + "; ".join(parts)
+            f"val gallery Recall@1 u->e/e->u over {val['gallery/gallery']:.0f} episodes: " + "; ".join(parts)
         )
     if "cka" in val:
         lines.append(

@@ -61,11 +61,11 @@ def validate(
     """Mean metrics over fixed validation batches; with a mirror head, alignment over all the pairs.
 
     Besides the batch means (``loss``, ``policy/*``, ``recognizer/*``, ``mirror/*``), joint and
-    probe runs get, over every validation pair at once (see :func:`alignment_metrics`):
-    Recall@1/5 both ways and their chance levels, ``cos_pos``/``cos_neg``, ``pair_cos`` and the
-    linear CKA of the raw features. With ``gallery`` (sample indices, :func:`gallery_indices`)
-    they also get ``gallery/*``: retrieval among one episode-averaged pair per validation
-    episode at every positive level, with chance levels (see
+    probe runs get, over every validation pair at once (see :func:`alignment_metrics`): pair
+    Recall@1/5 both ways (``recall@1_u2e``, ...) and their chance levels, ``cos_pos``/``cos_neg``,
+    ``pair_cos`` and the linear CKA of the raw features. With ``gallery`` (sample indices,
+    :func:`gallery_indices`) they also get ``gallery/*`` (gallery Recall@1): retrieval among one
+    episode-averaged pair per validation episode at every positive level, with chance levels (see
     :func:`~embodied.mirror.gallery_retrieval`); with ``tsne`` a path, that gallery's ``z_u``
     and ``z_e`` are drawn there, coloured by class and marked by instruction (``spec``'s names).
     """
