@@ -66,6 +66,7 @@ FREE_SETTINGS = (
     "train.data.image_cache_bytes",
     "train.probe.policy_ckpt",
     "train.probe.recognizer_ckpt",
+    "train.wandb",
 )
 """Settings a finished run may differ in and still count: where things are (a moved bench
 folder or dataset) and how fast they run do not change its numbers."""

@@ -69,6 +69,20 @@ class DataConfig:
 
 
 @dataclass
+class WandbConfig:
+    mode: Literal["off", "online", "offline"] = "off"
+    """Weights & Biases logging beside metrics.jsonl and TensorBoard (``pip install
+    'embodied[wandb]'``): off; online; or offline, written under the run's ``wandb/`` folder
+    without a network (``wandb sync`` uploads it later)."""
+    project: str = "embodied"
+    """W&B project."""
+    entity: str | None = None
+    """W&B entity (user or team); None: W&B's default."""
+    name: str | None = None
+    """Run name; None: the run folder's name."""
+
+
+@dataclass
 class OptimConfig:
     lr: float = 1e-3
     """Peak learning rate of the policy and the recognizer (AdamW); the mirror head uses mirror.lr."""
@@ -171,6 +185,8 @@ class TrainConfig:
     """CPU threads per operation while training (torch.set_num_threads); 0: torch's default, one per
     core. Runs sharing the cores should take cores / runs each: two threads on cores that other
     runs keep busy made the visual steps 10-100 times slower than one (tools/bench_train.py)."""
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    """Optional Weights & Biases logging (off by default)."""
 
     @staticmethod
     def upgrade_raw(raw: dict, where: str) -> dict:
@@ -242,6 +258,7 @@ RESUME_FREE_KEYS = (
     "data.paths",
     "data.num_workers",
     "data.image_cache_bytes",
+    "wandb",
 )
 """Settings a resumed run may change: they change neither the weights so far nor the data order
 (moved data is checked against the checkpoint's data spec and sample count instead). The execution

@@ -58,6 +58,7 @@ from embodied.train.runlog import (
     Averager,
     RunLog,
     check_out,
+    check_wandb,
     clear_outputs,
     format_summary,
     nan_to_none,
@@ -114,6 +115,7 @@ def _train(
     out = Path(cfg.out)
     if procs.is_main:
         check_out(out, resume, overwrite)
+        check_wandb(cfg.wandb)
         # what a run killed while writing one of its files left
         for folder, names in ((out, OUTPUTS), (out / "checkpoints", ("last.pt", "best.pt"))):
             for tmp in ckpt.remove_stale_temporaries(folder, names):
@@ -197,7 +199,7 @@ def _train(
             clear_outputs(out)
         text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
         replace_atomically(out / "config.yaml", lambda tmp: tmp.write_text(text))
-    log = RunLog(out if procs.is_main else None, step, cfg.steps)
+    log = RunLog(out if procs.is_main else None, step, cfg.steps, wandb=cfg.wandb, config=to_dict(cfg))
     if procs.is_main:
         n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}
         log.note(

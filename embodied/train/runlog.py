@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
 import shutil
 import sys
 from pathlib import Path
@@ -14,9 +15,26 @@ from tqdm import tqdm
 from embodied.errors import UserError
 from embodied.fileio import check_writable, replace_atomically
 from embodied.train import checkpoint as ckpt
+from embodied.train.config import WandbConfig
 
 # --------------------------------------------------------------------------- output folder
-OUTPUTS = ("config.yaml", "metrics.jsonl", "summary.json", "tsne.png", "checkpoints")
+WANDB_ID = "wandb_run_id"
+"""The W&B run id of the run in a folder: a resumed run goes on logging into the same W&B run."""
+
+
+def check_wandb(cfg: WandbConfig) -> None:
+    """Before the long work: W&B logging asked for and the package missing is one line."""
+    if cfg.mode == "off":
+        return
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        raise UserError(
+            f"wandb.mode {cfg.mode}: the wandb package is not installed; pip install 'embodied[wandb]'"
+        ) from None
+
+
+OUTPUTS = ("config.yaml", "metrics.jsonl", "summary.json", "tsne.png", "checkpoints", "wandb", WANDB_ID)
 """What a run writes in its folder, besides TensorBoard's events.out.tfevents.* files."""
 
 
@@ -48,12 +66,19 @@ def clear_outputs(out: Path) -> None:
 class RunLog:
     """metrics.jsonl (one JSON line per event), TensorBoard scalars and the progress bar; rank 0 only."""
 
-    def __init__(self, out: Path | None, start: int, total: int) -> None:
+    def __init__(
+        self,
+        out: Path | None,
+        start: int,
+        total: int,
+        wandb: WandbConfig | None = None,
+        config: dict | None = None,
+    ) -> None:
         self.out = out
         self.bar = tqdm(
             total=total, initial=start, disable=out is None, unit="step", dynamic_ncols=True, mininterval=1.0
         )
-        self.jsonl = self.tb = None
+        self.jsonl = self.tb = self.wandb = None
         if out is None:
             return
         path = out / "metrics.jsonl"
@@ -64,6 +89,8 @@ class RunLog:
         from torch.utils.tensorboard import SummaryWriter
 
         self.tb = SummaryWriter(str(out), purge_step=start + 1 if start else None)
+        if wandb is not None and wandb.mode != "off":
+            self.wandb = _wandb_run(out, wandb, config or {}, resumed=bool(start))
 
     def event(self, kind: str, step: int, metrics: dict[str, float]) -> None:
         if self.jsonl is None:
@@ -73,9 +100,11 @@ class RunLog:
         }
         self.jsonl.write(json.dumps({"event": kind, "step": step, **clean}) + "\n")
         self.jsonl.flush()
-        for k, v in metrics.items():
-            if isinstance(v, (int, float)):
-                self.tb.add_scalar(f"{kind}/{k}", v, step)
+        scalars = {f"{kind}/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
+        for k, v in scalars.items():
+            self.tb.add_scalar(k, v, step)
+        if self.wandb is not None:
+            self.wandb.log(scalars, step=step)
 
     def note(self, text: str) -> None:
         if self.out is not None:
@@ -86,6 +115,27 @@ class RunLog:
         if self.jsonl is not None:
             self.jsonl.close()
             self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def _wandb_run(out: Path, cfg: WandbConfig, config: dict, resumed: bool):
+    """A W&B run logging into ``out/wandb``; a resumed training run continues its W&B run."""
+    import wandb
+
+    id_file = out / WANDB_ID
+    run_id = id_file.read_text().strip() if resumed and id_file.is_file() else secrets.token_hex(6)
+    replace_atomically(id_file, lambda tmp: tmp.write_text(run_id + "\n"))
+    return wandb.init(
+        project=cfg.project,
+        entity=cfg.entity,
+        name=cfg.name or out.resolve().name,
+        id=run_id,
+        resume="allow",
+        dir=str(out),
+        mode=cfg.mode,
+        config=config,
+    )
 
 
 def _step_of(line: str) -> int:
