@@ -10,7 +10,9 @@ neighbour, so pixels stay sharp) until they are at least :data:`MIN_SIDE` pixels
     |   camera 1          |   camera 2         |
     +---------------------+--------------------+
 
-Text is drawn with Pillow's default font (no font files needed). MP4 (H.264, yuv420p, so
+The caption's text grows with the camera images (1/16 of their height, at least the 11 px of
+Pillow's bitmap font), so a 256 px rendering gets a legible caption too; it is drawn with
+Pillow's default font (no font files needed). MP4 (H.264, yuv420p, so
 frame sides are padded to even numbers) or GIF; the file is written to a temporary name
 beside the target and renamed, so a video is there whole or not at all.
 """
@@ -28,8 +30,8 @@ from embodied.errors import UserError
 
 MIN_SIDE = 192
 """Camera images are scaled by a whole factor to at least this height, for legible videos."""
-CAPTION_HEIGHT = 30
-"""Height of the caption strip, in pixels (two lines of the default font)."""
+MAX_CAMERAS = 8
+"""Cameras side by side that :func:`camera_region` looks for."""
 GREEN, RED, WHITE = (80, 220, 100), (235, 80, 70), (235, 235, 235)
 
 
@@ -38,11 +40,37 @@ def scale_for(height: int) -> int:
     return max(1, math.ceil(MIN_SIDE / height))
 
 
+def font_size(height: int) -> int:
+    """Caption text size over camera images ``height`` pixels high (as shown, after scaling)."""
+    return max(11, round(height / 16))
+
+
+def caption_height(height: int) -> int:
+    """Height of the caption strip (two lines) over camera images ``height`` pixels high as shown."""
+    return 2 * round(1.3 * font_size(height)) + 6
+
+
 def frame_shape(height: int, width: int, n_cameras: int) -> tuple[int, int]:
     """(H, W) of a video frame built from ``n_cameras`` images of ``height`` x ``width``."""
     s = scale_for(height)
-    h, w = CAPTION_HEIGHT + height * s, width * s * n_cameras
+    h, w = caption_height(height * s) + height * s, width * s * n_cameras
     return h + h % 2, w + w % 2  # even sides for yuv420p
+
+
+def camera_region(height: int, width: int) -> tuple[int, int, int] | None:
+    """Where the cameras lie in a (height, width) frame made by :func:`compose_frame` from square
+    cameras: (top, side as shown, number of cameras); None when no such layout gives that shape."""
+    for n in range(1, MAX_CAMERAS + 1):
+        for shown in dict.fromkeys((width // n, (width - 1) // n)):  # unpadded first, then padded to even
+            for s in range(1, min(shown, MIN_SIDE) + 1):  # the whole factor it was scaled by
+                side = shown // s
+                if (
+                    side * s == shown
+                    and scale_for(side) == s
+                    and frame_shape(side, side, n) == (height, width)
+                ):
+                    return caption_height(shown), shown, n
+    return None
 
 
 Segment = tuple[str, tuple[int, int, int]]
@@ -58,18 +86,23 @@ def compose_frame(images: Sequence[np.ndarray], lines: Sequence[Sequence[Segment
     scaled = [img.repeat(s, axis=0).repeat(s, axis=1) for img in images]  # n x (H*s, W*s, 3)
     row = np.concatenate(scaled, axis=1)  # (H*s, W*s*n, 3)
     out_h, out_w = frame_shape(h, images[0].shape[1], len(images))
+    top = caption_height(h * s)
     canvas = np.zeros((out_h, out_w, 3), dtype=np.uint8)
-    canvas[CAPTION_HEIGHT : CAPTION_HEIGHT + row.shape[0], : row.shape[1]] = row
+    canvas[top : top + row.shape[0], : row.shape[1]] = row
     pil = Image.fromarray(canvas)
     draw = ImageDraw.Draw(pil)
-    font = ImageFont.load_default()
+    size = font_size(h * s)
+    try:  # a scalable font where Pillow has FreeType (Pillow >= 10.1); else its 11 px bitmap font
+        font = ImageFont.load_default(size=size)
+    except (TypeError, ImportError, OSError):
+        font = ImageFont.load_default()
     y = 3
     for segments in lines:
         x = 4
         for text, colour in segments:
             draw.text((x, y), text, fill=colour, font=font)
             x += int(draw.textlength(text, font=font))
-        y += (CAPTION_HEIGHT - 4) // 2
+        y += (top - 4) // 2
     return np.asarray(pil)
 
 

@@ -361,7 +361,7 @@ def test_classify_file_returns_a_probability(tmp_path, suffix):
 
 
 def test_classify_frames_pads_a_short_video_and_reads_rollout_videos(tmp_path):
-    from embodied.video import write_episode_video
+    from embodied.video import caption_height, write_episode_video
 
     short = flat_video(shown=2, ins_shown=3, n=2, side=SIZE)  # 2 frames < a clip's 7
     oracle = Oracle()
@@ -373,13 +373,31 @@ def test_classify_frames_pads_a_short_video_and_reads_rollout_videos(tmp_path):
     path = write_episode_video(tmp_path / "r.mp4", {"corner": camera}, "task-a", 0, None, "horizon")
     frames = read_video_file(path)
     (top, left, side, _), scale = eval_video_region(*frames.shape[1:3], SIZE)
-    assert (top, left, side // scale) == (30, 0, SIZE)
+    assert (top, left, side // scale) == (caption_height(side), 0, SIZE)
     pred = classify_frames(oracle, frames, SPEC, clip_stride=STRIDE)
     assert pred.task == "task-a" and pred.instruction == "do a again"
     seen = oracle.seen[-1].float()  # the camera image back at its size, not the caption
     assert seen.shape[-2:] == (SIZE, SIZE) and (seen[:, :, 1] > 200).all()
     with pytest.raises(UserError, match="outside"):
         classify_frames(oracle, frames, SPEC, clip_stride=STRIDE, crop=(0, 0, 10_000, 5))
+    # rendered for watching (embodied-eval --video-size), at a size no multiple of the
+    # recognizer's, two cameras side by side: the first camera is found and resized
+    big = flat_video(shown=0, ins_shown=1, n=6, side=100)
+    big[..., 1] = 255
+    other = np.zeros_like(big)  # the second camera is black: seeing it would fail the check below
+    path = write_episode_video(tmp_path / "big.mp4", {"a": big, "b": other}, "task-a", 0, None, "horizon")
+    frames = read_video_file(path)
+    (top, left, side, _), scale = eval_video_region(*frames.shape[1:3], SIZE)
+    assert (top, left, side, scale) == (caption_height(200), 0, 200, 25)
+    assert classify_frames(oracle, frames, SPEC, clip_stride=STRIDE).task == "task-a"
+    assert (oracle.seen[-1].float()[:, :, 1] > 200).all()
+    rendered = flat_video(shown=0, ins_shown=1, n=6, side=250)  # 250: shown as is, not a multiple of 8
+    rendered[..., 1] = 255
+    path = write_episode_video(tmp_path / "r250.mp4", {"a": rendered}, "task-a", 0, None, "horizon")
+    frames = read_video_file(path)
+    assert eval_video_region(*frames.shape[1:3], SIZE) == ((caption_height(250), 0, 250, 250), None)
+    assert classify_frames(oracle, frames, SPEC, clip_stride=STRIDE).task == "task-a"
+    assert (oracle.seen[-1].float()[:, :, 1] > 200).all()
 
 
 @pytest.mark.parametrize("content", [None, b"", b"certainly not a video" * 50])

@@ -40,22 +40,21 @@ Crop = tuple[int, int, int, int]
 """(top, left, height, width) in pixels."""
 
 
-def eval_video_region(height: int, width: int, image_size: int) -> tuple[Crop, int] | None:
+def eval_video_region(height: int, width: int, image_size: int) -> tuple[Crop, int | None] | None:
     """Where the first camera's image lies in a frame of an ``embodied-eval`` rollout video.
 
-    Those frames are a caption strip above the camera images, each scaled up by a whole factor
-    (see :mod:`embodied.video`). If a (height, width) frame has exactly that layout for
-    ``image_size`` px cameras (one or more side by side), returns the first image's crop and
-    the scale factor; else None.
+    Those frames are a caption strip above the camera images, rendered at the video's size or
+    scaled up by a whole factor (see :mod:`embodied.video`). If a (height, width) frame has that
+    layout (one or more cameras side by side, of any size), returns the first image's crop and
+    the whole factor between it and ``image_size`` (None when it is not a multiple); else None.
     """
-    from embodied.video import CAPTION_HEIGHT, frame_shape, scale_for
+    from embodied.video import camera_region
 
-    scale = scale_for(image_size)
-    for cameras in range(1, 9):
-        if frame_shape(image_size, image_size, cameras) == (height, width):
-            side = image_size * scale
-            return (CAPTION_HEIGHT, 0, side, side), scale
-    return None
+    found = camera_region(height, width)
+    if found is None:
+        return None
+    top, side, _ = found
+    return (top, 0, side, side), (side // image_size if side % image_size == 0 else None)
 
 
 def _crop_frames(frames: np.ndarray, image_size: int, crop: Crop | str | None) -> np.ndarray:
@@ -66,6 +65,8 @@ def _crop_frames(frames: np.ndarray, image_size: int, crop: Crop | str | None) -
         if found is None:
             return frames
         (top, left, side, _), scale = found
+        if scale is None:  # rendered at its own size (--video-size): resized like any frame below
+            return frames[:, top : top + side, left : left + side]
         image = frames[:, top : top + side, left : left + side].astype(np.float32)  # (N, S*s, S*s, 3)
         # undo the whole-factor upscaling by averaging each s x s block (exact on lossless video,
         # and it averages out compression noise)
