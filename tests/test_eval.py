@@ -207,7 +207,8 @@ def test_evaluate_policy_results_are_well_formed(in_process):
     # and each step's instruction id is the task's position in the spec's instructions.
     assert policy.resets == 4
     steps_per_task = [sum(e.length for e in r.episodes if e.task == t) for t in TASKS]
-    assert policy.instructions == [[0]] * steps_per_task[0] + [[1]] * steps_per_task[1]
+    # (Every call has 16 rows, POLICY_ROWS: the one environment's row and copies of it.)
+    assert policy.instructions == [[0] * 16] * steps_per_task[0] + [[1] * 16] * steps_per_task[1]
 
 
 def test_recordings_and_videos(in_process):
@@ -614,3 +615,21 @@ def test_ctrl_c_in_a_terminal_writes_the_finished_episodes(trained_run, tmp_path
     data = json.loads((out / "results.json").read_text())
     assert data["interrupted"] is True and 1 <= len(data["episodes"]) < 40
     assert data["overall"]["episodes"] == len(data["episodes"])
+
+
+def test_episodes_do_not_depend_on_how_many_environments_share_a_batch(tiny_run):
+    """A trained MLP policy: the same returns, to the last bit, in process (one environment) and
+    in 2 workers with 3 environments each. Its matrix products would round differently for 1
+    and for 3 rows, and an episode amplifies that; every policy call has 16 rows instead."""
+    from embodied.eval.rollout import evaluate_policy
+    from embodied.train.checkpoint import load_model
+
+    run = tiny_run("policy_mt10_mlp", "policy.hidden_dim=64")
+    _, models, spec, _ = load_model(run)
+    runs = [
+        evaluate_policy(models["policy"], spec, TASKS, 3, horizon=60, workers=w, envs_per_worker=k)
+        for w, k in ((0, None), (2, 3))
+    ]
+    assert [r.workers * r.envs_per_worker for r in runs] == [1, 6]
+    returns = [[e.episode_return for e in r.episodes] for r in runs]
+    assert returns[0] == returns[1]

@@ -167,6 +167,7 @@ def test_embodied_eval_protocol_metaworld_matches_metaworlds_evaluator(tiny_run,
 
     from embodied.cli.eval import main as eval_main
     from embodied.eval.rollout import instruction_ids
+    from embodied.eval.waves import POLICY_ROWS
     from embodied.train.checkpoint import load_model
 
     run = tiny_run("policy_mt10_mlp", "policy.hidden_dim=16", "policy.num_layers=1")
@@ -183,14 +184,14 @@ def test_embodied_eval_protocol_metaworld_matches_metaworlds_evaluator(tiny_run,
     ids = instruction_ids(spec, "metaworld", TASKS)
 
     def act(obs, task_index):
-        # One row at a time, as embodied-eval --workers 0 steps one environment: a matrix product
-        # over 2 rows may round differently from 1, and 500 steps amplify a last-bit difference.
-        actions = []
-        for n, i in enumerate(task_index):
-            row = {k: torch.from_numpy(v[n : n + 1]) for k, v in obs.items()}  # key -> (1, d)
-            with torch.no_grad():
-                actions.append(policy.predict_action(row, torch.tensor([ids[TASKS[i]]]))[0].numpy())
-        return np.stack(actions)
+        # In calls of 16 rows, as embodied's evaluation calls every policy (waves.POLICY_ROWS): a
+        # matrix product over 2 rows may round differently, and 500 steps amplify a last bit.
+        pad = POLICY_ROWS - len(task_index)
+        rows = {k: torch.from_numpy(np.concatenate([v, np.repeat(v[-1:], pad, 0)])) for k, v in obs.items()}
+        ids_ = [ids[TASKS[i]] for i in task_index]
+        instruction = torch.tensor(ids_ + ids_[-1:] * pad)
+        with torch.no_grad():
+            return policy.predict_action(rows, instruction)[: len(task_index)].numpy()
 
     theirs = metaworld_evaluation(MetaWorldAgent(act), TASKS, episodes, SEED)
     assert_same(embodied_counts(payload["episodes"], TASKS), theirs)

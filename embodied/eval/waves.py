@@ -17,10 +17,25 @@ from embodied.eval.pool import EnvPool
 from embodied.eval.results import HORIZON, EpisodeRecord
 
 
+POLICY_ROWS = 16
+"""Every policy call of an evaluation has a multiple of this many rows: the observations of a
+wave are padded with copies of the last row, and the padding's actions are dropped. A matrix
+product's result for one row depends on how many rows it is computed with (measured on the
+2-core test CPU: 1, 2 and 16 rows gave a bc_mlp row 4-6e-8 apart; 16, 32, 48 and 64 rows, at
+any position, the same bits), and an episode amplifies such a difference, so without the
+padding an episode's return depended on how many environments shared its batch (``--workers``,
+``envs_per_worker``). 16 is the default environments per worker, so the CPU's usual batches
+are not enlarged; one environment in process pays 16 rows a call (a bc_mlp call ~0.2 -> ~0.27 ms)."""
+
+
 def _to_tensors(obs: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
-    """Stacked observations -> the policy's input: (N, d) float32; images (N, H, W, 3) -> (N, 3, H, W)."""
+    """Stacked observations -> the policy's input, padded to a multiple of :data:`POLICY_ROWS`
+    rows: (M, d) float32; images (N, H, W, 3) -> (M, 3, H, W)."""
     out = {}
     for key, value in obs.items():
+        pad = -len(value) % POLICY_ROWS
+        if pad:
+            value = np.concatenate([value, np.repeat(value[-1:], pad, axis=0)])  # (M, ...)
         x = torch.from_numpy(np.ascontiguousarray(value))
         if x.dim() == 4 and x.shape[-1] == 3:
             x = x.permute(0, 3, 1, 2)  # (N, H, W, 3) -> (N, 3, H, W)
@@ -134,11 +149,14 @@ def run_wave(
     obs, infos = envs.reset([{"options": {"plan": p}} for p in plans])
     wave.start(infos)
     policy.reset()
+    n = len(plans)
+    pad = -n % POLICY_ROWS
+    instruction = torch.cat([instruction, instruction[-1:].repeat(pad)]) if pad else instruction  # (M,)
     yield from wave.ended(envs)  # those that failed at reset
     while not wave.done.all():
         with torch.inference_mode():  # a little cheaper than no_grad for a step-by-step call
-            action = policy.predict_action(_to_tensors(obs, device), instruction)  # (N, A)
-        action = action.float().cpu().numpy()
+            action = policy.predict_action(_to_tensors(obs, device), instruction)  # (M, A)
+        action = action[:n].float().cpu().numpy()  # (N, A): the padding's actions dropped
         # Only running episodes step: an ended one keeps its last observation, and a worker
         # whose environments have all ended is not even asked.
         running = np.flatnonzero(~wave.done)
