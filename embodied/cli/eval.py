@@ -6,7 +6,7 @@ embodied-eval runs/policy_mt10 --workers 4 --videos 2 --cameras corner corner2
 embodied-eval runs/policy_mt10 --videos-only --videos 3 --gif
 embodied-eval runs/policy_mt10 --protocol metaworld     # Meta-World's own: 50 goals per task, 500 steps
 embodied-eval runs/recognizer_mt10                      # a recognizer alone: its report on the valid split
-embodied-eval runs/joint_quick --classify runs/joint_quick/eval/videos/*.mp4   # which task does each video show?
+embodied-eval runs/joint_quick --classify runs/joint_quick/eval/videos/*.mp4  # which task is each?
 
 Writes ``results.json`` (everything, per episode too) and ``results.md`` (a table per task and
 overall, with 95 % Wilson intervals) into --out (default: ``<run folder>/eval/``), videos into

@@ -16,7 +16,6 @@ from embodied.eval.envs import EpisodePlan, Recording
 from embodied.eval.pool import EnvPool
 from embodied.eval.results import HORIZON, EpisodeRecord
 
-
 POLICY_ROWS = 16
 """Every policy call of an evaluation has a multiple of this many rows: the observations of a
 wave are padded with copies of the last row, and the padding's actions are dropped. A matrix
