@@ -146,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"invalid: {len(problems)} problem(s)", file=sys.stderr)
                 return 2
             print("valid")
+            for path in inspect.core_schema_files(args.paths):
+                print(
+                    f"{path}: robomimic's core schema; embodied's extensions absent (format_version, "
+                    "suite, each demo's task, instruction, class and success): tasks from env_args.env_name"
+                )
             return 0
         if args.verb == "upgrade":
             for line in inspect.upgrade(args.paths):

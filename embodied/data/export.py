@@ -49,7 +49,15 @@ import h5py
 import numpy as np
 
 from embodied.data.files import env_args_of, open_file, reading, text_of
-from embodied.data.schema import IMAGE_SUFFIX, demo_sort_key, expand_paths, file_suite, is_image_key
+from embodied.data.schema import (
+    IMAGE_SUFFIX,
+    demo_identity,
+    demo_sort_key,
+    env_name_of,
+    expand_paths,
+    file_suite,
+    is_image_key,
+)
 from embodied.data.validate import validate_file
 from embodied.errors import UserError
 
@@ -147,9 +155,10 @@ def _demos(files: list[Path]) -> tuple[list[_Demo], list[_Demo]]:
             for split in ("train", "valid"):
                 if f"mask/{split}" in f:
                     masks[split] = {text_of(v) or str(v) for v in np.asarray(f[f"mask/{split}"][()]).ravel()}
+            env_name = env_name_of(f)
             for name in sorted((k for k in data if isinstance(data[k], h5py.Group)), key=demo_sort_key):
                 g = data[name]
-                task = text_of(g.attrs.get("instruction")) or text_of(g.attrs.get("task")) or path.stem
+                task = demo_identity(g, env_name, path).instruction  # LeRobot's task is the instruction
                 demo = _Demo(path, name, task, int(g["actions"].shape[0]))
                 (valid if name in masks.get("valid", ()) else train).append(demo)
     return train, valid

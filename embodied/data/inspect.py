@@ -40,20 +40,24 @@ from embodied.data.schema import (
     IMAGE_SUFFIX,
     MASKS,
     NO_HIERARCHY,
+    demo_identity,
+    env_name_of,
     expand_paths,
     is_image_key,
 )
 from embodied.data.upgrade import upgrade
-from embodied.data.validate import validate, validate_file
+from embodied.data.validate import core_schema_files, validate, validate_file
 from embodied.errors import UserError
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
 __all__ = [
     "ReplayResult",
+    "core_schema_files",
     "export_video",
     "image_streams",
     "info",
+    "open_file",
     "replay",
     "replay_demo",
     "upgrade",
@@ -87,22 +91,24 @@ def _file_summary(path: Path) -> tuple[list[str], dict]:
         attrs = data.attrs
         names = demo_names(data)
         lengths, successes, tasks, instructions, classes = [], 0, {}, {}, {}
+        recorded = 0  # demos that record success: robomimic's own files record none
+        env_name = env_name_of(f)
         keys: dict[str, str] = {}
         for name in names:
             g = data[name]
             n = int(g.attrs.get("num_samples", len(g["actions"]) if "actions" in g else 0))
             lengths.append(n)
+            recorded += "success" in g.attrs
             successes += int(bool(g.attrs.get("success", 0)))
-            task = text_of(g.attrs.get("task")) or "?"
+            who = demo_identity(g, env_name, path)
             ids = [f"label {g.attrs.get('label', '?')}"]
             if "instruction_id" in g.attrs:
                 ids.append(f"instruction_id {g.attrs['instruction_id']}")
-            tasks.setdefault(task, ", ".join(ids))
-            cls = text_of(g.attrs.get("class")) or task  # format_version 1: the task is the class
-            classes[cls] = classes.get(cls, 0) + 1
-            instr = text_of(g.attrs.get("instruction"))
-            if instr is not None:
-                instructions[instr] = instructions.get(instr, 0) + 1
+            if "task" not in g.attrs:
+                ids.append("from env_args.env_name" if env_name else "from the file name")
+            tasks.setdefault(who.task, ", ".join(ids))
+            classes[who.class_name] = classes.get(who.class_name, 0) + 1  # no class attribute: the task
+            instructions[who.instruction] = instructions.get(who.instruction, 0) + 1
             for sub in ("actions", "states", "rewards", "dones"):
                 if sub in g and sub not in keys and isinstance(g[sub], h5py.Dataset):
                     keys[sub] = _fmt_shape(g[sub])
@@ -127,7 +133,7 @@ def _file_summary(path: Path) -> tuple[list[str], dict]:
         mask_text = ", ".join(f"{s} {'-' if c is None else c}" for s, c in masks.items())
         lines.append(
             f"  demos {len(names)} ({mask_text}), samples {attrs.get('total', sum(lengths))}, "
-            f"success {_fmt_rate(successes, len(names))}"
+            f"success {_fmt_rate(successes, len(names)) if recorded else 'not recorded'}"
         )
         lines.append(f"  episode length min / mean / max: {_fmt_len(lengths)}")
         lines.append("  tasks: " + ", ".join(f"{t} ({ids})" for t, ids in tasks.items()))
@@ -141,6 +147,7 @@ def _file_summary(path: Path) -> tuple[list[str], dict]:
         "demos": len(names),
         "lengths": lengths,
         "successes": successes,
+        "recorded": recorded,
         "tasks": set(tasks),
         "classes": classes,
         "instructions": instructions,
@@ -153,7 +160,7 @@ def info(paths: list[str]) -> str:
     files = expand_paths(paths)
     out: list[str] = []
     lengths: list[int] = []
-    demos = successes = 0
+    demos = successes = recorded = 0
     tasks: set[str] = set()
     classes: dict[str, int] = {}
     instructions: dict[str, int] = {}
@@ -164,6 +171,7 @@ def info(paths: list[str]) -> str:
         demos += numbers["demos"]
         lengths += numbers["lengths"]
         successes += numbers["successes"]
+        recorded += numbers["recorded"]
         tasks |= numbers["tasks"]
         for total, part in ((classes, numbers["classes"]), (instructions, numbers["instructions"])):
             for key, count in part.items():
@@ -171,7 +179,9 @@ def info(paths: list[str]) -> str:
     out.append(
         f"overall: {len(files)} file(s), {demos} demos, {sum(lengths)} samples, {len(tasks)} task(s), "
         f"{len(classes)} class(es), {len(instructions)} instruction(s), "
-        f"success {_fmt_rate(successes, demos)}, length min / mean / max {_fmt_len(lengths)}"
+        f"success {_fmt_rate(successes, recorded) if recorded else 'not recorded'}"
+        + (f" (recorded by {recorded} of {demos} demos)" if 0 < recorded < demos else "")
+        + f", length min / mean / max {_fmt_len(lengths)}"
     )
     if len(files) > 1:
         out.append("  demos per class: " + ", ".join(f"{c} {k}" for c, k in classes.items()))
@@ -294,17 +304,3 @@ def _render_states(path: Path, demo: str, env_args: dict, camera: str, size: int
         return np.stack([env.set_state(state)[image_key(camera)] for state in states])
     finally:
         env.close()
-
-
-__all__ = [
-    "ReplayResult",
-    "export_video",
-    "image_streams",
-    "info",
-    "open_file",
-    "replay",
-    "replay_demo",
-    "upgrade",
-    "validate",
-    "validate_file",
-]

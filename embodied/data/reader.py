@@ -50,7 +50,9 @@ from embodied.data.schema import (
     Shapes,
     check_actions,
     check_stream,
+    demo_identity,
     demo_sort_key,
+    env_name_of,
     expand_paths,
     format_version,
     merge_stats,
@@ -116,6 +118,7 @@ class DemoDataset(torch.utils.data.Dataset):
             if format_version(f) == 1:
                 self.v1_files.append(path)
             every = self._demos(f, path)
+            env_name = env_name_of(f)
             demos = every[:max_demos] if max_demos else every  # the first N, in demo order
             if not demos:
                 continue
@@ -135,7 +138,7 @@ class DemoDataset(torch.utils.data.Dataset):
                 # the schema's checks (those of embodied-data validate), on the arrays read here anyway
                 actions = check_actions(g, demo, refuse, shapes, f"{path}: {demo}")
                 n = len(actions)
-                task = _attr(g, "task", path.stem)
+                who = demo_identity(g, env_name, path)
                 og = g.get("obs")
                 stored = sorted(og.keys()) if isinstance(og, h5py.Group) else []
                 streams = {}
@@ -150,9 +153,9 @@ class DemoDataset(torch.utils.data.Dataset):
                         demo,
                         sum(e.length for e in self.episodes),
                         n,
-                        task,
-                        _attr(g, "instruction", path.stem),
-                        _attr(g, "class", task),
+                        who.task,
+                        who.instruction,
+                        who.class_name,
                     )
                 )
                 for key, stream in streams.items():
@@ -407,11 +410,6 @@ class DemoDataset(torch.utils.data.Dataset):
             self.images = {}
             for key in [*self.image_obs_keys, *([self.video_key] if self.video_key else [])]:
                 self.images[key] = [handles[e.file]["data"][e.demo]["obs"][key] for e in self.episodes]
-
-
-def _attr(group: h5py.Group, name: str, default: str) -> str:
-    value = group.attrs.get(name, default)
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 _NOTED_V1 = False

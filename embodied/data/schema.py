@@ -32,6 +32,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -82,6 +83,12 @@ HIERARCHY_ATTRS = {"class": "str", "instruction_id": "int"}
 """Per-demo attributes that format_version 2 adds (the suite's task hierarchy)."""
 NO_HIERARCHY = "no class attribute: each task its own class; 'embodied-data upgrade' adds them"
 DATA_ATTRS = ("total", "env_args", "format_version", "suite")
+CORE_DATA_ATTRS = ("total", "env_args")
+"""What robomimic's own files carry (its core schema); the rest of DATA_ATTRS, DEMO_ATTRS but
+``num_samples``, and HIERARCHY_ATTRS are embodied's extensions: required in a file that has a
+``format_version`` (embodied's), optional in one without (robomimic's, as its
+``dataset_states_to_obs.py`` writes them), and checked for their type wherever present."""
+CORE_DEMO_ATTRS = ("num_samples",)
 MASKS = ("train", "valid")
 
 
@@ -111,6 +118,40 @@ def file_suite(path: str | Path) -> str | None:
     if not suite:
         return None
     return suite.decode() if isinstance(suite, bytes) else str(suite)
+
+
+def env_name_of(f: h5py.File) -> str | None:
+    """The ``env_args.env_name`` of an open demonstration file; None when it has none."""
+    raw = f["data"].attrs.get("env_args") if "data" in f else None
+    try:
+        name = json.loads(raw.decode() if isinstance(raw, bytes) else raw).get("env_name")
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) and name else None
+
+
+@dataclass(frozen=True)
+class DemoIdentity:
+    """What a demo shows, by the names the readers, ``info`` and the export use."""
+
+    task: str
+    instruction: str
+    class_name: str
+
+
+def demo_identity(g: h5py.Group, env_name: str | None, path: str | Path) -> DemoIdentity:
+    """The task of a demo: its own ``task`` attribute (embodied's files), else the file's
+    ``env_args.env_name`` (robomimic's files: ``Lift``, ``PickPlaceCan``; robomimic names every
+    file ``image_v15.hdf5``, so the file name would merge tasks), else the file's name. The
+    instruction and the class default to the task (each task its own class)."""
+
+    def text(name: str) -> str | None:
+        value = g.attrs.get(name)
+        value = value.decode() if isinstance(value, bytes) else value
+        return value if isinstance(value, str) and value else None
+
+    task = text("task") or env_name or Path(path).stem
+    return DemoIdentity(task, text("instruction") or task, text("class") or task)
 
 
 def task_attrs(task) -> dict:

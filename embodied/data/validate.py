@@ -19,6 +19,8 @@ from embodied.data.files import (
     text_of,
 )
 from embodied.data.schema import (
+    CORE_DATA_ATTRS,
+    CORE_DEMO_ATTRS,
     DATA_ATTRS,
     DEMO_ATTRS,
     DEMO_NAME,
@@ -46,6 +48,20 @@ def validate(paths: list[str]) -> list[str]:
     return problems
 
 
+def core_schema_files(paths: list[str]) -> list[Path]:
+    """The files among ``paths`` in robomimic's core schema alone (no ``format_version``):
+    embodied's extensions are absent there, which is no problem (see :data:`CORE_DATA_ATTRS`)."""
+    found = []
+    for path in expand_paths(paths):
+        try:
+            with h5py.File(path, "r") as f:
+                if "format_version" not in f["data"].attrs:
+                    found.append(path)
+        except (OSError, KeyError):
+            continue  # validate has said what is wrong with it
+    return found
+
+
 def validate_file(path: str | os.PathLike, shapes: Shapes | None = None) -> list[str]:
     """The problems of one file, each ``<file>: <demo>/<key>: <what>``; ``shapes``: those of
     files checked before, which this one must agree with."""
@@ -71,7 +87,8 @@ def _check_file(f: h5py.File, add, path: Path, shapes: Shapes) -> None:
         return
     data = f["data"]
     attrs = data.attrs
-    for key in DATA_ATTRS:
+    embodied = "format_version" in attrs  # else robomimic's core schema: the extensions are optional
+    for key in DATA_ATTRS if embodied else CORE_DATA_ATTRS:
         if key not in attrs:
             add("/data", f"attribute {key} missing")
     if "env_args" in attrs:
@@ -83,9 +100,15 @@ def _check_file(f: h5py.File, add, path: Path, shapes: Shapes) -> None:
         if not isinstance(env_args, dict):
             add("/data", "attribute env_args is not a JSON object")
         else:
-            for key, kind in (("env_name", str), ("type", str), ("env_kwargs", dict)):
-                if not isinstance(env_args.get(key), kind):
-                    add("/data", f"env_args.{key} missing or not a {kind.__name__}")
+            # type: embodied's suite name, or robomimic's EnvType number (1 robosuite, 2 gym, 3 iGibson)
+            for key, kinds, what in (
+                ("env_name", (str,), "a string"),
+                ("type", (str, int), "a string or an integer"),
+                ("env_kwargs", (dict,), "an object"),
+            ):
+                value = env_args.get(key)
+                if not isinstance(value, kinds) or isinstance(value, bool):
+                    add("/data", f"env_args.{key} missing or not {what}")
             suite = text_of(attrs.get("suite"))
             if suite is not None and isinstance(env_args.get("type"), str) and suite != env_args["type"]:
                 add("/data", f"attribute suite {suite!r} differs from env_args.type {env_args['type']!r}")
@@ -112,7 +135,7 @@ def _check_file(f: h5py.File, add, path: Path, shapes: Shapes) -> None:
     names.sort(key=demo_sort_key)
     if not names:
         add("/data", "holds no demos")
-    samples = sum(_check_demo(data[name], name, add, path, shapes, hierarchy) for name in names)
+    samples = sum(_check_demo(data[name], name, add, path, shapes, hierarchy, embodied) for name in names)
     _check_same_streams(data, names, add)
     if "total" in attrs:
         total = attrs["total"]
@@ -142,13 +165,17 @@ def _check_same_streams(data: h5py.Group, names: list[str], add) -> None:
         add(f"{name}/obs", f"streams differ from {first}'s: {'; '.join(what)}")
 
 
-def _check_demo(g: h5py.Group, name: str, add, path: Path, shapes: Shapes, hierarchy: bool = False) -> int:
-    """Check one demo (with ``hierarchy``, format_version 2's attributes too); returns its
-    length (0 when it cannot be told). Actions and observation streams go through the
+def _check_demo(
+    g: h5py.Group, name: str, add, path: Path, shapes: Shapes, hierarchy: bool = False, embodied: bool = True
+) -> int:
+    """Check one demo (with ``hierarchy``, format_version 2's attributes too; without
+    ``embodied``, robomimic's core schema, embodied's attributes only where present); returns
+    its length (0 when it cannot be told). Actions and observation streams go through the
     schema's checks, the ones the readers apply."""
-    for key, kind in (DEMO_ATTRS | HIERARCHY_ATTRS if hierarchy else DEMO_ATTRS).items():
+    for key, kind in (DEMO_ATTRS | HIERARCHY_ATTRS).items():
         if key not in g.attrs:
-            add(name, f"attribute {key} missing")
+            if key in CORE_DEMO_ATTRS or (embodied and (key in DEMO_ATTRS or hierarchy)):
+                add(name, f"attribute {key} missing")
             continue
         value = g.attrs[key]
         ok = is_int(value) if kind == "int" else text_of(value) is not None

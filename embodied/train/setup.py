@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 
 from torch import nn
 
@@ -72,6 +73,13 @@ def build_datasets(cfg: TrainConfig, vocab: DataSpec | None) -> tuple[DemoDatase
         instructions=vocab.instructions if vocab else None,
         **common,
     )
+    if cfg.mode in ("recognizer", "joint") and len(train_ds.classes) == 1:
+        print(
+            f"warning: the data hold one class ({train_ds.classes[0]}): the recognizer and the mirror head "
+            "have nothing to tell apart (chance is 1.0). A demo's task comes from its task attribute, "
+            "else its file's env_args.env_name, else the file name",
+            file=sys.stderr,
+        )
     if not cfg.val_every:
         return train_ds, None
     common["camera"] = train_ds.camera
