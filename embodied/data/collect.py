@@ -44,14 +44,15 @@ class CollectConfig:
     """Task names or named sets (mt10, mt50, quick)."""
     episodes: int = 50
     """Demonstrations to keep per task."""
-    cameras: list[str] = field(default_factory=lambda: ["corner"])
-    """Camera streams to record; the first is the observer camera used for recognition."""
+    cameras: list[str] = field(default_factory=list)
+    """Camera streams to record; the first is the observer camera used for recognition. Empty:
+    the suite's observer camera (Meta-World: corner; robosuite: agentview)."""
     image_size: int = 84
     """Side of the square camera images, in pixels."""
     seed: int = 0
     """First episode seed; episode i of a task uses seed + i."""
-    out: str = "datasets/metaworld"
-    """Output folder; one <task>.hdf5 per task."""
+    out: str = ""
+    """Output folder; one <task>.hdf5 per task. Empty: datasets/<suite>."""
     workers: int = 2
     """Worker processes (one task per worker at a time)."""
     keep_failures: bool = False
@@ -209,6 +210,9 @@ def collect(cfg: CollectConfig, overwrite: bool = False) -> list[dict]:
     suite = load_suite(cfg.suite)
     if not get_suite(cfg.suite).has_expert:
         raise UserError(f"suite {cfg.suite} has no scripted expert to collect demonstrations with")
+    cfg = dataclasses.replace(  # the defaults that depend on the suite, before they are stored
+        cfg, cameras=list(cfg.cameras) or [suite.observer_camera], out=cfg.out or f"datasets/{cfg.suite}"
+    )
     tasks = suite.resolve_tasks(cfg.tasks)
     suite.check_cameras(cfg.cameras)
     out = Path(cfg.out)

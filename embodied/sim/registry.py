@@ -144,3 +144,11 @@ register_suite(
         protocols=(("metaworld", "embodied.sim.metaworld:protocol_episodes"),),
     )
 )
+register_suite(
+    Suite(
+        name="robosuite",
+        env="embodied.sim.robosuite:RobosuiteEnv",
+        spec="robosuite",
+        has_expert=True,
+    )
+)

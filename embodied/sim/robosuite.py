@@ -1,0 +1,240 @@
+"""robosuite 1.5.1 behind the :class:`SuiteEnv` contract: robomimic's tasks and observations.
+
+A Panda arm with the OSC_POSE controller (robosuite's BASIC composite controller: end-effector
+position and orientation deltas, 0.05 m and 0.5 rad at full scale, and the gripper), 20
+control steps a second, as robomimic's v1.5 datasets were recorded. Observations carry
+robomimic's names: ``robot0_eef_pos`` (3), ``robot0_eef_quat`` (4), ``robot0_gripper_qpos`` (2),
+``object`` (the task's object state: 10 for Lift, 14 for PickPlaceCan, 23 for Stack) and
+``<camera>_image`` (``agentview_image``, ``robot0_eye_in_hand_image``).
+
+Images come from embodied's own headless renderer (:class:`~embodied.sim.render.CameraRenderer`:
+shadows and multisampling off, MuJoCo's upright image convention), not robosuite's
+offscreen renderer, which renders slower and upside down by default. ``reset(seed=s)`` is
+deterministic: robosuite places objects and perturbs the arm's start with NumPy's global
+generator, which is seeded for the reset and restored after, so nothing else is disturbed.
+Resets are soft (``hard_reset=False``): the model is built once, not again every episode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from embodied.sim.base import SuiteEnv, check_render_mode, image_key
+from embodied.sim.render import CameraRenderer, RenderOptions
+from embodied.sim.spec import load_suite
+
+ROBOT = "Panda"
+CONTROL_FREQ = 20
+LOW_DIM_KEYS = {
+    "robot0_eef_pos": "robot0_eef_pos",
+    "robot0_eef_quat": "robot0_eef_quat",
+    "robot0_gripper_qpos": "robot0_gripper_qpos",
+    "object": "object-state",  # robomimic's name for robosuite's object-state
+}
+"""Observation key -> robosuite's own key."""
+_STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
+
+
+def robosuite_kwargs(horizon: int) -> dict:
+    """What ``robosuite.make`` gets besides the task: the robot, its controller, no renderer of
+    robosuite's own; the same keywords robomimic's ``EnvRobosuite`` rebuilds an env from."""
+    from robosuite.controllers import load_composite_controller_config
+
+    return {
+        "robots": ROBOT,
+        "controller_configs": load_composite_controller_config(controller="BASIC", robot=ROBOT),
+        "has_renderer": False,
+        "has_offscreen_renderer": False,
+        "use_camera_obs": False,
+        "use_object_obs": True,
+        "control_freq": CONTROL_FREQ,
+        "horizon": horizon,
+        "ignore_done": True,  # the adapter ends episodes: success or its own horizon
+        "reward_shaping": False,
+        "hard_reset": False,
+    }
+
+
+@contextlib.contextmanager
+def _global_numpy_seed(seed: int | None):
+    """robosuite draws placements and noise from NumPy's legacy global generator: seed it for
+    the block (None: leave it unseeded) and restore it after, so that nothing else is disturbed."""
+    state = np.random.get_state()  # noqa: NPY002  (robosuite's generator, not ours)
+    try:
+        if seed is not None:
+            np.random.seed(int(seed) % 2**32)  # noqa: NPY002
+        yield
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
+
+
+class RobosuiteEnv(SuiteEnv):
+    suite = "robosuite"
+    metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
+
+    def __init__(
+        self,
+        task: str,
+        cameras: tuple[str, ...] = (),
+        image_size: int = 84,
+        horizon: int | None = None,
+        render: RenderOptions = RenderOptions(),
+        terminate_on_success: bool = True,
+        render_mode: str | None = None,
+    ) -> None:
+        import robosuite
+
+        # Its INFO and WARNING lines on every build (controller parts a Panda has not); set after the
+        # import, which configures this logger.
+        logging.getLogger("robosuite_logs").setLevel(logging.ERROR)
+
+        self.render_mode = check_render_mode(render_mode)
+        spec = load_suite(self.suite)
+        self.task = spec.task(task)
+        self.cameras = spec.check_cameras(cameras)
+        self.image_size = int(image_size)
+        self.horizon = int(horizon or self.task.horizon)
+        self.terminate_on_success = terminate_on_success
+        self._render_options = render
+        with _global_numpy_seed(None):  # building draws from it too: leave it as it was
+            self._env = robosuite.make(self.task.name, **robosuite_kwargs(self.horizon))
+        self._model, self._data = self._env.sim.model._model, self._env.sim.data._data
+        self._renderer = (
+            CameraRenderer(self._model, self.cameras, self.image_size, self.image_size, render)
+            if self.cameras
+            else None
+        )
+        self._extra_renderer: CameraRenderer | None = None
+        self._raw: dict[str, np.ndarray] = {}
+        self._t = 0
+        self.episode = 0
+        """Resets so far: the experts start again when it changes."""
+
+        spaces = {}
+        dims = {"robot0_eef_pos": 3, "robot0_eef_quat": 4, "robot0_gripper_qpos": 2}
+        dims["object"] = int(self._env.observation_spec()["object-state"].shape[0])
+        for key, d in dims.items():
+            spaces[key] = gym.spaces.Box(-np.inf, np.inf, (d,), np.float32)
+        for cam in self.cameras:
+            spaces[image_key(cam)] = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
+        self.observation_space = gym.spaces.Dict(spaces)
+        low, high = self._env.action_spec
+        self.action_space = gym.spaces.Box(-1.0, 1.0, low.shape, np.float32)
+        assert np.allclose(low, -1.0) and np.allclose(high, 1.0)
+
+    # -- the gymnasium API -------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        with _global_numpy_seed(seed):  # object placement and the arm's start noise
+            self._env.reset()
+            raw = self._observations()
+        self._t = 0
+        self.episode += 1
+        return self._observe(raw), {"success": False}
+
+    def step(self, action):
+        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        _, reward, _, _ = self._env.step(action)
+        # robosuite's step returns what its observables sampled at their own times (the first of
+        # the step's 25 physics steps), from kinematics one physics step old. Observe the state
+        # the step ends in instead, as the images do and as robomimic's dataset_states_to_obs
+        # does: positions brought up to date (the next step starts with the same mj_forward,
+        # so the trajectory is robosuite's own), every observable read now.
+        mujoco.mj_forward(self._model, self._data)
+        raw = self._observations()
+        self._t += 1
+        success = bool(self._env._check_success())
+        terminated = success and self.terminate_on_success
+        truncated = self._t >= self.horizon and not terminated
+        return self._observe(raw), float(reward), terminated, truncated, {"success": success}
+
+    def render(self):
+        cams = self.cameras or (load_suite(self.suite).observer_camera,)
+        return self.render_cameras(cams)[cams[0]]
+
+    def close(self) -> None:
+        for renderer in (self._renderer, self._extra_renderer):
+            if renderer is not None:
+                renderer.close()
+        self._renderer = self._extra_renderer = None
+        self._env.close()
+
+    # -- the SuiteEnv additions -----------------------------------------------------------
+    def get_state(self) -> np.ndarray:
+        # MuJoCo's whole integration state (time, qpos, qvel, act, warm start, controls, ...),
+        # not robosuite's (time, qpos, qvel): the same actions then give the same steps after it.
+        state = np.empty(mujoco.mj_stateSize(self._model, _STATE_SPEC))
+        mujoco.mj_getState(self._model, self._data, state, _STATE_SPEC)
+        return state
+
+    def set_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        state = np.asarray(state, dtype=np.float64)
+        mujoco.mj_setState(self._model, self._data, state, _STATE_SPEC)
+        mujoco.mj_forward(self._model, self._data)
+        for robot in self._env.robots:  # the controllers cache the pose they last read: read it again
+            for controller in robot.composite_controller.part_controllers.values():
+                controller.update(force=True)
+        # mj_forward rewrote the solver's warm start, which the next step starts from: set it again
+        mujoco.mj_setState(self._model, self._data, state, _STATE_SPEC)
+        return self._observe(self._observations())
+
+    def expert(self) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+        from embodied.sim.robosuite_experts import make_expert
+
+        return make_expert(self.task.name, self)
+
+    def render_cameras(
+        self, cameras: tuple[str, ...] | None = None, size: int | None = None
+    ) -> dict[str, np.ndarray]:
+        cameras = tuple(self.cameras if cameras is None else cameras)
+        size = int(size or self.image_size)
+        if cameras and cameras == self.cameras and size == self.image_size:
+            return self._renderer.render(self._data)
+        extra = self._extra_renderer
+        if extra is None or (extra.cameras, extra.height) != (cameras, size):
+            if extra is not None:
+                extra.close()
+            load_suite(self.suite).check_cameras(cameras)
+            self._extra_renderer = CameraRenderer(self._model, cameras, size, size, self._render_options)
+        return self._extra_renderer.render(self._data)
+
+    def env_kwargs(self) -> dict:
+        return {
+            "task": self.task.name,
+            "cameras": list(self.cameras),
+            "image_size": self.image_size,
+            "horizon": self.horizon,
+        }
+
+    def __reduce__(self):
+        raise TypeError(
+            f"{type(self).__name__} cannot be pickled; rebuild it with "
+            f"make_env({self.suite!r}, **env.env_kwargs()) and restore env.get_state()"
+        )
+
+    # -- helpers ------------------------------------------------------------------------
+    def positions(self) -> dict[str, np.ndarray]:
+        """The raw robosuite observation of the current step (object poses by robosuite's
+        names, ``cube_pos``, ``Can_pos``, ...): what the scripted experts read."""
+        return self._raw
+
+    def _observations(self) -> dict[str, np.ndarray]:
+        """Every robosuite observable read from the current state. Its cache of values computed
+        on the way (an object's position, for the relative ones) is emptied first: stale, it
+        would give relative positions from the last reading, not this state's."""
+        self._env._obs_cache = {}
+        return self._env._get_observations(force_update=True)
+
+    def _observe(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._raw = raw
+        obs = {key: np.asarray(raw[src], dtype=np.float32) for key, src in LOW_DIM_KEYS.items()}
+        if self._renderer is not None:
+            for cam, img in self._renderer.render(self._data).items():
+                obs[image_key(cam)] = img
+        return obs

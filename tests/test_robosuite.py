@@ -1,0 +1,135 @@
+"""The robosuite suite: images the right way up, the scripted experts, files robomimic reads.
+
+The suite's contract (deterministic resets, state round trips, the gymnasium ids) is tested for
+every suite in ``tests/test_sim.py`` and ``tests/test_gym.py``; this module holds what is
+robosuite's own. Skipped where robosuite is not installed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import embodied  # noqa: F401  (headless rendering: MUJOCO_GL=egl before robosuite imports mujoco)
+
+pytest.importorskip("robosuite")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+TASKS = ["Lift", "PickPlaceCan", "Stack"]
+
+
+def project(env, camera: str, point: np.ndarray, size: int) -> tuple[float, float]:
+    """(row, col) of a world point in an upright ``size`` px image of ``camera`` (MuJoCo's
+    pinhole camera: it looks along its -z, image up is its +y)."""
+    model, data = env._model, env._data
+    cam = model.camera(camera).id
+    local = data.cam_xmat[cam].reshape(3, 3).T @ (point - data.cam_xpos[cam])  # camera frame
+    focal = size / 2 / np.tan(np.radians(model.cam_fovy[cam]) / 2)
+    return size / 2 - focal * local[1] / -local[2], size / 2 + focal * local[0] / -local[2]
+
+
+def centroid(image: np.ndarray, colour: str) -> tuple[float, float]:
+    """(row, col) of the pixels of a saturated red or green object."""
+    r, g, b = (image[..., k].astype(int) for k in range(3))
+    mask = (r > 120) & (g < 90) & (b < 90) if colour == "red" else (g > 100) & (r < g - 30) & (b < g - 30)
+    assert mask.sum() >= 4, f"no {colour} object in view"
+    rows, cols = np.nonzero(mask)
+    return rows.mean(), cols.mean()
+
+
+@pytest.mark.parametrize(
+    "camera", ["agentview"]
+)  # robomimic's camera; the others are too far to place the cubes
+def test_images_are_upright(camera):
+    """Stack's red and green cubes are where the upright projection puts them; their rows are
+    far enough apart that an image upside down (rows mirrored) would put them the other way."""
+    from embodied.sim import image_key, make_env
+
+    size = 96
+    env = make_env("robosuite", "Stack", cameras=(camera,), image_size=size)
+    try:
+        for seed in range(20):  # a placement with the cubes at clearly different rows
+            obs, _ = env.reset(seed=seed)
+            red, green = (np.asarray(env.positions()[k]) for k in ("cubeA_pos", "cubeB_pos"))
+            (red_row, red_col), (green_row, _) = (
+                project(env, camera, red, size),
+                project(env, camera, green, size),
+            )
+            if abs(red_row - green_row) > 10:
+                break
+        else:
+            pytest.fail("no placement with the cubes 10 rows apart in 20 seeds")
+        image = obs[image_key(camera)]
+        got_red, got_green = centroid(image, "red"), centroid(image, "green")
+        assert abs(got_red[0] - red_row) < 5 and abs(got_red[1] - red_col) < 5, (got_red, red_row, red_col)
+        assert abs(got_green[0] - green_row) < 5, (got_green, green_row)
+        above, _ = project(env, camera, red + [0, 0, 0.1], size)
+        assert above < red_row  # world up is image up
+    finally:
+        env.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", TASKS)
+def test_experts_succeed(task):
+    from embodied.sim import make_env
+
+    env = make_env("robosuite", task)
+    expert = env.expert()
+    try:
+        for seed in (0, 1, 2):
+            obs, _ = env.reset(seed=seed)
+            for _ in range(env.horizon):
+                obs, _, terminated, truncated, info = env.step(expert(obs))
+                if terminated or truncated:
+                    break
+            assert info["success"], f"{task}: the expert failed on seed {seed}"
+    finally:
+        env.close()
+
+
+@pytest.fixture(scope="module")
+def lift_file(tmp_path_factory):
+    """Two scripted Lift demos with the agentview camera, as embodied-data collect writes them."""
+    from embodied.data.collect import CollectConfig, collect_task
+
+    out = tmp_path_factory.mktemp("robosuite")
+    cfg = CollectConfig(
+        suite="robosuite", tasks=["Lift"], episodes=2, cameras=["agentview"], image_size=32, out=str(out)
+    )
+    collect_task(cfg, "Lift", out / "Lift.hdf5")
+    return out / "Lift.hdf5"
+
+
+def test_collected_file_validates_and_robomimic_reads_it(lift_file):
+    """The file passes validate, and robomimic's own SequenceDataset reads it with robomimic's
+    key names and gives the stored arrays."""
+    import h5py
+
+    from embodied.data.inspect import validate
+
+    assert validate([str(lift_file)]) == []
+    pytest.importorskip("robomimic")
+    from robomimic.utils import obs_utils
+    from robomimic.utils.dataset import SequenceDataset
+
+    low_dim = ["robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object"]
+    obs_utils.initialize_obs_utils_with_obs_specs({"obs": {"low_dim": low_dim, "rgb": ["agentview_image"]}})
+    with h5py.File(lift_file, "r") as f:
+        stored = {k: f[f"data/demo_0/obs/{k}"][()] for k in [*low_dim, "agentview_image"]}
+        actions = f["data/demo_0/actions"][()]
+    ds = SequenceDataset(
+        hdf5_path=str(lift_file),
+        obs_keys=[*low_dim, "agentview_image"],
+        dataset_keys=("actions", "rewards", "dones"),
+        frame_stack=1,
+        seq_length=1,
+        hdf5_cache_mode=None,
+        filter_by_attribute=None,
+        load_next_obs=False,
+    )
+    item = ds[3]
+    for key, value in stored.items():
+        np.testing.assert_array_equal(np.asarray(item["obs"][key])[0], value[3], err_msg=key)
+    np.testing.assert_array_equal(item["actions"][0], actions[3])
+    assert actions.shape[1] == 7 and stored["object"].shape[1] == 10
