@@ -133,3 +133,36 @@ def test_collected_file_validates_and_robomimic_reads_it(lift_file):
         np.testing.assert_array_equal(np.asarray(item["obs"][key])[0], value[3], err_msg=key)
     np.testing.assert_array_equal(item["actions"][0], actions[3])
     assert actions.shape[1] == 7 and stored["object"].shape[1] == 10
+
+
+def test_a_policy_trained_on_robomimic_files_is_evaluated_in_robosuite(tmp_path):
+    """robomimic's own Lift file (no embodied attributes, env_args type 1) trains a policy, and
+    embodied-eval rolls it out in the robosuite suite: the task comes from env_args.env_name, the
+    observation keys are robomimic's."""
+    import json
+
+    from test_robomimic_files import robomimic_file
+
+    from embodied.cli.eval import main as eval_main
+    from embodied.cli.train import main as train_main
+
+    data = tmp_path / "Lift" / "ph" / "low_dim_v15.hdf5"
+    robomimic_file(data, "Lift")
+    run = tmp_path / "run"
+    argv = [
+        "policy_quick",
+        "--out",
+        str(run),
+        f"data.paths=[{data}]",
+        "steps=2",
+        "val_every=2",
+        "ckpt_every=2",
+    ]
+    assert train_main([*argv, "data.batch_size=4", "policy.obs_keys=null"]) == 0
+    out = tmp_path / "eval"
+    assert (
+        eval_main([str(run), "--episodes", "1", "--horizon", "20", "--workers", "0", "--out", str(out)]) == 0
+    )
+    results = json.loads((out / "results.json").read_text())
+    assert results["suite"] == "robosuite" and results["task_names"] == ["Lift"]
+    assert results["episodes"][0]["length"] == 20 and results["episodes"][0]["failure"] == "horizon"
