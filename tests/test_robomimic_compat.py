@@ -10,6 +10,8 @@ Our files store no ``next_obs`` (optional in the format), so the dataset is buil
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -84,3 +86,48 @@ def test_sequence_dataset_reads_collected_file(demo_file, seq_length, cache, spl
                 err_msg=f"{demo} {index} {key}",
             )
     ds.close_and_delete_hdf5_handle()
+
+
+def test_next_obs_for_offline_rl(collect_config, tmp_path):
+    """collect --next-obs writes next_obs (obs shifted by one step, the final observation last),
+    which robomimic's SequenceDataset reads with load_next_obs=True, as its offline-RL
+    algorithms ask; a file made before the setting existed still counts as complete."""
+    import dataclasses
+
+    from embodied.data.collect import collect_task, file_is_complete, task_args
+    from embodied.data.inspect import validate
+
+    cfg = dataclasses.replace(collect_config(tmp_path), tasks=["reach-v3"], episodes=1, next_obs=True)
+    path = tmp_path / "reach-v3.hdf5"
+    collect_task(cfg, "reach-v3", path)
+    assert validate([str(path)]) == []
+    with h5py.File(path, "r") as f:
+        obs = {k: f[f"data/demo_0/obs/{k}"][()] for k in LOW_DIM + RGB}
+        nxt = {k: f[f"data/demo_0/next_obs/{k}"][()] for k in LOW_DIM + RGB}
+    for key in LOW_DIM + RGB:
+        np.testing.assert_array_equal(nxt[key][:-1], obs[key][1:], err_msg=key)
+        assert not np.array_equal(nxt[key][-1], obs[key][-1]) or key == "goal"
+    ObsUtils.initialize_obs_utils_with_obs_specs({"obs": {"low_dim": LOW_DIM, "rgb": RGB}})
+    ds = SequenceDataset(
+        hdf5_path=str(path),
+        obs_keys=LOW_DIM + RGB,
+        dataset_keys=DATASET_KEYS,
+        frame_stack=1,
+        seq_length=1,
+        hdf5_cache_mode=None,
+        filter_by_attribute=None,
+        load_next_obs=True,
+    )
+    item = ds[len(ds) - 1]
+    for key in LOW_DIM + RGB:
+        np.testing.assert_array_equal(np.asarray(item["next_obs"][key])[0], nxt[key][-1], err_msg=key)
+    ds.close_and_delete_hdf5_handle()
+
+    old = dataclasses.replace(cfg, next_obs=False)
+    with h5py.File(path, "r+") as f:  # as written before the setting existed
+        stored = json.loads(f["data"].attrs["collect_args"])
+        del stored["next_obs"]
+        stored["task"], stored["keep_failures"] = "reach-v3", False
+        f["data"].attrs["collect_args"] = json.dumps(stored)
+    assert file_is_complete(path, task_args(old, "reach-v3"))
+    assert not file_is_complete(path, task_args(cfg, "reach-v3"))

@@ -47,6 +47,12 @@ def _collect_parser(sub) -> None:
     p.add_argument("--out", help="output folder")
     p.add_argument("--workers", type=int, help="worker processes")
     p.add_argument("--keep-failures", action="store_true", default=None, help="keep failed episodes too")
+    p.add_argument(
+        "--next-obs",
+        action="store_true",
+        default=None,
+        help="also store next_obs (robomimic's offline-RL algorithms read it)",
+    )
     p.add_argument("--action-noise", type=float, help="std of Gaussian noise on expert actions")
     p.add_argument("--horizon", type=int, help="episode step limit (0: the task default)")
     p.add_argument("--valid-fraction", type=float, help="share of demos in mask/valid")

@@ -57,6 +57,10 @@ class CollectConfig:
     """Worker processes (one task per worker at a time)."""
     keep_failures: bool = False
     """Also keep episodes where the expert failed (marked success=0)."""
+    next_obs: bool = False
+    """Also store ``next_obs/<key>``, the observation after each step (``obs`` shifted by one, with
+    the observation after the last step at the end), which robomimic's offline-RL algorithms
+    (BCQ, CQL, IQL) read."""
     max_attempts: int = 3
     """Give up on a task after max_attempts x episodes tries."""
     action_noise: float = 0.0
@@ -94,8 +98,9 @@ def task_args(cfg: CollectConfig, task: str) -> dict:
     return args
 
 
-def collect_episode(env, expert, seed: int, noise: float, cameras: tuple[str, ...]):
-    """Run the expert for one episode; returns the arrays, the streams and success."""
+def collect_episode(env, expert, seed: int, noise: float, cameras: tuple[str, ...], next_obs: bool = False):
+    """Run the expert for one episode; returns the arrays, the streams (with ``next_obs``, the
+    streams of the observations after each step too, under ``next/<key>``) and success."""
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
     streams: dict[str, list[np.ndarray]] = {k: [] for k in obs}
@@ -123,7 +128,10 @@ def collect_episode(env, expert, seed: int, noise: float, cameras: tuple[str, ..
         "dones": dones,
         "states": np.stack(states),
     }
-    return arrays, {k: np.stack(v) for k, v in streams.items()}, success
+    stacked = {k: np.stack(v) for k, v in streams.items()}
+    if next_obs:  # (T, ...): step t's next observation is step t + 1's, the last one the final
+        stacked.update({f"next/{k}": np.concatenate([v[1:], obs[k][None]]) for k, v in stacked.items()})
+    return arrays, stacked, success
 
 
 def collect_task(cfg: CollectConfig, task: str, path: Path, progress=None) -> dict:
@@ -142,7 +150,9 @@ def collect_task(cfg: CollectConfig, task: str, path: Path, progress=None) -> di
         while kept < cfg.episodes and attempts < cfg.episodes * cfg.max_attempts:
             seed = cfg.seed + attempts
             attempts += 1
-            arrays, streams, success = collect_episode(env, expert, seed, cfg.action_noise, env.cameras)
+            arrays, streams, success = collect_episode(
+                env, expert, seed, cfg.action_noise, env.cameras, next_obs=cfg.next_obs
+            )
             successes += success
             if not (success or cfg.keep_failures):
                 continue
@@ -170,6 +180,12 @@ def file_is_complete(path: Path, args: dict) -> bool:
             stored = json.loads(f["data"].attrs["collect_args"])
     except (OSError, KeyError, ValueError):
         return False
+    if not isinstance(stored, dict):
+        return False
+    # A setting added since the file was made takes its default there (next_obs: not stored).
+    for f in dataclasses.fields(CollectConfig):
+        if f.name in args and f.name not in stored and f.default is not dataclasses.MISSING:
+            stored[f.name] = f.default
     return stored == json.loads(json.dumps(args, sort_keys=True))
 
 

@@ -345,7 +345,8 @@ class DemoFileWriter:
         return self
 
     def add_demo(self, arrays: dict[str, np.ndarray], obs: dict[str, np.ndarray], attrs: dict) -> str:
-        """Add one demo: ``arrays`` holds actions, rewards, dones, states; ``obs`` the streams."""
+        """Add one demo: ``arrays`` holds actions, rewards, dones, states; ``obs`` the streams,
+        and those under ``next/<key>`` go to ``next_obs/<key>`` (robomimic's next observations)."""
         name = f"demo_{len(self.names)}"
         grp = self._data.create_group(name)
         n = len(arrays["actions"])
@@ -354,13 +355,16 @@ class DemoFileWriter:
         grp.create_dataset("dones", data=np.asarray(arrays["dones"], dtype=np.int64))
         grp.create_dataset("states", data=np.asarray(arrays["states"], dtype=np.float64))
         og = grp.create_group("obs")
-        for key, value in obs.items():
+        nog = grp.create_group("next_obs") if any(k.startswith("next/") for k in obs) else None
+        for full_key, value in obs.items():
+            group, key = (nog, full_key[5:]) if full_key.startswith("next/") else (og, full_key)
             if is_image_key(key):
                 chunks = (min(IMAGE_CHUNK, n), *value.shape[1:])
-                og.create_dataset(key, data=np.asarray(value, dtype=np.uint8), chunks=chunks)
+                group.create_dataset(key, data=np.asarray(value, dtype=np.uint8), chunks=chunks)
             else:
-                og.create_dataset(key, data=np.asarray(value, dtype=np.float32))
-                self.low_dim.setdefault(key, []).append(np.asarray(value, dtype=np.float32))
+                group.create_dataset(key, data=np.asarray(value, dtype=np.float32))
+                if group is og:
+                    self.low_dim.setdefault(key, []).append(np.asarray(value, dtype=np.float32))
         self.low_dim.setdefault("actions", []).append(np.asarray(arrays["actions"], dtype=np.float32))
         grp.attrs["num_samples"] = n
         for key, value in attrs.items():
