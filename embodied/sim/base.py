@@ -79,7 +79,7 @@ class FixedEpisodes:
 
 
 class SuiteEnv(gym.Env):
-    """Base class of suite adapters (Meta-World now, robosuite next)."""
+    """Base class of suite adapters (Meta-World, robosuite)."""
 
     metadata = {"render_modes": ["rgb_array"]}
     suite: str
