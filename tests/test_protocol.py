@@ -137,7 +137,7 @@ def test_scripted_policy_matches_metaworlds_evaluator():
     from embodied.eval.rollout import evaluate_policy
     from embodied.models.common import DataSpec
 
-    episodes = 8
+    episodes = 6
     policy = PerturbedExpert(TASKS, STRENGTH)
     theirs = metaworld_evaluation(MetaWorldAgent(policy.act), TASKS, episodes, SEED)
     spec = DataSpec(
@@ -172,7 +172,7 @@ def test_embodied_eval_protocol_metaworld_matches_metaworlds_evaluator(tiny_run,
 
     run = tiny_run("policy_mt10_mlp", "policy.hidden_dim=16", "policy.num_layers=1")
     out = tmp_path / "eval"
-    episodes = 3
+    episodes = 2
     argv = [str(run), "--protocol", "metaworld", "--seed", str(SEED), "--episodes", str(episodes)]
     assert eval_main([*argv, "--tasks", *TASKS, "--workers", "0", "--out", str(out)]) == 0
     payload = json.loads((out / "results.json").read_text())
