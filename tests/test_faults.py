@@ -26,6 +26,8 @@ from embodied.cli.eval import main as eval_main
 from embodied.cli.train import main as train_main
 from embodied.data.schema import DemoFileWriter
 
+ROOT = Path(__file__).resolve().parents[1]
+
 REPO = Path(__file__).resolve().parents[1]
 TASKS = ("reach-v3", "push-v3")
 STEPS = 12
@@ -459,6 +461,49 @@ def test_full_disk_while_saving_a_checkpoint(kind, data, tmp_path, capsys, monke
     monkeypatch.undo()
     assert train_main(["--resume", str(out)]) == 0  # room again: the rerun goes on
     assert read_checkpoint(out)["train"]["step"] == 4
+
+
+FULL_DISK_UNDER_TENSORBOARD = """
+import errno, os, sys
+from pathlib import Path
+from tensorboard.summary.writer import record_writer
+from embodied.cli.train import main
+
+out, real = Path(sys.argv[2]), record_writer.RecordWriter.write
+
+def write(self, data):
+    if (out / "checkpoints" / "last.pt").exists():  # the disk fills up after the first checkpoint
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return real(self, data)
+
+record_writer.RecordWriter.write = write
+sys.exit(main([sys.argv[1]]))
+"""
+
+
+def test_full_disk_under_the_tensorboard_writer(data, tmp_path):
+    """TensorBoard's own writer thread finds the disk full: one line, exit 2, and no traceback
+    from that thread (a real process: pytest would catch a thread's exception itself); the last
+    checkpoint whole, and the run resumes once there is room."""
+    from embodied.train.checkpoint import read_checkpoint
+
+    out = tmp_path / "run"
+    cfg = policy_config(tmp_path / "p.yaml", data, out, steps=6, val_every=0, log_every=1)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_UNDER_TENSORBOARD, str(cfg), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    lines = [line for line in done.stderr.replace("\r", "\n").splitlines() if line.strip()]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert lines[-1].startswith("error: ") and "No space left on device" in lines[-1], lines[-1]
+    assert f"--resume {out}" in lines[-1]
+    assert read_checkpoint(out)["train"]["step"] in (2, 4)  # whole, where the disk filled
+    assert train_main(["--resume", str(out)]) == 0  # room again: the rerun goes on
+    assert read_checkpoint(out)["train"]["step"] == 6
 
 
 def test_full_disk_while_writing_a_video(run, tmp_path, capsys, monkeypatch):

@@ -320,8 +320,8 @@ def _train(
         procs.broadcast_buffers(module)  # every process ends with the model rank 0 saved
     finally:
         del batches
-        log.close()
         torch.set_num_threads(threads)
+        log.close()  # last: on a full disk its flush raises too
 
     summary = {}
     if procs.is_main:

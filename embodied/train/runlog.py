@@ -8,6 +8,7 @@ import math
 import secrets
 import shutil
 import sys
+import threading
 from pathlib import Path
 
 from tqdm import tqdm
@@ -89,6 +90,7 @@ class RunLog:
         from torch.utils.tensorboard import SummaryWriter
 
         self.tb = SummaryWriter(str(out), purge_step=start + 1 if start else None)
+        self._quiet_writer_threads()
         if wandb is not None and wandb.mode != "off":
             self.wandb = _wandb_run(out, wandb, config or {}, resumed=bool(start))
 
@@ -112,11 +114,31 @@ class RunLog:
 
     def close(self) -> None:
         self.bar.close()
-        if self.jsonl is not None:
-            self.jsonl.close()
-            self.tb.close()
-        if self.wandb is not None:
-            self.wandb.finish()
+        try:
+            if self.jsonl is not None:
+                self.jsonl.close()
+                self.tb.close()
+            if self.wandb is not None:
+                self.wandb.finish()
+        finally:
+            if self._hook is not None:
+                threading.excepthook, self._hook = self._hook, None
+
+    _hook = None
+
+    def _quiet_writer_threads(self) -> None:
+        """TensorBoard writes its events from a thread of its own: on a full disk that thread's
+        OSError would be printed as a traceback, and the writer raises the same error again in
+        this thread at the next event or flush, where training ends in one line (train's
+        handling of a full disk). So the thread's own report is left out while the run lasts."""
+        previous = threading.excepthook
+
+        def hook(args) -> None:
+            if isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread":
+                return
+            previous(args)
+
+        self._hook, threading.excepthook = previous, hook
 
 
 def _wandb_run(out: Path, cfg: WandbConfig, config: dict, resumed: bool):
