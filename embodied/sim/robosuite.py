@@ -42,8 +42,8 @@ _STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
 
 
 def robosuite_kwargs(horizon: int) -> dict:
-    """What ``robosuite.make`` gets besides the task: the robot, its controller, no renderer of
-    robosuite's own; the same keywords robomimic's ``EnvRobosuite`` rebuilds an env from."""
+    """What ``robosuite.make`` gets besides the task: the robot, its controller, the control
+    rate, and no renderer of robosuite's own (embodied renders the cameras itself)."""
     from robosuite.controllers import load_composite_controller_config
 
     return {
@@ -117,10 +117,9 @@ class RobosuiteEnv(SuiteEnv):
         """Resets so far: the experts start again when it changes."""
 
         spaces = {}
-        dims = {"robot0_eef_pos": 3, "robot0_eef_quat": 4, "robot0_gripper_qpos": 2}
-        dims["object"] = int(self._env.observation_spec()["object-state"].shape[0])
-        for key, d in dims.items():
-            spaces[key] = gym.spaces.Box(-np.inf, np.inf, (d,), np.float32)
+        robosuite_spec = self._env.observation_spec()
+        for key, src in LOW_DIM_KEYS.items():
+            spaces[key] = gym.spaces.Box(-np.inf, np.inf, robosuite_spec[src].shape, np.float32)
         for cam in self.cameras:
             spaces[image_key(cam)] = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
         self.observation_space = gym.spaces.Dict(spaces)
