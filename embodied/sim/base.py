@@ -45,7 +45,7 @@ import gymnasium as gym
 import numpy as np
 
 from embodied.errors import UserError
-from embodied.sim.spec import TaskSpec
+from embodied.sim.spec import TaskSpec, load_suite
 
 
 def check_render_mode(mode: str | None) -> str | None:
@@ -107,6 +107,24 @@ class SuiteEnv(gym.Env):
     ) -> dict[str, np.ndarray]:
         """Images of the given (default: the configured) cameras in the current state, ``size``
         pixels square (default: the observations' size), without changing the observations."""
+
+    def _configure(
+        self,
+        task: str,
+        cameras: tuple[str, ...],
+        image_size: int,
+        horizon: int | None,
+        terminate_on_success: bool,
+        render_mode: str | None,
+    ) -> None:
+        """The construction keywords every adapter takes, checked against the suite's spec."""
+        self.render_mode = check_render_mode(render_mode)
+        spec = load_suite(self.suite)
+        self.task = spec.task(task)
+        self.cameras = spec.check_cameras(cameras)
+        self.image_size = int(image_size)
+        self.horizon = int(horizon or self.task.horizon)
+        self.terminate_on_success = terminate_on_success
 
     def task_variant(self) -> np.ndarray:
         """What, besides :meth:`get_state`, makes up the variant ``reset(seed=)`` drew (e.g.

@@ -13,13 +13,12 @@ import warnings
 from collections.abc import Callable
 
 import gymnasium as gym
-import mujoco
 import numpy as np
 
 from embodied.errors import UserError
-from embodied.sim.base import FixedEpisodes, SuiteEnv, check_render_mode, image_key
-from embodied.sim.render import CameraRenderer, RenderOptions, upright_cameras
-from embodied.sim.spec import load_suite
+from embodied.sim.base import FixedEpisodes, image_key
+from embodied.sim.mujoco_env import MujocoSuiteEnv
+from embodied.sim.render import RenderOptions, upright_cameras
 
 # Meta-World's flat 39-d observation: [hand xyz, gripper opening, 14 object dims] for the
 # current and the previous frame, then the goal xyz. The previous frame is left out: it is
@@ -29,12 +28,11 @@ LOW_DIM_SLICES = {
     "object_state": slice(4, 18),  # up to two objects: position (3) and quaternion (4) each
     "goal": slice(36, 39),  # goal position
 }
-_STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION  # everything needed to step on identically
 # The scripted experts warn on every step that their gains saturate; the env clips actions anyway.
 warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high", category=UserWarning)
 
 
-class MetaWorldEnv(SuiteEnv):
+class MetaWorldEnv(MujocoSuiteEnv):
     suite = "metaworld"
     # Meta-World's own: a step is 5 physics steps of 2.5 ms
     metadata = {"render_modes": ["rgb_array"], "render_fps": 80}
@@ -51,15 +49,7 @@ class MetaWorldEnv(SuiteEnv):
     ) -> None:
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
-        self.render_mode = check_render_mode(render_mode)
-
-        spec = load_suite(self.suite)
-        self.task = spec.task(task)
-        self.cameras = spec.check_cameras(cameras)
-        self.image_size = int(image_size)
-        self.horizon = int(horizon or self.task.horizon)
-        self.terminate_on_success = terminate_on_success
-        self._render_options = render
+        self._configure(task, cameras, image_size, horizon, terminate_on_success, render_mode)
 
         env = ALL_V3_ENVIRONMENTS[task]()
         env._partially_observable = False  # the goal is part of the observation
@@ -70,12 +60,7 @@ class MetaWorldEnv(SuiteEnv):
         env.max_path_length = max(env.max_path_length, self.horizon)
         self._env = env
         self.turned_cameras = upright_cameras(env.model, env.data)
-        self._renderer = (
-            CameraRenderer(env.model, self.cameras, self.image_size, self.image_size, render)
-            if self.cameras
-            else None
-        )
-        self._extra_renderer: CameraRenderer | None = None  # for cameras other than the observed ones
+        self._init_rendering(env.model, env.data, render)
         self._raw_obs: np.ndarray | None = None
         self._t = 0
         self._expert = None
@@ -117,29 +102,13 @@ class MetaWorldEnv(SuiteEnv):
         info = {"success": success, "unstable": bool(self._env._did_see_sim_exception)}
         return self._observe(raw), float(reward), terminated, truncated, info
 
-    def render(self):
-        cams = self.cameras or (load_suite(self.suite).observer_camera,)
-        return self.render_cameras(cams)[cams[0]]
-
     def close(self) -> None:
-        for renderer in (self._renderer, self._extra_renderer):
-            if renderer is not None:
-                renderer.close()
-        self._renderer = self._extra_renderer = None
+        self._close_renderers()
         self._env.close()
 
     # -- the SuiteEnv additions -----------------------------------------------------------
-    def get_state(self) -> np.ndarray:
-        m, d = self._env.model, self._env.data
-        state = np.empty(mujoco.mj_stateSize(m, _STATE_SPEC))
-        mujoco.mj_getState(m, d, state, _STATE_SPEC)
-        return state
-
     def set_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
-        m, d = self._env.model, self._env.data
-        mujoco.mj_setState(m, d, np.asarray(state, dtype=np.float64), _STATE_SPEC)
-        mujoco.mj_forward(m, d)  # it also rewrites qacc_warmstart, and replays drift from that:
-        mujoco.mj_setState(m, d, np.asarray(state, dtype=np.float64), _STATE_SPEC)  # so set it again
+        self._restore_state(state)
         return self._observe(self._env._get_obs())
 
     def task_variant(self) -> np.ndarray:
@@ -154,45 +123,12 @@ class MetaWorldEnv(SuiteEnv):
         # The experts read Meta-World's flat observation, which this adapter keeps.
         return lambda obs: np.clip(policy.get_action(self._raw_obs), -1.0, 1.0).astype(np.float32)
 
-    def render_cameras(
-        self, cameras: tuple[str, ...] | None = None, size: int | None = None
-    ) -> dict[str, np.ndarray]:
-        cameras = tuple(self.cameras if cameras is None else cameras)
-        size = int(size or self.image_size)
-        if cameras and cameras == self.cameras and size == self.image_size:
-            return self._renderer.render(self._env.data)
-        # Other cameras or sizes get a renderer of their own: the observation renderer stays as it is.
-        extra = self._extra_renderer
-        if extra is None or (extra.cameras, extra.height) != (cameras, size):
-            if extra is not None:
-                extra.close()
-            load_suite(self.suite).check_cameras(cameras)
-            self._extra_renderer = CameraRenderer(self._env.model, cameras, size, size, self._render_options)
-        return self._extra_renderer.render(self._env.data)
-
-    def env_kwargs(self) -> dict:
-        return {
-            "task": self.task.name,
-            "cameras": list(self.cameras),
-            "image_size": self.image_size,
-            "horizon": self.horizon,
-        }
-
-    def __reduce__(self):
-        # Meta-World's own pickling rebuilds the model from its XML: the copy would silently lose
-        # the camera orientation fix, the task variant (model.body_pos) and the state. Refuse.
-        raise TypeError(
-            f"{type(self).__name__} cannot be pickled; rebuild it with "
-            f"make_env({self.suite!r}, **env.env_kwargs()) and restore env.get_state()"
-        )
-
     # -- helpers ------------------------------------------------------------------------
     def _observe(self, raw: np.ndarray) -> dict[str, np.ndarray]:
         self._raw_obs = raw
         obs = {key: raw[s].astype(np.float32) for key, s in LOW_DIM_SLICES.items()}
-        if self._renderer is not None:
-            for cam, img in self._renderer.render(self._env.data).items():
-                obs[image_key(cam)] = img
+        for cam, img in self._camera_images().items():
+            obs[image_key(cam)] = img
         return obs
 
 

@@ -25,9 +25,9 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from embodied.sim.base import SuiteEnv, check_render_mode, image_key
-from embodied.sim.render import CameraRenderer, RenderOptions
-from embodied.sim.spec import load_suite
+from embodied.sim.base import image_key
+from embodied.sim.mujoco_env import MujocoSuiteEnv
+from embodied.sim.render import RenderOptions
 
 ROBOT = "Panda"
 CONTROL_FREQ = 20
@@ -38,7 +38,6 @@ LOW_DIM_KEYS = {
     "object": "object-state",  # robomimic's name for robosuite's object-state
 }
 """Observation key -> robosuite's own key."""
-_STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
 
 
 def robosuite_kwargs(horizon: int) -> dict:
@@ -74,7 +73,7 @@ def _global_numpy_seed(seed: int | None):
         np.random.set_state(state)  # noqa: NPY002
 
 
-class RobosuiteEnv(SuiteEnv):
+class RobosuiteEnv(MujocoSuiteEnv):
     suite = "robosuite"
     metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
 
@@ -94,23 +93,10 @@ class RobosuiteEnv(SuiteEnv):
         # import, which configures this logger.
         logging.getLogger("robosuite_logs").setLevel(logging.ERROR)
 
-        self.render_mode = check_render_mode(render_mode)
-        spec = load_suite(self.suite)
-        self.task = spec.task(task)
-        self.cameras = spec.check_cameras(cameras)
-        self.image_size = int(image_size)
-        self.horizon = int(horizon or self.task.horizon)
-        self.terminate_on_success = terminate_on_success
-        self._render_options = render
+        self._configure(task, cameras, image_size, horizon, terminate_on_success, render_mode)
         with _global_numpy_seed(None):  # building draws from it too: leave it as it was
             self._env = robosuite.make(self.task.name, **robosuite_kwargs(self.horizon))
-        self._model, self._data = self._env.sim.model._model, self._env.sim.data._data
-        self._renderer = (
-            CameraRenderer(self._model, self.cameras, self.image_size, self.image_size, render)
-            if self.cameras
-            else None
-        )
-        self._extra_renderer: CameraRenderer | None = None
+        self._init_rendering(self._env.sim.model._model, self._env.sim.data._data, render)
         self._raw: dict[str, np.ndarray] = {}
         self._t = 0
         self.episode = 0
@@ -153,69 +139,24 @@ class RobosuiteEnv(SuiteEnv):
         truncated = self._t >= self.horizon and not terminated
         return self._observe(raw), float(reward), terminated, truncated, {"success": success}
 
-    def render(self):
-        cams = self.cameras or (load_suite(self.suite).observer_camera,)
-        return self.render_cameras(cams)[cams[0]]
-
     def close(self) -> None:
-        for renderer in (self._renderer, self._extra_renderer):
-            if renderer is not None:
-                renderer.close()
-        self._renderer = self._extra_renderer = None
+        self._close_renderers()
         self._env.close()
 
     # -- the SuiteEnv additions -----------------------------------------------------------
-    def get_state(self) -> np.ndarray:
-        # MuJoCo's whole integration state (time, qpos, qvel, act, warm start, controls, ...),
-        # not robosuite's (time, qpos, qvel): the same actions then give the same steps after it.
-        state = np.empty(mujoco.mj_stateSize(self._model, _STATE_SPEC))
-        mujoco.mj_getState(self._model, self._data, state, _STATE_SPEC)
-        return state
-
     def set_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
-        state = np.asarray(state, dtype=np.float64)
-        mujoco.mj_setState(self._model, self._data, state, _STATE_SPEC)
-        mujoco.mj_forward(self._model, self._data)
-        for robot in self._env.robots:  # the controllers cache the pose they last read: read it again
-            for controller in robot.composite_controller.part_controllers.values():
-                controller.update(force=True)
-        # mj_forward rewrote the solver's warm start, which the next step starts from: set it again
-        mujoco.mj_setState(self._model, self._data, state, _STATE_SPEC)
+        def reread() -> None:  # the controllers cache the pose they last read
+            for robot in self._env.robots:
+                for controller in robot.composite_controller.part_controllers.values():
+                    controller.update(force=True)
+
+        self._restore_state(state, after_forward=reread)
         return self._observe(self._observations())
 
     def expert(self) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
         from embodied.sim.robosuite_experts import make_expert
 
         return make_expert(self.task.name, self)
-
-    def render_cameras(
-        self, cameras: tuple[str, ...] | None = None, size: int | None = None
-    ) -> dict[str, np.ndarray]:
-        cameras = tuple(self.cameras if cameras is None else cameras)
-        size = int(size or self.image_size)
-        if cameras and cameras == self.cameras and size == self.image_size:
-            return self._renderer.render(self._data)
-        extra = self._extra_renderer
-        if extra is None or (extra.cameras, extra.height) != (cameras, size):
-            if extra is not None:
-                extra.close()
-            load_suite(self.suite).check_cameras(cameras)
-            self._extra_renderer = CameraRenderer(self._model, cameras, size, size, self._render_options)
-        return self._extra_renderer.render(self._data)
-
-    def env_kwargs(self) -> dict:
-        return {
-            "task": self.task.name,
-            "cameras": list(self.cameras),
-            "image_size": self.image_size,
-            "horizon": self.horizon,
-        }
-
-    def __reduce__(self):
-        raise TypeError(
-            f"{type(self).__name__} cannot be pickled; rebuild it with "
-            f"make_env({self.suite!r}, **env.env_kwargs()) and restore env.get_state()"
-        )
 
     # -- helpers ------------------------------------------------------------------------
     def positions(self) -> dict[str, np.ndarray]:
@@ -233,7 +174,6 @@ class RobosuiteEnv(SuiteEnv):
     def _observe(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._raw = raw
         obs = {key: np.asarray(raw[src], dtype=np.float32) for key, src in LOW_DIM_KEYS.items()}
-        if self._renderer is not None:
-            for cam, img in self._renderer.render(self._data).items():
-                obs[image_key(cam)] = img
+        for cam, img in self._camera_images().items():
+            obs[image_key(cam)] = img
         return obs
