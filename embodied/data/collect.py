@@ -89,6 +89,13 @@ class CollectConfig:
             raise ValueError(f"collection seeds must stay in [0, {EVAL_SEED_START}) (evaluation seeds)")
 
 
+def with_suite_defaults(cfg: CollectConfig) -> CollectConfig:
+    """``cfg`` with the defaults that depend on its suite filled in (the observer camera,
+    ``datasets/<suite>``), as they are stored and compared."""
+    cameras = list(cfg.cameras) or [load_suite(cfg.suite).observer_camera]
+    return dataclasses.replace(cfg, cameras=cameras, out=cfg.out or f"datasets/{cfg.suite}")
+
+
 def task_args(cfg: CollectConfig, task: str) -> dict:
     """Everything that determines one task's file; stored in it, compared on rerun."""
     args = dataclasses.asdict(cfg)
@@ -138,6 +145,7 @@ def collect_task(cfg: CollectConfig, task: str, path: Path, progress=None) -> di
     """Collect one task's file at ``path`` (atomically). Returns a summary."""
     from embodied.data.schema import DemoFileWriter, task_attrs
 
+    cfg = with_suite_defaults(cfg)
     spec = load_suite(cfg.suite).task(task)
     env = make_env(
         cfg.suite, task, cameras=cfg.cameras, image_size=cfg.image_size, horizon=cfg.horizon or None
@@ -226,9 +234,7 @@ def collect(cfg: CollectConfig, overwrite: bool = False) -> list[dict]:
     suite = load_suite(cfg.suite)
     if not get_suite(cfg.suite).has_expert:
         raise UserError(f"suite {cfg.suite} has no scripted expert to collect demonstrations with")
-    cfg = dataclasses.replace(  # the defaults that depend on the suite, before they are stored
-        cfg, cameras=list(cfg.cameras) or [suite.observer_camera], out=cfg.out or f"datasets/{cfg.suite}"
-    )
+    cfg = with_suite_defaults(cfg)
     tasks = suite.resolve_tasks(cfg.tasks)
     suite.check_cameras(cfg.cameras)
     out = Path(cfg.out)
