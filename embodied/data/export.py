@@ -48,16 +48,16 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from embodied.data.files import env_args_of, open_file, reading, text_of
-from embodied.data.schema import (
-    IMAGE_SUFFIX,
+from embodied.data.files import (
     demo_identity,
-    demo_sort_key,
+    demo_names,
+    env_args_of,
     env_name_of,
-    expand_paths,
-    file_suite,
-    is_image_key,
+    mask_names,
+    open_file,
+    reading,
 )
+from embodied.data.schema import IMAGE_SUFFIX, expand_paths, file_suite, is_image_key
 from embodied.data.validate import validate_file
 from embodied.errors import UserError
 
@@ -73,7 +73,6 @@ EPISODES_PATH = "meta/episodes/" + CHUNK_FILE + ".parquet"
 STATE, ENV_STATE, ACTION = "observation.state", "observation.environment_state", "action"
 REWARD, DONE = "next.reward", "next.done"
 VIDEO_CODEC, PIX_FMT, GOP = "h264", "yuv420p", 2
-STAT_NAMES = ("min", "max", "mean", "std", "count")
 
 
 def image_feature(camera: str) -> str:
@@ -151,16 +150,13 @@ def _demos(files: list[Path]) -> tuple[list[_Demo], list[_Demo]]:
     for path in files:
         with open_file(path) as f, reading(path):
             data = f["data"]
-            masks = {}
-            for split in ("train", "valid"):
-                if f"mask/{split}" in f:
-                    masks[split] = {text_of(v) or str(v) for v in np.asarray(f[f"mask/{split}"][()]).ravel()}
+            in_valid = set(mask_names(f, "valid")) if "mask/valid" in f else set()
             env_name = env_name_of(f)
-            for name in sorted((k for k in data if isinstance(data[k], h5py.Group)), key=demo_sort_key):
+            for name in demo_names(data):
                 g = data[name]
                 task = demo_identity(g, env_name, path).instruction  # LeRobot's task is the instruction
                 demo = _Demo(path, name, task, int(g["actions"].shape[0]))
-                (valid if name in masks.get("valid", ()) else train).append(demo)
+                (valid if name in in_valid else train).append(demo)
     return train, valid
 
 
@@ -306,8 +302,9 @@ def _write(demos: list[_Demo], root: Path, fps: int, splits: dict) -> dict:
     handles: dict[Path, h5py.File] = {}
     try:
         for e, demo in enumerate(demos):
-            f = handles.get(demo.path) or handles.setdefault(demo.path, h5py.File(demo.path, "r"))
-            g = f["data"][demo.name]
+            if demo.path not in handles:
+                handles[demo.path] = h5py.File(demo.path, "r")
+            g = handles[demo.path]["data"][demo.name]
             n = demo.length
             columns: dict[str, np.ndarray] = {}
             if state_keys:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -77,6 +78,34 @@ def env_args_of(f: h5py.File, where: str) -> dict:
     if not isinstance(env_args, dict):
         raise UserError(f"{where}: /data: attribute env_args is not a JSON object")
     return env_args
+
+
+def env_name_of(f: h5py.File) -> str | None:
+    """The ``env_args.env_name`` of an open demonstration file; None when it has none."""
+    try:
+        name = env_args_of(f, str(f.filename)).get("env_name")
+    except UserError:
+        return None
+    return name if isinstance(name, str) and name else None
+
+
+@dataclass(frozen=True)
+class DemoIdentity:
+    """What a demo shows, by the names the readers, ``info`` and the export use."""
+
+    task: str
+    instruction: str
+    class_name: str
+
+
+def demo_identity(g: h5py.Group, env_name: str | None, path: str | os.PathLike) -> DemoIdentity:
+    """The task of a demo: its own ``task`` attribute (embodied's files), else the file's
+    ``env_args.env_name`` (robomimic's files: ``Lift``, ``PickPlaceCan``; robomimic names every
+    file ``image_v15.hdf5``, so the file name would merge tasks), else the file's name. The
+    instruction and the class default to the task (each task its own class)."""
+    text = lambda name: text_of(g.attrs.get(name)) or None  # noqa: E731  (an empty string: absent)
+    task = text("task") or env_name or Path(path).stem
+    return DemoIdentity(task, text("instruction") or task, text("class") or task)
 
 
 def get_demo(f: h5py.File, path: Path, demo: str) -> h5py.Group:

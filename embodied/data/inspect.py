@@ -25,8 +25,10 @@ import h5py
 import numpy as np
 
 from embodied.data.files import (
+    demo_identity,
     demo_names,
     env_args_of,
+    env_name_of,
     get_demo,
     is_int,
     mask_names,
@@ -40,8 +42,6 @@ from embodied.data.schema import (
     IMAGE_SUFFIX,
     MASKS,
     NO_HIERARCHY,
-    demo_identity,
-    env_name_of,
     expand_paths,
     is_image_key,
 )

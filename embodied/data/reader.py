@@ -46,13 +46,12 @@ import torch
 from einops import rearrange
 
 from embodied import keys as K
+from embodied.data.files import demo_identity, env_name_of
 from embodied.data.schema import (
     Shapes,
     check_actions,
     check_stream,
-    demo_identity,
     demo_sort_key,
-    env_name_of,
     expand_paths,
     format_version,
     merge_stats,

@@ -32,7 +32,6 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -118,40 +117,6 @@ def file_suite(path: str | Path) -> str | None:
     if not suite:
         return None
     return suite.decode() if isinstance(suite, bytes) else str(suite)
-
-
-def env_name_of(f: h5py.File) -> str | None:
-    """The ``env_args.env_name`` of an open demonstration file; None when it has none."""
-    raw = f["data"].attrs.get("env_args") if "data" in f else None
-    try:
-        name = json.loads(raw.decode() if isinstance(raw, bytes) else raw).get("env_name")
-    except (TypeError, ValueError, AttributeError):
-        return None
-    return name if isinstance(name, str) and name else None
-
-
-@dataclass(frozen=True)
-class DemoIdentity:
-    """What a demo shows, by the names the readers, ``info`` and the export use."""
-
-    task: str
-    instruction: str
-    class_name: str
-
-
-def demo_identity(g: h5py.Group, env_name: str | None, path: str | Path) -> DemoIdentity:
-    """The task of a demo: its own ``task`` attribute (embodied's files), else the file's
-    ``env_args.env_name`` (robomimic's files: ``Lift``, ``PickPlaceCan``; robomimic names every
-    file ``image_v15.hdf5``, so the file name would merge tasks), else the file's name. The
-    instruction and the class default to the task (each task its own class)."""
-
-    def text(name: str) -> str | None:
-        value = g.attrs.get(name)
-        value = value.decode() if isinstance(value, bytes) else value
-        return value if isinstance(value, str) and value else None
-
-    task = text("task") or env_name or Path(path).stem
-    return DemoIdentity(task, text("instruction") or task, text("class") or task)
 
 
 def task_attrs(task) -> dict:

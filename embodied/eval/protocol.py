@@ -41,11 +41,6 @@ class EpisodeSchedule:
     """The protocol as ``results.json`` records it: name, seed(s), horizon and where goals come from."""
 
 
-def protocols(suite: str) -> list[str]:
-    """The protocols an evaluation on ``suite`` can run: embodied's and the suite's own."""
-    return [EMBODIED, *(name for name, _ in get_suite(suite).protocols)]
-
-
 def schedule(
     name: str,
     *,
@@ -94,4 +89,4 @@ def describe(info: dict, episodes: int | None = None) -> str:
     return f"protocol {info['name']} ({info['goals']}, one episode per goal, horizon {info['horizon']})"
 
 
-__all__ = ["EMBODIED", "EpisodeSchedule", "describe", "protocols", "schedule"]
+__all__ = ["EMBODIED", "EpisodeSchedule", "describe", "schedule"]

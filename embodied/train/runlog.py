@@ -80,6 +80,7 @@ class RunLog:
             total=total, initial=start, disable=out is None, unit="step", dynamic_ncols=True, mininterval=1.0
         )
         self.jsonl = self.tb = self.wandb = None
+        self._hook = None  # the threading.excepthook this log replaced, restored at close
         if out is None:
             return
         path = out / "metrics.jsonl"
@@ -123,8 +124,6 @@ class RunLog:
         finally:
             if self._hook is not None:
                 threading.excepthook, self._hook = self._hook, None
-
-    _hook = None
 
     def _quiet_writer_threads(self) -> None:
         """TensorBoard writes its events from a thread of its own: on a full disk that thread's
