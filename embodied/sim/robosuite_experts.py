@@ -66,64 +66,47 @@ def _pos(name: str) -> Callable:
     return lambda env: np.asarray(env.positions()[name], dtype=np.float64)
 
 
-def pick_and_place(
-    obj: Callable, goal: Callable, lift: float, release_height: float, reach: float = 0.01
-) -> list:
+def grasp_phases(obj: Callable, held: dict[str, np.ndarray], reach: float = 0.01) -> list:
     """Above the object, down onto it (within ``reach`` metres: the fingers may touch the floor
-    first), close, up ``lift`` metres, over ``goal(env)``, down to ``release_height`` above it,
-    open, and back up."""
-    held: dict[str, np.ndarray] = {}
-
-    def above_object(env):
-        return obj(env) + [0.0, 0.0, 0.08], OPEN
-
-    def at_object(env):
-        return obj(env) + [0.0, 0.0, -0.005], OPEN
+    first), close; where the gripper closed goes into ``held["at"]`` for the phases after."""
 
     def grasp(env):
         held["at"] = np.asarray(env.positions()["robot0_eef_pos"], dtype=np.float64)
         return held["at"], CLOSE
 
-    def up(env):
-        return held["at"] + [0.0, 0.0, lift], CLOSE
+    return [
+        ("above", lambda env: (obj(env) + [0.0, 0.0, 0.08], OPEN), near(0.01)),
+        ("down", lambda env: (obj(env) + [0.0, 0.0, -0.005], OPEN), near(reach)),
+        ("close", grasp, after(8)),
+    ]
+
+
+def pick_and_place(
+    obj: Callable, goal: Callable, lift: float, release_height: float, reach: float = 0.01
+) -> list:
+    """The grasp (:func:`grasp_phases`), up ``lift`` metres, over ``goal(env)``, down to
+    ``release_height`` above it, open, and back up."""
+    held: dict[str, np.ndarray] = {}
 
     def over_goal(env):
         target = goal(env)
         return np.array([target[0], target[1], held["at"][2] + lift]), CLOSE
 
-    def down_to_goal(env):
-        return goal(env) + [0.0, 0.0, release_height], CLOSE
-
-    def release(env):
-        return goal(env) + [0.0, 0.0, release_height], OPEN
-
-    def away(env):
-        return goal(env) + [0.0, 0.0, release_height + 0.1], OPEN
-
     return [
-        ("above", above_object, near(0.01)),
-        ("down", at_object, near(reach)),
-        ("close", grasp, after(8)),
-        ("up", up, near(0.02)),
+        *grasp_phases(obj, held, reach),
+        ("up", lambda env: (held["at"] + [0.0, 0.0, lift], CLOSE), near(0.02)),
         ("over", over_goal, near(0.01, xy_only=True)),
-        ("lower", down_to_goal, near(0.01)),
-        ("open", release, after(6)),
-        ("away", away, after(1_000_000)),
+        ("lower", lambda env: (goal(env) + [0.0, 0.0, release_height], CLOSE), near(0.01)),
+        ("open", lambda env: (goal(env) + [0.0, 0.0, release_height], OPEN), after(6)),
+        ("away", lambda env: (goal(env) + [0.0, 0.0, release_height + 0.1], OPEN), after(1_000_000)),
     ]
 
 
 def lift_phases() -> list:
+    """The grasp of the cube, then up 0.25 m until the episode ends."""
     held: dict[str, np.ndarray] = {}
-    cube = _pos("cube_pos")
-
-    def grasp(env):
-        held["at"] = np.asarray(env.positions()["robot0_eef_pos"], dtype=np.float64)
-        return held["at"], CLOSE
-
     return [
-        ("above", lambda env: (cube(env) + [0.0, 0.0, 0.08], OPEN), near(0.01)),
-        ("down", lambda env: (cube(env) + [0.0, 0.0, -0.005], OPEN), near(0.01)),
-        ("close", grasp, after(8)),
+        *grasp_phases(_pos("cube_pos"), held),
         ("up", lambda env: (held["at"] + [0.0, 0.0, 0.25], CLOSE), after(1_000_000)),
     ]
 
