@@ -135,6 +135,65 @@ def test_collected_file_validates_and_robomimic_reads_it(lift_file):
     assert actions.shape[1] == 7 and stored["object"].shape[1] == 10
 
 
+def test_robomimic_rebuilds_the_environment_from_a_collected_file(lift_file, monkeypatch):
+    """robomimic's own EnvRobosuite, made from the file's env_args (type 1, robosuite.make's
+    keywords), resets to each stored state (with the demo's model_file first, as robomimic's
+    dataset tools do) and observes what the file stores; the demo's actions played from its
+    first state succeed there. And embodied reads the same file back: its replay reproduces the
+    demo, and robosuite's short (time, qpos, qvel) states restore the same observation."""
+    import json
+    import sys
+    import types
+
+    import h5py
+
+    from embodied.data.files import file_suite
+    from embodied.data.replay import replay_demo
+    from embodied.sim import make_env
+
+    assert replay_demo(lift_file, "demo_0").first_divergent_step is None
+    assert file_suite(lift_file) == "robosuite"
+    low_dim = ["robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object"]
+    with h5py.File(lift_file, "r") as f:
+        env_meta = json.loads(f["data"].attrs["env_args"])
+        g = f["data/demo_0"]
+        states, actions, model = g["states"][()], g["actions"][()], g.attrs["model_file"]
+        stored = {k: g[f"obs/{k}"][()] for k in low_dim}
+    assert env_meta["type"] == 1 and env_meta["env_kwargs"]["camera_names"] == ["agentview"]
+
+    env = make_env("robosuite", "Lift", horizon=200)
+    try:
+        env.reset(seed=0)
+        short = states[5][: 1 + env._model.nq + env._model.nv]  # what robosuite's own files store
+        np.testing.assert_array_equal(env.set_state(short)["object"], env.set_state(states[5])["object"])
+    finally:
+        env.close()
+
+    pytest.importorskip("robomimic")
+    # robomimic 0.3.0 imports mujoco_py for one exception class its rollouts catch; nothing else
+    # of it runs here.
+    stub = types.ModuleType("mujoco_py")
+    stub.builder = types.SimpleNamespace(MujocoException=RuntimeError)
+    monkeypatch.setitem(sys.modules, "mujoco_py", stub)
+    from robomimic.utils import env_utils, obs_utils
+
+    obs_utils.initialize_obs_utils_with_obs_specs({"obs": {"low_dim": low_dim, "rgb": []}})
+    rm_env = env_utils.create_env_from_metadata(env_meta=env_meta, render=False, render_offscreen=False)
+    try:
+        for t in range(0, len(states), 7):
+            obs = rm_env.reset_to({"model": model, "states": states[t]} if t == 0 else {"states": states[t]})
+            for key in low_dim:  # the file stores float32
+                np.testing.assert_allclose(obs[key], stored[key][t], atol=1e-6, err_msg=f"{key} at {t}")
+        rm_env.reset_to({"states": states[0]})
+        success = False
+        for action in actions:
+            rm_env.step(action)
+            success = success or rm_env.is_success()["task"]
+        assert success
+    finally:
+        rm_env.env.close()
+
+
 def test_a_policy_trained_on_robomimic_files_is_evaluated_in_robosuite(tmp_path):
     """robomimic's own Lift file (no embodied attributes, env_args type 1) trains a policy, and
     embodied-eval rolls it out in the robosuite suite: the task comes from env_args.env_name, the

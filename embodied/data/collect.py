@@ -151,7 +151,7 @@ def collect_task(cfg: CollectConfig, task: str, path: Path, progress=None) -> di
         cfg.suite, task, cameras=cfg.cameras, image_size=cfg.image_size, horizon=cfg.horizon or None
     )
     expert = env.expert()
-    env_args = {"env_name": task, "type": cfg.suite, "env_kwargs": env.env_kwargs()}
+    env_args = env.env_args()
     kept = attempts = successes = 0
     extra = {"collect_args": json.dumps(task_args(cfg, task), sort_keys=True)}
     with contextlib.closing(env), DemoFileWriter(path, env_args, cfg.suite, extra) as writer:
@@ -164,7 +164,7 @@ def collect_task(cfg: CollectConfig, task: str, path: Path, progress=None) -> di
             successes += success
             if not (success or cfg.keep_failures):
                 continue
-            attrs = {**task_attrs(spec), "seed": seed, "success": int(success)}
+            attrs = {**task_attrs(spec), "seed": seed, "success": int(success), **env.demo_attrs()}
             writer.add_demo(arrays, streams, attrs)
             kept += 1
             if progress is not None:

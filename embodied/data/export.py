@@ -53,11 +53,12 @@ from embodied.data.files import (
     demo_names,
     env_args_of,
     env_name_of,
+    file_suite,
     mask_names,
     open_file,
     reading,
 )
-from embodied.data.schema import IMAGE_SUFFIX, expand_paths, file_suite, is_image_key
+from embodied.data.schema import IMAGE_SUFFIX, expand_paths, is_image_key
 from embodied.data.validate import validate_file
 from embodied.errors import UserError
 

@@ -80,6 +80,63 @@ def env_args_of(f: h5py.File, where: str) -> dict:
     return env_args
 
 
+@dataclass(frozen=True)
+class FileEnv:
+    """The environment a demonstration file was recorded in, from its ``env_args`` in either of
+    the forms files come in: embodied's (``type`` the suite's name, ``env_kwargs`` make_env's
+    keywords: ``cameras``, ``image_size``, ``horizon``) or robomimic's (``type`` its EnvType
+    number, robosuite 1; ``env_kwargs`` robosuite.make's: ``camera_names``, ``camera_heights``,
+    ``horizon``). A field the file does not give is None (or no cameras)."""
+
+    suite: str | None
+    task: str | None
+    cameras: tuple[str, ...]
+    image_size: int | None
+    horizon: int | None
+
+    def require(self, where: str, why: str) -> tuple[str, str]:
+        """(suite, task), or one line saying that ``env_args`` lacks them for ``why``."""
+        if self.suite is None or self.task is None:
+            raise UserError(f"{where}: /data: env_args names no known suite and task ({why})")
+        return self.suite, self.task
+
+
+def file_env(f: h5py.File, where: str) -> FileEnv:
+    """The recorded environment of an open file (one line when ``env_args`` is missing or not
+    JSON). The suite is the ``suite`` attribute where the file has one, else what
+    ``env_args.type`` names."""
+    from embodied.sim.registry import suite_of_env_type
+
+    env_args = env_args_of(f, where)
+    kwargs = env_args.get("env_kwargs")
+    kwargs = kwargs if isinstance(kwargs, dict) else {}
+    env_type = env_args.get("type")
+    named = isinstance(env_type, str | int) and not isinstance(env_type, bool)
+    suite = text_of(f["data"].attrs.get("suite")) or (suite_of_env_type(env_type) if named else None)
+    task = env_args.get("env_name")
+    cameras = kwargs.get("cameras", kwargs.get("camera_names")) or ()
+    size = kwargs.get("image_size", kwargs.get("camera_heights"))
+    size = size[0] if isinstance(size, list) and size else size
+    horizon = kwargs.get("horizon")
+    return FileEnv(
+        suite=suite,
+        task=task if isinstance(task, str) and task else None,
+        cameras=(cameras,) if isinstance(cameras, str) else tuple(str(c) for c in cameras),
+        image_size=int(size) if is_int(size) else None,
+        horizon=int(horizon) if is_int(horizon) else None,
+    )
+
+
+def file_suite(path: str | os.PathLike) -> str | None:
+    """The suite a demonstration file records (its ``suite`` attribute, else what
+    ``env_args.type`` names); None for a file that names none or cannot be read."""
+    try:
+        with h5py.File(path, "r") as f:
+            return file_env(f, str(path)).suite
+    except (*DAMAGE, UserError):
+        return None
+
+
 def env_name_of(f: h5py.File) -> str | None:
     """The ``env_args.env_name`` of an open demonstration file; None when it has none."""
     try:

@@ -25,10 +25,12 @@ import h5py
 import numpy as np
 
 from embodied.data.files import (
+    FileEnv,
     demo_identity,
     demo_names,
     env_args_of,
     env_name_of,
+    file_env,
     get_demo,
     is_int,
     mask_names,
@@ -235,15 +237,13 @@ def export_video(
         if not streams:
             raise UserError(f"{path}: {demo}/obs: no camera streams (*{IMAGE_SUFFIX}) stored")
         try:
-            env_args = env_args_of(f, str(path))
+            recorded = file_env(f, str(path))
         except UserError:
             if size:  # rendering the states again needs the environment the file names
                 raise
-            env_args = {}  # the camera and the caption have other sources
+            recorded = FileEnv(None, None, (), None, None)  # the camera and the caption have other sources
         if camera is None:
-            kwargs = env_args.get("env_kwargs")
-            wanted = (kwargs.get("cameras") if isinstance(kwargs, dict) else None) or []
-            camera = next((c for c in wanted if c in streams), streams[0])
+            camera = next((c for c in recorded.cameras if c in streams), streams[0])
         camera = camera[: -len(IMAGE_SUFFIX)] if camera.endswith(IMAGE_SUFFIX) else camera
         if camera not in streams:
             raise UserError(
@@ -251,7 +251,7 @@ def export_video(
             )
         key = f"{camera}{IMAGE_SUFFIX}"
         frames = read_dataset(g["obs"], key, f"{path}: {demo}/obs")
-        task = text_of(g.attrs.get("task")) or str(env_args.get("env_name", "?"))
+        task = text_of(g.attrs.get("task")) or recorded.task or "?"
         seed, success = g.attrs.get("seed"), bool(g.attrs.get("success", False))
         states = read_dataset(g, "states", f"{path}: {demo}") if size else None
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
@@ -270,7 +270,7 @@ def export_video(
         t, h, w = frames.shape[:3]
         return f"{out_path}: {t} frames of {key} ({w}x{h}{note}, raw) at {fps} fps from {path} {demo}"
     if size:
-        frames = _render_states(path, demo, env_args, camera, size, seed, states)
+        frames = _render_states(path, demo, recorded, camera, size, seed, states)
 
     steps = len(frames) - 1  # the stored frames come before each action: success shows on the last
     captioned = episode_frames(
@@ -286,15 +286,15 @@ def export_video(
     return f"{out_path}: {t} frames of {key} ({how}, captioned) at {fps} fps from {path} {demo}"
 
 
-def _render_states(path: Path, demo: str, env_args: dict, camera: str, size: int, seed, states) -> np.ndarray:
+def _render_states(
+    path: Path, demo: str, recorded: FileEnv, camera: str, size: int, seed, states
+) -> np.ndarray:
     """(T, size, size, 3): each stored state rendered again at ``size`` px in the demo's variant."""
     from embodied.sim import image_key, make_env
 
     if seed is None or not is_int(seed):
         raise UserError(f"{path}: {demo}: attribute seed missing: the states cannot be rendered again")
-    suite, task = env_args.get("type"), env_args.get("env_name")
-    if not isinstance(suite, str) or not isinstance(task, str):
-        raise UserError(f"{path}: /data: env_args needs env_name and type to render the states again")
+    suite, task = recorded.require(str(path), "to render the states again")
     try:
         env = make_env(suite, task, cameras=(camera,), image_size=size)
     except UserError as err:

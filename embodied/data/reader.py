@@ -46,7 +46,7 @@ import torch
 from einops import rearrange
 
 from embodied import keys as K
-from embodied.data.files import demo_identity, env_name_of
+from embodied.data.files import demo_identity, env_name_of, file_env
 from embodied.data.schema import (
     Shapes,
     check_actions,
@@ -229,12 +229,9 @@ class DemoDataset(torch.utils.data.Dataset):
 
     @staticmethod
     def _default_camera(f: h5py.File) -> str:
-        import json
-
         try:
-            cams = json.loads(f["data"].attrs["env_args"])["env_kwargs"]["cameras"]
-            return cams[0]
-        except (KeyError, IndexError, ValueError):
+            return file_env(f, str(f.filename)).cameras[0]
+        except (UserError, IndexError):
             first = next(iter(f["data"].values()))
             streams = [k for k in first["obs"] if k.endswith("_image")]
             if not streams:

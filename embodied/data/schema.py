@@ -106,19 +106,6 @@ def format_version(f: h5py.File) -> int | None:
         return None
 
 
-def file_suite(path: str | Path) -> str | None:
-    """The suite a demonstration file records (``/data`` attribute ``suite``); None for a file
-    without one (robomimic's own) or one that cannot be read."""
-    try:
-        with h5py.File(path, "r") as f:
-            suite = f["data"].attrs.get("suite")
-    except (OSError, KeyError):
-        return None
-    if not suite:
-        return None
-    return suite.decode() if isinstance(suite, bytes) else str(suite)
-
-
 def task_attrs(task) -> dict:
     """The per-demo attributes that name a task of a suite spec (a :class:`~embodied.sim.TaskSpec`)."""
     return {

@@ -10,7 +10,7 @@ import h5py
 
 from embodied.data.files import (
     demo_names,
-    env_args_of,
+    file_env,
     is_int,
     open_file,
     reading,
@@ -49,20 +49,18 @@ def _upgrade_plan(path: Path) -> dict[str, dict] | None:
         current = version is not None and int(version) >= HIERARCHY_VERSION
         if current and all(set(HIERARCHY_ATTRS) <= set(data[n].attrs) for n in names):
             return None
-        suite_name = text_of(data.attrs.get("suite"))
-        if suite_name is None:
-            env_type = env_args_of(f, str(path)).get("type")
-            suite_name = env_type if isinstance(env_type, str) else None
+        recorded = file_env(f, str(path))
+        suite_name = recorded.suite
         if suite_name is None:
             raise UserError(f"{path}: /data names no suite (attribute suite, env_args.type); cannot upgrade")
         try:
             suite = load_suite(suite_name)
         except UserError as err:
             raise UserError(f"{path}: {err}; cannot upgrade") from None
-        env_name = env_args_of(f, str(path)).get("env_name")
+        env_name = recorded.task
         plan = {}
         for name in names:
-            task = text_of(data[name].attrs.get("task")) or (env_name if isinstance(env_name, str) else None)
+            task = text_of(data[name].attrs.get("task")) or env_name
             if task is None:
                 raise UserError(f"{path}: {name}: no task attribute (nor env_args.env_name); cannot upgrade")
             if task not in suite.tasks:

@@ -37,6 +37,7 @@ from embodied.data.schema import (
     read_array,
 )
 from embodied.errors import UserError, one_line
+from embodied.sim.registry import suite_of_env_type
 
 
 def validate(paths: list[str]) -> list[str]:
@@ -109,9 +110,14 @@ def _check_file(f: h5py.File, add, path: Path, shapes: Shapes) -> None:
                 value = env_args.get(key)
                 if not isinstance(value, kinds) or isinstance(value, bool):
                     add("/data", f"env_args.{key} missing or not {what}")
-            suite = text_of(attrs.get("suite"))
-            if suite is not None and isinstance(env_args.get("type"), str) and suite != env_args["type"]:
-                add("/data", f"attribute suite {suite!r} differs from env_args.type {env_args['type']!r}")
+            suite, env_type = text_of(attrs.get("suite")), env_args.get("type")
+            if suite is not None and isinstance(env_type, str | int) and not isinstance(env_type, bool):
+                named = suite_of_env_type(env_type)
+                if named is not None and named != suite:
+                    add(
+                        "/data",
+                        f"attribute suite {suite!r} differs from env_args.type {env_type!r} ({named})",
+                    )
     hierarchy = False
     if "format_version" in attrs:
         version = attrs["format_version"]

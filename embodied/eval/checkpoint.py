@@ -52,7 +52,8 @@ class CheckpointEvaluation:
 def checkpoint_suite(config, spec: DataSpec) -> str:
     """The suite of a run's training data: the demonstration files' own record, else the one
     suite holding every trained task (the files may have moved since training)."""
-    from embodied.data.schema import expand_paths, file_suite
+    from embodied.data.files import file_suite
+    from embodied.data.schema import expand_paths
 
     try:
         files = expand_paths(config.data.paths)

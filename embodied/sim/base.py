@@ -29,7 +29,9 @@ What callers (collection, evaluation, replay, the tests) rely on, and nothing mo
   ``reset(seed=)`` made; :meth:`task_variant` returns what makes up that variant outside the
   state (for the tests' determinism checks).
 - **Rebuilding**: :meth:`env_kwargs` gives what ``make_env`` needs to build the environment
-  again; adapters whose simulator cannot be pickled faithfully refuse pickling with a message.
+  again; :meth:`env_args` what a demonstration file records of it (robomimic's ``env_args``),
+  and :meth:`demo_attrs` what each demo adds; adapters whose simulator cannot be pickled
+  faithfully refuse pickling with a message.
 - :meth:`expert` returns the suite's scripted expert when the registry entry says
   ``has_expert``; :meth:`render_cameras` renders any of the spec's cameras at any size without
   changing the observed streams; ``render()`` gives the first camera's frame (``rgb_array``).
@@ -133,4 +135,16 @@ class SuiteEnv(gym.Env):
 
     def env_kwargs(self) -> dict:
         """What :func:`embodied.sim.make_env` needs to build this environment again."""
+        return {}
+
+    def env_args(self) -> dict:
+        """The ``env_args`` a demonstration file stores (robomimic's ``env_meta``): the task,
+        the suite and what rebuilds the environment. A suite robomimic knows writes them as
+        robomimic does, so that robomimic's tools rebuild it from the file
+        (:mod:`embodied.data.files` reads both forms)."""
+        return {"env_name": self.task.name, "type": self.suite, "env_kwargs": self.env_kwargs()}
+
+    def demo_attrs(self) -> dict:
+        """Attributes each demo of this suite's files carries besides embodied's own (robosuite:
+        robomimic's ``model_file``, the scene's MJCF, which robomimic's tools reset to)."""
         return {}

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import mujoco
 import numpy as np
 
+from embodied.errors import UserError
 from embodied.sim.base import SuiteEnv
 from embodied.sim.render import CameraRenderer, RenderOptions
 from embodied.sim.spec import load_suite
@@ -85,13 +86,22 @@ class MujocoSuiteEnv(SuiteEnv):
         mujoco.mj_getState(self._model, self._data, state, STATE_SPEC)
         return state
 
-    def _restore_state(self, state: np.ndarray, after_forward: Callable[[], None] | None = None) -> None:
-        """Set ``state``, bring the positions up to date (then ``after_forward``: what the adapter
-        derives from them), and set it again: mj_forward also rewrote the solver's warm start,
-        which the next step starts from, and replays drift from that."""
+    def _restore_state(
+        self,
+        state: np.ndarray,
+        after_forward: Callable[[], None] | None = None,
+        spec: int = STATE_SPEC,
+    ) -> None:
+        """Set ``state`` (laid out as ``spec`` says), bring the positions up to date (then
+        ``after_forward``: what the adapter derives from them), and set it again: mj_forward also
+        rewrote the solver's warm start, which the next step starts from, and replays drift from
+        that."""
         state = np.asarray(state, dtype=np.float64)
-        mujoco.mj_setState(self._model, self._data, state, STATE_SPEC)
+        size = mujoco.mj_stateSize(self._model, spec)
+        if state.shape != (size,):
+            raise UserError(f"a {self.task.name} state has {size} numbers, not {state.shape}")
+        mujoco.mj_setState(self._model, self._data, state, spec)
         mujoco.mj_forward(self._model, self._data)
         if after_forward is not None:
             after_forward()
-        mujoco.mj_setState(self._model, self._data, state, STATE_SPEC)
+        mujoco.mj_setState(self._model, self._data, state, spec)

@@ -12,7 +12,9 @@ An entry says everything the rest of the framework needs to know about a suite:
   that a worker forked from it starts without importing the simulator again;
 - ``protocols``: the suite's own evaluation protocols beside embodied's default, each a
   function ``(tasks, episodes, seed) -> FixedEpisodes`` (``module:function``), e.g. Meta-World's
-  (``embodied-eval --protocol metaworld``).
+  (``embodied-eval --protocol metaworld``);
+- ``robomimic_type``: robomimic's ``EnvType`` number for the suite's files (robosuite: 1), so
+  that a robomimic file, whose ``env_args.type`` is that number, finds its suite.
 
 Adding a suite: write ``embodied/sim/<suite>.py`` (the adapter) and ``envs/<suite>.yaml`` (the
 spec), then one :func:`register_suite` call at the end of this module. Nothing else names a
@@ -54,6 +56,9 @@ class Suite:
     protocols: tuple[tuple[str, str], ...] = ()
     """(name, ``module:function``) of each evaluation protocol of the suite's own; the function
     takes (tasks, episodes, seed) and returns a :class:`~embodied.sim.base.FixedEpisodes`."""
+    robomimic_type: int | None = None
+    """robomimic's ``EnvType`` number for this suite (1 robosuite, 2 gym, 3 iGibson), where it has
+    one: its files' ``env_args.type``."""
 
     def env_class(self) -> type:
         module, _, attr = self.env.partition(":")
@@ -130,6 +135,14 @@ def get_suite(name: str) -> Suite:
         raise UserError(f"unknown suite {name!r}; suites: {', '.join(SUITES)}") from None
 
 
+def suite_of_env_type(env_type: str | int) -> str | None:
+    """The suite a file's ``env_args.type`` names: embodied's files give the suite's name,
+    robomimic's files its ``EnvType`` number; None for a number no suite here has."""
+    if isinstance(env_type, str):
+        return env_type
+    return next((s.name for s in SUITES.values() if s.robomimic_type == env_type), None)
+
+
 def known_suites() -> list[str]:
     """Names of the registered suites."""
     return list(SUITES)
@@ -150,5 +163,6 @@ register_suite(
         env="embodied.sim.robosuite:RobosuiteEnv",
         spec="robosuite",
         has_expert=True,
+        robomimic_type=1,
     )
 )

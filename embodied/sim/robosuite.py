@@ -10,8 +10,9 @@ robomimic's names: ``robot0_eef_pos`` (3), ``robot0_eef_quat`` (4), ``robot0_gri
 Images come from embodied's own headless renderer (:class:`~embodied.sim.render.CameraRenderer`:
 shadows and multisampling off, MuJoCo's upright image convention), not robosuite's
 offscreen renderer, which renders slower and upside down by default. ``reset(seed=s)`` is
-deterministic: robosuite places objects and perturbs the arm's start with NumPy's global
-generator, which is seeded for the reset and restored after, so nothing else is disturbed.
+deterministic: robosuite sizes objects when it builds a task, and places them and perturbs the
+arm's start at each reset, with NumPy's global generator, which is seeded for both and restored
+after, so nothing else is disturbed.
 Resets are soft (``hard_reset=False``): the model is built once, not again every episode.
 """
 
@@ -26,7 +27,8 @@ import mujoco
 import numpy as np
 
 from embodied.sim.base import image_key
-from embodied.sim.mujoco_env import MujocoSuiteEnv
+from embodied.sim.mujoco_env import STATE_SPEC, MujocoSuiteEnv
+from embodied.sim.registry import get_suite
 from embodied.sim.render import RenderOptions
 
 ROBOT = "Panda"
@@ -38,6 +40,9 @@ LOW_DIM_KEYS = {
     "object": "object-state",  # robomimic's name for robosuite's object-state
 }
 """Observation key -> robosuite's own key."""
+ROBOSUITE_STATE = mujoco.mjtState.mjSTATE_TIME | mujoco.mjtState.mjSTATE_QPOS | mujoco.mjtState.mjSTATE_QVEL
+"""robosuite's flattened state (``sim.get_state().flatten()``, what robomimic's files store):
+time, qpos, qvel, in the order MuJoCo lays them out, so the start of embodied's state."""
 
 
 def robosuite_kwargs(horizon: int) -> dict:
@@ -58,6 +63,10 @@ def robosuite_kwargs(horizon: int) -> dict:
         "reward_shaping": False,
         "hard_reset": False,
     }
+
+
+BUILD_SEED = 0
+"""The global generator's seed while robosuite builds a task's model."""
 
 
 @contextlib.contextmanager
@@ -94,7 +103,10 @@ class RobosuiteEnv(MujocoSuiteEnv):
         logging.getLogger("robosuite_logs").setLevel(logging.ERROR)
 
         self._configure(task, cameras, image_size, horizon, terminate_on_success, render_mode)
-        with _global_numpy_seed(None):  # building draws from it too: leave it as it was
+        # Building draws from the same generator (Lift's cube and Stack's cubes get random sizes):
+        # seeded, every process builds the same model, so that a seed's episode is the same in any
+        # of them (collection workers, evaluation workers, a replay).
+        with _global_numpy_seed(BUILD_SEED):
             self._env = robosuite.make(self.task.name, **robosuite_kwargs(self.horizon))
         self._init_rendering(self._env.sim.model._model, self._env.sim.data._data, render)
         self._raw: dict[str, np.ndarray] = {}
@@ -145,13 +157,39 @@ class RobosuiteEnv(MujocoSuiteEnv):
 
     # -- the SuiteEnv additions -----------------------------------------------------------
     def set_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        """Restore embodied's state (MuJoCo's integration state) or robosuite's own flattened
+        one, (time, qpos, qvel), as robomimic's files store it: the first is the second followed
+        by the rest of what the next step starts from (controls, the solver's warm start, ...)."""
+
         def reread() -> None:  # the controllers cache the pose they last read
             for robot in self._env.robots:
                 for controller in robot.composite_controller.part_controllers.values():
                     controller.update(force=True)
 
-        self._restore_state(state, after_forward=reread)
+        state = np.asarray(state, dtype=np.float64)
+        short = state.shape == (1 + self._model.nq + self._model.nv,)
+        self._restore_state(state, after_forward=reread, spec=ROBOSUITE_STATE if short else STATE_SPEC)
         return self._observe(self._observations())
+
+    def env_args(self) -> dict:
+        """robomimic's ``env_meta`` for robosuite (``type`` 1, ``env_kwargs`` for
+        ``robosuite.make``), with which robomimic's ``EnvRobosuite`` rebuilds this environment
+        from a file: robomimic's training rollouts and its dataset tools then run on it."""
+        import robosuite
+
+        kwargs = robosuite_kwargs(self.horizon)
+        if self.cameras:  # robomimic renders camera_names[0] by default: leave them out when none
+            kwargs |= {
+                "camera_names": list(self.cameras),
+                "camera_heights": self.image_size,
+                "camera_widths": self.image_size,
+            }
+        version = robosuite.__version__
+        env_type = get_suite(self.suite).robomimic_type
+        return {"env_name": self.task.name, "env_version": version, "type": env_type, "env_kwargs": kwargs}
+
+    def demo_attrs(self) -> dict:
+        return {"model_file": self._env.sim.model.get_xml()}
 
     def expert(self) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
         from embodied.sim.robosuite_experts import make_expert
