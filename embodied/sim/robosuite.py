@@ -4,7 +4,8 @@ A Panda arm with the OSC_POSE controller (robosuite's BASIC composite controller
 position and orientation deltas, 0.05 m and 0.5 rad at full scale, and the gripper), 20
 control steps a second, as robomimic's v1.5 datasets were recorded. Observations carry
 robomimic's names: ``robot0_eef_pos`` (3), ``robot0_eef_quat`` (4), ``robot0_gripper_qpos`` (2),
-``object`` (the task's object state: 10 for Lift, 14 for PickPlaceCan, 23 for Stack) and
+``object`` (the task's object state: 10 for Lift, 14 for PickPlaceCan and NutAssemblySquare, 23
+for Stack) and
 ``<camera>_image`` (``agentview_image``, ``robot0_eye_in_hand_image``).
 
 Images come from embodied's own headless renderer (:class:`~embodied.sim.render.CameraRenderer`:
