@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from embodied.config import apply_overrides, describe, from_dict, load_config
-from embodied.errors import UserError, run_cli
+from embodied.errors import Stopped, UserError, run_cli
 from embodied.paths import resolve_resource, resource_names
 from embodied.train.config import RESUME_FREE_KEYS, TrainConfig
 
@@ -93,11 +93,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_intermixed_args(argv)  # flags may follow the overrides
 
     def run() -> int:
+        from embodied.train.distributed import launched_rank, same_everywhere
         from embodied.train.loop import train
         from embodied.train.rollouts import installed_evaluator
 
-        cfg = train_config(args)
-        train(cfg, resume=bool(args.resume), overwrite=args.overwrite, evaluator=installed_evaluator())
+        try:
+            with same_everywhere():  # under torchrun: rank 0 alone reports a bad command line
+                cfg = train_config(args)
+            train(cfg, resume=bool(args.resume), overwrite=args.overwrite, evaluator=installed_evaluator())
+        except KeyboardInterrupt:
+            if launched_rank():  # Ctrl-C reaches every process of a torchrun run: rank 0 says so
+                raise Stopped(status=130) from None
+            raise
         return 0
 
     return run_cli(run)

@@ -3,17 +3,83 @@
 ``torchrun --nproc_per_node=N -m embodied.cli.train ...`` sets WORLD_SIZE, RANK and LOCAL_RANK;
 with WORLD_SIZE > 1 the process group is started (NCCL on GPUs, gloo on CPUs). Rank 0 alone
 writes files and logs.
+
+Faults under torchrun: a process that fails alone while the others wait in a collective would
+leave them waiting (gloo's timeout is 30 minutes) or dying with the broken connection's
+traceback. So what one process may fail in alone (rank 0's writes, checks) runs inside
+:meth:`Processes.together`, after which the processes agree whether all got through: a
+failure on one becomes a stop on all, reported once. What every process meets alike before
+the process group exists (a bad config value) runs inside :func:`same_everywhere`: rank 0
+reports it. Stopping processes exit 2 (130 after Ctrl-C) and only one of them says why.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from dataclasses import dataclass
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 
-from embodied.errors import UserError
+from embodied.errors import Stopped, UserError
+
+
+def launched_rank() -> int:
+    """This process's rank when torchrun started several (0 when it runs alone)."""
+    return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+
+
+def _launched_together() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def stopping() -> None:
+    """This torchrun worker is on its way out with its own exit status: torchrun's SIGTERM,
+    sent when it sees another worker end, must not cut off its report and clean-up."""
+    if _launched_together():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def same_everywhere() -> Iterator[None]:
+    """Around what every process meets alike (the command line, the config, the device): a
+    :class:`UserError` there happens in every process, so rank 0 alone reports it and the
+    other ranks exit 2 quietly."""
+    try:
+        yield
+    except Stopped:
+        raise
+    except UserError as err:
+        stopping()
+        if launched_rank():
+            raise Stopped() from err
+        raise
+
+
+_LOST_PEER = (
+    "closed by peer",
+    "reset by peer",
+    "broken pipe",
+    "remote process exited",
+    "connection refused",
+)
+"""Words of gloo's and NCCL's errors when the other end of a collective went away."""
+
+
+def lost_peer(err: BaseException) -> bool:
+    """Whether ``err`` is a collective failing because another process went away."""
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and any(words in text for words in _LOST_PEER)
+
+
+def _interrupt_once(signum, frame) -> None:
+    """Ctrl-C reaches a worker twice (from the terminal and again from torchrun): the first
+    stops it, the second must not cut its clean-up short."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 @dataclass
@@ -22,6 +88,7 @@ class Processes:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    _sigint: object = field(default=None, repr=False)  # the SIGINT handler start() replaced
 
     @property
     def is_main(self) -> bool:
@@ -53,9 +120,46 @@ class Processes:
             for buffer in module.buffers():
                 dist.broadcast(buffer, src=0)
 
+    @contextlib.contextmanager
+    def together(self, when: bool = True) -> Iterator[None]:
+        """Around work that one process may fail in alone (rank 0's writes, a check of one
+        process's numbers); no collective may run inside. After it (when ``when``) every process
+        learns whether all got through: if one failed, the lowest failing rank raises its error
+        and the others a quiet :class:`Stopped`, so that all stop at once and one says why."""
+        if not (self.distributed and when):
+            yield
+            return
+        try:
+            yield
+        except Exception:
+            try:
+                first = self._first_failed(True)
+            except RuntimeError:  # the others are gone already: this error is the news
+                first = self.rank
+            stopping()
+            if first == self.rank:
+                raise
+            raise Stopped() from None
+        first = self._first_failed(False)
+        if first is not None:
+            stopping()
+            raise Stopped()
+
+    def _first_failed(self, failed: bool) -> int | None:
+        """The lowest rank that reports a failure (``failed`` is this process's), or None."""
+        flags = torch.zeros(self.world_size, dtype=torch.int32, device=self.device)
+        flags[self.rank] = int(failed)
+        dist.all_reduce(flags)
+        ranks = flags.nonzero().flatten().tolist()
+        return ranks[0] if ranks else None
+
     def close(self) -> None:
         if self.distributed and dist.is_initialized():
             dist.destroy_process_group()
+        if self._sigint is not None:
+            with contextlib.suppress(ValueError):  # not the main thread
+                signal.signal(signal.SIGINT, self._sigint)
+            self._sigint = None
 
 
 def start(device: str) -> Processes:
@@ -73,4 +177,8 @@ def start(device: str) -> Processes:
         where = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return Processes(rank, world_size, local_rank, where)
+    procs = Processes(rank, world_size, local_rank, where)
+    if procs.distributed and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        with contextlib.suppress(ValueError):  # not the main thread: signals stay as they are
+            procs._sigint = signal.signal(signal.SIGINT, _interrupt_once)
+    return procs

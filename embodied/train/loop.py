@@ -43,13 +43,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from embodied.config import from_dict, to_dict
-from embodied.errors import UserError
+from embodied.errors import Stopped, UserError
 from embodied.fileio import NO_ROOM, replace_atomically
 from embodied.models.common import DataSpec
 from embodied.policies.base import low_dim_keys
 from embodied.train import checkpoint as ckpt
 from embodied.train.config import RESUME_FREE_KEYS, TrainConfig
-from embodied.train.distributed import Processes, start
+from embodied.train.distributed import Processes, lost_peer, same_everywhere, start, stopping
 from embodied.train.objective import TrainModule
 from embodied.train.optim import EMA, make_scheduler, param_groups
 from embodied.train.rollouts import PolicyEvaluator, numeric_results
@@ -84,16 +84,17 @@ def train(
 
     ``evaluator`` rolls the policy out every ``rollout_every`` steps (see :mod:`.rollouts`).
     """
-    procs = start(cfg.device)
-    if cfg.compile and procs.device.type == "cuda":
-        procs.close()
-        # Seen on an H100 with torch 2.11 (tools/gpu_check.sh): inductor's conv3d backward of the
-        # recognizer failed its stride check at the first step. Refused up front, before any output.
-        raise UserError(
-            "compile=true on CUDA: torch.compile's backward of the recognizer's 3-D convolutions failed "
-            "on the GPU (torch 2.11 inductor, an H100), and no compiled CUDA step has been checked; "
-            "train eager (compile=false, the default)"
-        )
+    with same_everywhere():  # under torchrun every process meets these alike: rank 0 says so
+        procs = start(cfg.device)
+        if cfg.compile and procs.device.type == "cuda":
+            procs.close()
+            # Seen on an H100 with torch 2.11 (tools/gpu_check.sh): inductor's conv3d backward of the
+            # recognizer failed its stride check at the first step. Refused up front, before any output.
+            raise UserError(
+                "compile=true on CUDA: torch.compile's backward of the recognizer's 3-D convolutions "
+                "failed on the GPU (torch 2.11 inductor, an H100), and no compiled CUDA step has been "
+                "checked; train eager (compile=false, the default)"
+            )
     try:
         return _train(cfg, procs, resume, overwrite, evaluator)
     except OSError as err:
@@ -103,89 +104,110 @@ def train(
         where = err.filename or cfg.out
         raise UserError(
             f"{where}: cannot write ({err.strerror}); the last checkpoint in {cfg.out} is kept: "
-            f"make room, then embodied-train --resume {cfg.out}"
+            f"make room, then {resume_command(cfg.out, procs)}"
+        ) from None
+    except RuntimeError as err:
+        if not (procs.distributed and lost_peer(err)):
+            raise
+        # another rank died (killed, or a failure outside the checked sections); torchrun reports it
+        stopping()
+        raise Stopped(
+            f"rank {procs.rank} stopped: another process of the run went away (it failed or was killed: "
+            f"see above, and torchrun's report); the last checkpoint in {cfg.out} is kept: "
+            f"{resume_command(cfg.out, procs)} continues it"
         ) from None
     finally:
         procs.close()
+
+
+def resume_command(out: str | Path, procs: Processes) -> str:
+    """The command that continues the run in ``out`` with as many processes as it had."""
+    if procs.distributed:
+        return f"torchrun --nproc_per_node={procs.world_size} -m embodied.cli.train --resume {out}"
+    return f"embodied-train --resume {out}"
 
 
 def _train(
     cfg: TrainConfig, procs: Processes, resume: bool, overwrite: bool, evaluator: PolicyEvaluator | None
 ) -> dict:
     out = Path(cfg.out)
-    if procs.is_main:
-        check_out(out, resume, overwrite)
-        check_wandb(cfg.wandb)
-        # what a run killed while writing one of its files left
-        for folder, names in ((out, OUTPUTS), (out / "checkpoints", ("last.pt", "best.pt"))):
-            for tmp in ckpt.remove_stale_temporaries(folder, names):
-                print(f"note: removed {tmp}, left by a run killed while saving", file=sys.stderr)
-    saved = ckpt.read_checkpoint(out) if resume else None
-    if saved and saved["kind"] != cfg.mode:
-        raise UserError(f"{out} holds a {saved['kind']} run; the config's mode is {cfg.mode}")
-    cfg, sources = resolve(cfg)
-    vocab = DataSpec.from_json(json.loads(saved["spec"])) if saved else None
-    if cfg.mode == "probe":
-        vocab = DataSpec.from_json(json.loads(sources["policy"]["spec"]))
-    train_ds, valid_ds = build_datasets(cfg, vocab)
-    if cfg.data_mode != "window":
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, camera=train_ds.camera))
-    spec = train_ds.data_spec()
-    stats = train_ds.normalization_stats()
-    if cfg.policy is not None and cfg.policy.obs_keys is None:  # what the run read, kept in its config
-        keys = low_dim_keys(spec)
-        cfg = dataclasses.replace(
-            cfg,
-            data=dataclasses.replace(cfg.data, obs_keys=keys),
-            policy=dataclasses.replace(cfg.policy, obs_keys=keys),
-        )
-    if saved:
-        # Read through today's config classes: a field added since the run was made takes its
-        # default (the behaviour the run had), so it is no difference.
-        stored = to_dict(from_dict(TrainConfig, json.loads(saved["config"]), f"the config stored in {out}"))
-        diffs = ckpt.config_differences(stored, to_dict(cfg), RESUME_FREE_KEYS)
-        if diffs:
-            raise UserError(
-                f"{out}: the config differs from the checkpoint's: {diffs[0]}"
-                + (f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else "")
-            )
-        ckpt.check_spec(vocab, spec, f"the checkpoint in {out}")
-
-    seed_everything(cfg.seed)  # the same initial weights in every process
-    models, made_with = build_models(cfg, spec, stats, sources)
-    module = TrainModule(cfg.mode, models).to(procs.device)
-    if cfg.channels_last:
-        module.use_channels_last()
-    compiled = module.compile_backbones(dynamic=False) if cfg.compile else []
-    lrs = {"mirror": cfg.mirror.lr} if cfg.mirror else {}
-    groups = param_groups(models, cfg.optim, lrs)
-    # foreach: the update of every tensor in a few batched kernels (bit-identical to the per-tensor loop)
-    optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), foreach=True)
-    scheduler = make_scheduler(optimizer, cfg.optim, cfg.steps)
-    autocast, scaler = precision(procs.device, cfg.precision)
-    ema = EMA(module, cfg.optim.ema) if cfg.optim.ema > 0 else None
-    seed_everything(cfg.seed + procs.rank)  # each process its own dropout and augmentation draws
-
-    sampler = ShardedBatches(len(train_ds), cfg.data.batch_size, cfg.seed, procs.rank, procs.world_size)
-    if sampler.batches_per_epoch == 0:
-        raise UserError(
-            f"the train split has {sampler.per_rank} samples per process, fewer than "
-            f"data.batch_size={cfg.data.batch_size}"
-        )
-    step, best = 0, {"loss": math.inf, "step": 0}
-    last: dict[str, dict] = {}
-    if saved:
-        step, best, last = ckpt.restore_training(
-            saved, module, optimizer, scheduler, scaler, ema, sampler, procs.rank, procs.world_size
-        )
-    sampler.start = step
-    if step >= cfg.steps:
+    # every process builds the run; rank 0 alone checks the output folder
+    with procs.together():
         if procs.is_main:
-            print(f"{out}: already trained {step} of {cfg.steps} steps; nothing to do")
-        return json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+            check_out(out, resume, overwrite)
+            check_wandb(cfg.wandb)
+            # what a run killed while writing one of its files left
+            for folder, names in ((out, OUTPUTS), (out / "checkpoints", ("last.pt", "best.pt"))):
+                for tmp in ckpt.remove_stale_temporaries(folder, names):
+                    print(f"note: removed {tmp}, left by a run killed while saving", file=sys.stderr)
+        saved = ckpt.read_checkpoint(out) if resume else None
+        if saved and saved["kind"] != cfg.mode:
+            raise UserError(f"{out} holds a {saved['kind']} run; the config's mode is {cfg.mode}")
+        cfg, sources = resolve(cfg)
+        vocab = DataSpec.from_json(json.loads(saved["spec"])) if saved else None
+        if cfg.mode == "probe":
+            vocab = DataSpec.from_json(json.loads(sources["policy"]["spec"]))
+        train_ds, valid_ds = build_datasets(cfg, vocab)
+        if cfg.data_mode != "window":
+            cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, camera=train_ds.camera))
+        spec = train_ds.data_spec()
+        stats = train_ds.normalization_stats()
+        if cfg.policy is not None and cfg.policy.obs_keys is None:  # what the run read, kept in its config
+            keys = low_dim_keys(spec)
+            cfg = dataclasses.replace(
+                cfg,
+                data=dataclasses.replace(cfg.data, obs_keys=keys),
+                policy=dataclasses.replace(cfg.policy, obs_keys=keys),
+            )
+        if saved:
+            # Read through today's config classes: a field added since the run was made takes its
+            # default (the behaviour the run had), so it is no difference.
+            stored = to_dict(
+                from_dict(TrainConfig, json.loads(saved["config"]), f"the config stored in {out}")
+            )
+            diffs = ckpt.config_differences(stored, to_dict(cfg), RESUME_FREE_KEYS)
+            if diffs:
+                raise UserError(
+                    f"{out}: the config differs from the checkpoint's: {diffs[0]}"
+                    + (f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else "")
+                )
+            ckpt.check_spec(vocab, spec, f"the checkpoint in {out}")
 
-    val_indices = validation_indices(valid_ds, cfg) if valid_ds is not None else None
-    val_gallery = gallery_indices(valid_ds) if valid_ds is not None and cfg.mirror is not None else None
+        seed_everything(cfg.seed)  # the same initial weights in every process
+        models, made_with = build_models(cfg, spec, stats, sources)
+        module = TrainModule(cfg.mode, models).to(procs.device)
+        if cfg.channels_last:
+            module.use_channels_last()
+        compiled = module.compile_backbones(dynamic=False) if cfg.compile else []
+        lrs = {"mirror": cfg.mirror.lr} if cfg.mirror else {}
+        groups = param_groups(models, cfg.optim, lrs)
+        # foreach: the update of every tensor in a few batched kernels (bit-identical to the per-tensor loop)
+        optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), foreach=True)
+        scheduler = make_scheduler(optimizer, cfg.optim, cfg.steps)
+        autocast, scaler = precision(procs.device, cfg.precision)
+        ema = EMA(module, cfg.optim.ema) if cfg.optim.ema > 0 else None
+        seed_everything(cfg.seed + procs.rank)  # each process its own dropout and augmentation draws
+
+        sampler = ShardedBatches(len(train_ds), cfg.data.batch_size, cfg.seed, procs.rank, procs.world_size)
+        if sampler.batches_per_epoch == 0:
+            raise UserError(
+                f"the train split has {sampler.per_rank} samples per process, fewer than "
+                f"data.batch_size={cfg.data.batch_size}"
+            )
+        step, best = 0, {"loss": math.inf, "step": 0}
+        last: dict[str, dict] = {}
+        if saved:
+            step, best, last = ckpt.restore_training(
+                saved, module, optimizer, scheduler, scaler, ema, sampler, procs.rank, procs.world_size
+            )
+        sampler.start = step
+        if step >= cfg.steps:
+            if procs.is_main:
+                print(f"{out}: already trained {step} of {cfg.steps} steps; nothing to do")
+            return json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+
+        val_indices = validation_indices(valid_ds, cfg) if valid_ds is not None else None
+        val_gallery = gallery_indices(valid_ds) if valid_ds is not None and cfg.mirror is not None else None
     model: nn.Module = module
     if procs.distributed:
         ids = [procs.device.index] if procs.device.type == "cuda" else None
@@ -193,31 +215,32 @@ def _train(
         # must not stall the gradient all-reduce.
         model = DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
 
-    if procs.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            clear_outputs(out)
-        text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
-        replace_atomically(out / "config.yaml", lambda tmp: tmp.write_text(text))
-    log = RunLog(out if procs.is_main else None, step, cfg.steps, wandb=cfg.wandb, config=to_dict(cfg))
-    if procs.is_main:
-        n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}
-        log.note(
-            f"{cfg.mode}: {len(train_ds)} train samples, "
-            + ", ".join(f"{k} {v / 1e6:.2f}M params" for k, v in n_params.items())
-            + f", device {procs.device}, {procs.world_size} process(es)"
-            + (f", resumed at step {step}" if step else "")
-        )
-        if cfg.rollout_every and evaluator is None:
-            log.note("rollouts skipped: embodied.eval is not installed")
-        if cfg.precision == "bf16" and not native_bf16(procs.device):
-            log.note(f"precision bf16: no native bf16 on this {procs.device.type}: emulated, slower")
-        if compiled:
-            log.note(f"compiled for training: {', '.join(compiled)} (the first step compiles)")
+    with procs.together():  # rank 0's first writes
+        if procs.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            if not resume:
+                clear_outputs(out)
+            text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+            replace_atomically(out / "config.yaml", lambda tmp: tmp.write_text(text))
+        log = RunLog(out if procs.is_main else None, step, cfg.steps, wandb=cfg.wandb, config=to_dict(cfg))
+        if procs.is_main:
+            n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}
+            log.note(
+                f"{cfg.mode}: {len(train_ds)} train samples, "
+                + ", ".join(f"{k} {v / 1e6:.2f}M params" for k, v in n_params.items())
+                + f", device {procs.device}, {procs.world_size} process(es)"
+                + (f", resumed at step {step}" if step else "")
+            )
+            if cfg.rollout_every and evaluator is None:
+                log.note("rollouts skipped: embodied.eval is not installed")
+            if cfg.precision == "bf16" and not native_bf16(procs.device):
+                log.note(f"precision bf16: no native bf16 on this {procs.device.type}: emulated, slower")
+            if compiled:
+                log.note(f"compiled for training: {', '.join(compiled)} (the first step compiles)")
 
-    def save(kind: str) -> None:
-        """last.pt (everything to resume; every process's random state) or best.pt (models only)."""
-        rngs = procs.gather(ckpt.rng_state()) if kind == "last" else None
+    def save(kind: str, rngs: list[dict] | None = None) -> None:
+        """last.pt (everything to resume; ``rngs``: every process's random state) or best.pt
+        (models only); rank 0 writes, the others return."""
         if not procs.is_main:
             return
         with ema.applied() if ema else contextlib.nullcontext():
@@ -289,73 +312,79 @@ def _train(
             step += 1
             avg.add(metrics)
             log.bar.update(1)
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                mean = avg.mean()
-                if "loss" not in mean:  # every loss since the last log was NaN: the weights are lost
-                    raise UserError(
-                        f"training diverged: the loss was NaN or infinite in every step up to step {step} "
-                        f"since the last log (a lower optim.lr or optim.grad_clip may help); "
-                        f"the last checkpoint in {out} is kept"
-                    )
-                now = time.time()
-                mean["samples_per_s"] = global_batch * avg.counts.get("loss", 1) / max(now - tick, 1e-9)
-                avg, tick = Averager(), now
-                last["train"] = mean
-                log.event("train", step, mean)
-                log.bar.set_postfix(
-                    loss=f"{mean['loss']:.4f}", samples_s=f"{mean['samples_per_s']:.0f}", refresh=False
-                )
             final = step == cfg.steps
-            if procs.is_main and valid_ds is not None and (final or step % cfg.val_every == 0):
-                run_validation(final)
-            if (
-                procs.is_main
-                and evaluator is not None
-                and cfg.rollout_every
-                and (final or step % cfg.rollout_every == 0)
-            ):
-                run_rollouts()
+            logs = final or step % cfg.log_every == 0
+            validates = valid_ds is not None and (final or step % cfg.val_every == 0)
+            rolls = bool(evaluator and cfg.rollout_every and (final or step % cfg.rollout_every == 0))
+            # what one process may fail in alone (its loss diverged, rank 0's writes): all stop together
+            with procs.together(when=logs or validates or rolls):
+                if logs:
+                    mean = avg.mean()
+                    if "loss" not in mean:  # every loss since the last log was NaN: the weights are lost
+                        raise UserError(
+                            f"training diverged: the loss was NaN or infinite in every step up to step "
+                            f"{step} since the last log (a lower optim.lr or optim.grad_clip may help); "
+                            f"the last checkpoint in {out} is kept"
+                        )
+                    now = time.time()
+                    mean["samples_per_s"] = global_batch * avg.counts.get("loss", 1) / max(now - tick, 1e-9)
+                    avg, tick = Averager(), now
+                    last["train"] = mean
+                    log.event("train", step, mean)
+                    log.bar.set_postfix(
+                        loss=f"{mean['loss']:.4f}", samples_s=f"{mean['samples_per_s']:.0f}", refresh=False
+                    )
+                if procs.is_main and validates:
+                    run_validation(final)
+                if procs.is_main and rolls:
+                    run_rollouts()
             if final or (cfg.ckpt_every and step % cfg.ckpt_every == 0):
-                save("last")
+                rngs = procs.gather(ckpt.rng_state())  # a collective: outside the section
+                with procs.together():
+                    save("last", rngs)
         procs.broadcast_buffers(module)  # every process ends with the model rank 0 saved
+    except BaseException:
+        log.close()  # flushes what was logged; on a full disk it raises too
+        raise
     finally:
         del batches
         torch.set_num_threads(threads)
-        log.close()  # last: on a full disk its flush raises too
 
     summary = {}
-    if procs.is_main:
-        wall = time.time() - started
-        summary = {
-            "mode": cfg.mode,
-            "steps": step,
-            "resumed_from": first or None,
-            "out": str(out),
-            "wall_time_s": round(wall, 2),
-            "samples_per_s": round(global_batch * (step - first) / max(wall, 1e-9), 1),
-            "processes": procs.world_size,
-            "device": str(procs.device),
-            # what the steps ran in, auto resolved
-            "precision": precision_name(procs.device, cfg.precision),
-            # the GPU memory the run needed (its allocator's high-water mark); None on a CPU
-            "cuda_max_memory_mib": (
-                round(torch.cuda.max_memory_allocated(procs.device) / 2**20, 1)
-                if procs.device.type == "cuda"
-                else None
-            ),
-            "best_val_loss": best["loss"] if math.isfinite(best["loss"]) else None,
-            "best_step": best["step"],
-            # NaN (e.g. cos_neg of a one-class validation set) is not JSON: null, as in metrics.jsonl
-            "train": nan_to_none(last.get("train", {})),
-            "val": nan_to_none(last.get("val", {})),
-            "rollout": nan_to_none(last.get("rollout", {})),
-            "checkpoints": {
-                k: str(out / "checkpoints" / f"{k}.pt")
-                for k in ("last", "best")
-                if (out / "checkpoints" / f"{k}.pt").exists()
-            },
-        }
-        text = json.dumps(summary, indent=2, allow_nan=False, default=str) + "\n"
-        replace_atomically(out / "summary.json", lambda tmp: tmp.write_text(text))
-        print(format_summary(summary))
+    with procs.together():  # rank 0's last writes: the log's flush (a full disk raises here too)
+        log.close()
+        if procs.is_main:
+            wall = time.time() - started
+            summary = {
+                "mode": cfg.mode,
+                "steps": step,
+                "resumed_from": first or None,
+                "out": str(out),
+                "wall_time_s": round(wall, 2),
+                "samples_per_s": round(global_batch * (step - first) / max(wall, 1e-9), 1),
+                "processes": procs.world_size,
+                "device": str(procs.device),
+                # what the steps ran in, auto resolved
+                "precision": precision_name(procs.device, cfg.precision),
+                # the GPU memory the run needed (its allocator's high-water mark); None on a CPU
+                "cuda_max_memory_mib": (
+                    round(torch.cuda.max_memory_allocated(procs.device) / 2**20, 1)
+                    if procs.device.type == "cuda"
+                    else None
+                ),
+                "best_val_loss": best["loss"] if math.isfinite(best["loss"]) else None,
+                "best_step": best["step"],
+                # NaN (e.g. cos_neg of a one-class validation set) is not JSON: null, as in metrics.jsonl
+                "train": nan_to_none(last.get("train", {})),
+                "val": nan_to_none(last.get("val", {})),
+                "rollout": nan_to_none(last.get("rollout", {})),
+                "checkpoints": {
+                    k: str(out / "checkpoints" / f"{k}.pt")
+                    for k in ("last", "best")
+                    if (out / "checkpoints" / f"{k}.pt").exists()
+                },
+            }
+            text = json.dumps(summary, indent=2, allow_nan=False, default=str) + "\n"
+            replace_atomically(out / "summary.json", lambda tmp: tmp.write_text(text))
+            print(format_summary(summary))
     return summary
