@@ -22,9 +22,8 @@ from pathlib import Path
 
 import h5py
 import pytest
-import torch
 from test_faults import BAD_DATA, TASKS, files_under, policy_config, write_dataset
-from test_train import config_dict, events, write_config, write_task
+from test_train import assert_same_training, config_dict, events, write_config, write_task
 
 from embodied.errors import Stopped, run_cli
 from embodied.train.checkpoint import read_checkpoint
@@ -218,13 +217,7 @@ def test_sigkill_of_one_process_stops_the_other_and_resume_is_exact(video_data, 
     assert done.returncode == 0, done.stderr[-3000:]
     a, b = read_checkpoint(whole), read_checkpoint(killed)
     assert a["train"]["step"] == b["train"]["step"] == 8
-    for name in a["models"]:  # the EMA weights
-        for k, v in a["models"][name]["state"].items():
-            assert torch.equal(v, b["models"][name]["state"][k]), f"{name}.{k}"
-    for k, v in a["train"]["weights"].items():  # the trained weights
-        assert torch.equal(v, b["train"]["weights"][k]), k
-    for key, sa in a["train"]["optimizer"]["state"].items():
-        assert all(torch.equal(sa[s], b["train"]["optimizer"]["state"][key][s]) for s in sa)
+    assert_same_training(a, b)
     losses = [[(e["step"], e["loss"]) for e in events(r) if e["event"] == "train"] for r in (whole, killed)]
     assert losses[0] == losses[1] and [s for s, _ in losses[0]] == [2, 4, 6, 8]
 

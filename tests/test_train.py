@@ -276,6 +276,17 @@ KILLER = textwrap.dedent("""
 """)
 
 
+def assert_same_training(a: dict, b: dict) -> None:
+    """Two checkpoints hold the same EMA weights, trained weights and optimizer state, bit for bit."""
+    for name in a["models"]:  # the EMA weights
+        for k, v in a["models"][name]["state"].items():
+            assert torch.equal(v, b["models"][name]["state"][k]), f"{name}.{k}"
+    for k, v in a["train"]["weights"].items():  # the trained weights
+        assert torch.equal(v, b["train"]["weights"][k]), k
+    for key, sa in a["train"]["optimizer"]["state"].items():
+        assert all(torch.equal(sa[s], b["train"]["optimizer"]["state"][key][s]) for s in sa)
+
+
 def run_cli(args: list[str], code: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "embodied.cli.train", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
@@ -311,13 +322,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(data, tmp_path):
 
     a, b = read_checkpoint(whole), read_checkpoint(killed)
     assert a["train"]["step"] == b["train"]["step"] == 10
-    for name in a["models"]:  # the EMA weights
-        for k, v in a["models"][name]["state"].items():
-            assert torch.equal(v, b["models"][name]["state"][k]), f"{name}.{k}"
-    for k, v in a["train"]["weights"].items():  # the trained weights
-        assert torch.equal(v, b["train"]["weights"][k]), k
-    for key, sa in a["train"]["optimizer"]["state"].items():
-        assert all(torch.equal(sa[s], b["train"]["optimizer"]["state"][key][s]) for s in sa)
+    assert_same_training(a, b)
     # The log reads as one run: every step's training loss once, and the same.
     losses = [
         [(e["step"], e["loss"]) for e in events(run) if e["event"] == "train"] for run in (whole, killed)
