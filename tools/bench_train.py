@@ -6,7 +6,6 @@
     python tools/bench_train.py --peak --baseline --data datasets/lookalike_v1 --set threads=1
     python tools/bench_train.py --peak --also channels_last=true precision=bf16 compile=true
     python tools/bench_train.py --peak --baseline --device cuda --preset visual_large
-    python tools/bench_train.py --peak --models recognizer joint --also recognizer.fast_conv=false
 
 Without ``--peak`` each variant is a real ``embodied-train`` run in its own process (so its
 memory peak is its own), with validation, rollouts and checkpoints switched off; samples/s is
@@ -27,8 +26,7 @@ Variants, measured in turns so that a change in the machine's load falls on all 
 - ``tuned``: the step as ``embodied-train`` runs the config with ``--set`` overrides
   (``precision``, ``channels_last``, ``compile``, ``threads``; AdamW with foreach kernels);
 - ``baseline`` (``--baseline``): the step as it was before the speed work: fp32, contiguous
-  memory, eager, a per-tensor AdamW loop, torch's default threads, every recognizer
-  convolution through ``nn.Conv3d`` (``recognizer.fast_conv=false``);
+  memory, eager, a per-tensor AdamW loop, torch's default threads;
 - one per ``--also`` override list (e.g. ``threads=1``, ``channels_last=true``), on top of tuned.
 
 ``--preset NAME`` takes the three steps from a bench preset instead (its policy, recognizer and
@@ -297,11 +295,7 @@ class Step:
         self.device = torch.device(device)
         self.module = objective.TrainModule(cfg.mode, models).to(self.device)
         self.compiled: list[str] = []
-        if baseline:  # the recognizer's convolutions all through nn.Conv3d, as before
-            from embodied.recognizers.conv3d import set_fast_conv
-
-            set_fast_conv(self.module, False)
-        else:
+        if not baseline:
             if cfg.channels_last:
                 self.module.use_channels_last()
             if cfg.compile:

@@ -17,22 +17,10 @@ space at once because on a 2-core CPU the convolutions at S/2 dominate the step 
 the defaults a 64 px, 8-frame clip ends at 2 x 2 x 1 (space x space x time) per 128 channels.
 
 Every inner activation is channels-first (B, C, T, H, W), so any layer can be tapped.
-
-Speed on a CPU: past stage 0 the activations are tiny (a 24 px, 4-frame clip reaches 1 x 2 x 2
-at stage 2 and 1 x 1 x 1 at stage 3), so a 3 x 1 x 1 temporal kernel on one frame, or a
-1 x 3 x 3 one on one pixel, reads mostly padding, and oneDNN's fixed cost per convolution
-(~0.15 ms forward, ~0.3 ms backward on this machine) is most of the step. ``FastConv3d`` drops
-the taps that only ever read padding; what is left is often a matrix product (a 1 x 1 x 1
-kernel, or one window covering the whole input), computed as one ``matmul`` at a fraction of the
-cost, with the same weights (a view of them), function and gradients. Anything else goes to
-``nn.Conv3d``, as does every call on another device. Folding frames into the batch for a 2-D
-convolution (or space for a 1-D one) was measured too and did not pay: oneDNN's 2-D
-convolutions cost the same fixed time, and im2col copies with short rows are slow.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
@@ -59,9 +47,6 @@ class Conv3DConfig(RecognizerConfig):
     """Length k_t of the k_t x 1 x 1 temporal convolutions (odd)."""
     stem_kernel: int = 5
     """Side of the stem's spatial convolution, which strides 2 (odd)."""
-    fast_conv: bool = True
-    """On a CPU, compute a convolution whose kernel reaches past its input as a matrix product
-    (the same function and parameters; see FastConv3d); False: nn.Conv3d everywhere."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -72,99 +57,6 @@ class Conv3DConfig(RecognizerConfig):
             value = getattr(self, key)
             if value < 1 or value % 2 == 0:
                 raise ValueError(f"{key} must be a positive odd number, got {value}")
-
-
-@functools.lru_cache(maxsize=1024)
-def matmul_plan(
-    size: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
-) -> tuple[tuple[int, int, int, int], ...] | None:
-    """How a convolution of an input of ``size`` (T, H, W) becomes one matrix product, or None.
-
-    Per dimension, the taps that read real input for at least one output (the others only ever
-    meet zero padding and add nothing) are kept: taps lo..hi of the kernel. The dimension is
-    then either reduced to one tap (a 1 x 1 x 1 kernel there, strided: its outputs read
-    ``start + j * stride``), or has a single output whose window ``start .. start + hi - lo``
-    lies inside the input; with no padding left in either case the convolution is a matmul over
-    (channels x kept taps). Returns ``(lo, hi, start, out)`` per dimension, None where some
-    dimension is a real convolution (several outputs and several taps) or still needs padding.
-    """
-    plan = []
-    for n, k, s, p in zip(size, kernel, stride, padding, strict=True):
-        out = (n + 2 * p - k) // s + 1
-        if out < 1:
-            return None
-        taps = [i for i in range(k) if any(0 <= j * s + i - p < n for j in range(out))]
-        if not taps:
-            return None
-        lo, hi = taps[0], taps[-1]
-        start = lo - p
-        if hi > lo and out > 1:
-            return None  # a real convolution in this dimension
-        if start < 0 or start + (out - 1) * s + (hi - lo) > n - 1:
-            return None  # some output still reads padding
-        plan.append((lo, hi, start, out))
-    return tuple(plan)
-
-
-class FastConv3d(nn.Conv3d):
-    """``nn.Conv3d`` that computes itself as one matrix product where its kernel allows.
-
-    The parameters, state-dict keys and initialisation are nn.Conv3d's, so checkpoints load
-    either way. On a CPU, for a batched (B, Cin, T, H, W) input with groups 1, dilation 1 and zero
-    padding, :func:`matmul_plan` drops the taps that only read padding; when that leaves a
-    matrix product, ``forward`` computes it with ``matmul`` on a view of the weight (the dropped
-    taps get zero gradient, as they do in the convolution). Every other case, every other
-    device (CUDA keeps cuDNN), and ``fast = False`` run ``nn.Conv3d.forward``.
-    """
-
-    fast: bool = True
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, Cin, T, H, W) -> (B, Cout, T', H', W')
-        if self.fast and x.device.type == "cpu" and not torch.compiler.is_compiling():
-            y = self._as_matmul(x)
-            if y is not None:
-                return y
-        return super().forward(x)
-
-    def _as_matmul(self, x: torch.Tensor) -> torch.Tensor | None:
-        if (
-            x.dim() != 5
-            or self.groups != 1
-            or self.dilation != (1, 1, 1)
-            or self.padding_mode != "zeros"
-            or isinstance(self.padding, str)
-        ):
-            return None
-        plan = matmul_plan(tuple(x.shape[2:]), self.kernel_size, self.stride, self.padding)
-        if plan is None:
-            return None
-        b, cout = x.shape[0], self.out_channels
-        windows, strided, index = [], [], [slice(None), slice(None)]
-        for d, (lo, hi, start, out) in enumerate(plan):
-            if hi > lo:  # one output: the window is part of the contraction
-                windows.append(2 + d)
-                index.append(slice(start, start + hi - lo + 1))
-            else:  # one tap: the outputs are positions of the result
-                strided.append(2 + d)
-                index.append(slice(start, start + (out - 1) * self.stride[d] + 1, self.stride[d]))
-        (lt, ht, _, ot), (lh, hh, _, oh), (lw, hw, _, ow) = plan
-        w = self.weight[:, :, lt : ht + 1, lh : hh + 1, lw : hw + 1]  # (Cout, Cin, kt', kh', kw')
-        # (B, Cin, [window dims], [output dims]) -> (B, Cin * kt' * kh' * kw', T' * H' * W'): the
-        # window dims follow Cin in the weight's (Cin, kt, kh, kw) order, as a reshape needs
-        cols = x[tuple(index)].permute(0, 1, *windows, *strided).reshape(b, -1, ot * oh * ow)
-        w = w.reshape(cout, -1)  # (Cout, Cin * kt' * kh' * kw')
-        # one output: (B, Cin * k') @ (Cin * k', Cout); else (Cout, Cin * k') @ (B, Cin * k', T'H'W')
-        y = cols.squeeze(2) @ w.t() if ot * oh * ow == 1 else torch.matmul(w, cols)
-        if self.bias is not None:
-            y = y + self.bias.view(cout, *([1] * (y.dim() - 2)))
-        return y.reshape(b, cout, ot, oh, ow)
-
-
-def set_fast_conv(module: nn.Module, enabled: bool) -> None:
-    """Switch every FastConv3d in ``module`` to its matmul path or to nn.Conv3d's."""
-    for m in module.modules():
-        if isinstance(m, FastConv3d):
-            m.fast = enabled
 
 
 class Conv2Plus1D(nn.Sequential):
@@ -180,12 +72,12 @@ class Conv2Plus1D(nn.Sequential):
         self, cin: int, cout: int, k: int, kt: int, stride: int = 1, temporal_stride: int = 1
     ) -> None:
         super().__init__(
-            FastConv3d(
+            nn.Conv3d(
                 cin, cout, (1, k, k), stride=(1, stride, stride), padding=(0, k // 2, k // 2), bias=False
             ),
             nn.BatchNorm3d(cout),
             nn.ReLU(),  # not in place: a tapped layer's output must not be overwritten afterwards
-            FastConv3d(
+            nn.Conv3d(
                 cout, cout, (kt, 1, 1), stride=(temporal_stride, 1, 1), padding=(kt // 2, 0, 0), bias=False
             ),
         )
@@ -208,7 +100,7 @@ class ResBlock(nn.Module):
             nn.Identity()
             if stride == 1 and temporal_stride == 1 and cin == cout
             else nn.Sequential(
-                FastConv3d(cin, cout, 1, stride=(temporal_stride, stride, stride), bias=False),
+                nn.Conv3d(cin, cout, 1, stride=(temporal_stride, stride, stride), bias=False),
                 nn.BatchNorm3d(cout),
             )
         )
@@ -225,7 +117,7 @@ class R2Plus1DBackbone(nn.Module):
         c = config
         k = c.stem_kernel
         self.stem = nn.Sequential(
-            FastConv3d(3, c.width, (1, k, k), stride=(1, 2, 2), padding=(0, k // 2, k // 2), bias=False),
+            nn.Conv3d(3, c.width, (1, k, k), stride=(1, 2, 2), padding=(0, k // 2, k // 2), bias=False),
             nn.BatchNorm3d(c.width),
             nn.ReLU(),
         )
@@ -250,7 +142,6 @@ class R2Plus1DBackbone(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv3d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        set_fast_conv(self, c.fast_conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = rearrange(x, "b t c h w -> b c t h w")  # (B, 3, T, S, S): Conv3d wants channels first
