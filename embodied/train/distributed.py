@@ -135,15 +135,24 @@ class Processes:
             try:
                 first = self._first_failed(True)
             except RuntimeError:  # the others are gone already: this error is the news
-                first = self.rank
-            stopping()
-            if first == self.rank:
+                stopping()
+                first = None
+            else:
+                self._all_stopping()
+            if first in (None, self.rank):
                 raise
             raise Stopped() from None
         first = self._first_failed(False)
         if first is not None:
-            stopping()
+            self._all_stopping()
             raise Stopped()
+
+    def _all_stopping(self) -> None:
+        """Ignore torchrun's SIGTERM, then wait until every process does: the first to exit makes
+        torchrun terminate the others, which must not be cut off before their exit status."""
+        stopping()
+        with contextlib.suppress(RuntimeError):  # a process gone meanwhile: nothing to wait for
+            dist.barrier()
 
     def _first_failed(self, failed: bool) -> int | None:
         """The lowest rank that reports a failure (``failed`` is this process's), or None."""
