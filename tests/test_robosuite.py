@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 import embodied  # noqa: F401  (headless rendering: MUJOCO_GL=egl before robosuite imports mujoco)
+from embodied.sim import load_suite
 
 pytest.importorskip("robosuite")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-TASKS = ["Lift", "PickPlaceCan", "Stack"]
+TASKS = list(load_suite("robosuite").tasks)
 
 
 def project(env, camera: str, point: np.ndarray, size: int) -> tuple[float, float]:
