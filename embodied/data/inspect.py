@@ -130,7 +130,7 @@ def _file_summary(path: Path) -> tuple[list[str], dict]:
             f"  format_version {attrs.get('format_version', '?')}, "
             f"suite {text_of(attrs.get('suite')) or '?'}, "
             f"env {env_args.get('type', '?')}/{env_args.get('env_name', '?')} "
-            f"{json.dumps(env_args.get('env_kwargs', {}), sort_keys=True)}"
+            f"{_short_kwargs(env_args.get('env_kwargs', {}))}"
         )
         mask_text = ", ".join(f"{s} {'-' if c is None else c}" for s, c in masks.items())
         lines.append(
@@ -284,6 +284,15 @@ def export_video(
     t, h, w = frames.shape[:3]
     how = f"rendered again at {w}x{h}" if size else f"{w}x{h} as stored"
     return f"{out_path}: {t} frames of {key} ({how}, captioned) at {fps} fps from {path} {demo}"
+
+
+def _short_kwargs(kwargs) -> str:
+    """``env_kwargs`` on one readable line: nested objects (robosuite's controller config, some
+    hundred keys) as ``{...}``; the whole is in the file's ``env_args``."""
+    if not isinstance(kwargs, dict):
+        return json.dumps(kwargs)
+    shown = {k: "{...}" if isinstance(v, dict) else v for k, v in sorted(kwargs.items())}
+    return json.dumps(shown).replace('"{...}"', "{...}")
 
 
 def _render_states(
