@@ -646,8 +646,13 @@ def test_diverged_training_is_one_line_and_keeps_the_checkpoint(data, tmp_path, 
     monkeypatch.setattr(loop, "update_step", update_step)
     out = tmp_path / "run"
     cfg = policy_config(tmp_path / "p.yaml", data, out, steps=4, val_every=0, log_every=2)
-    one_error(capsys, train_main([str(cfg)]), "training diverged", "step 4", str(out))
+    one_error(capsys, train_main([str(cfg)]), "training diverged", "step 4", f"checkpoint in {out} is kept")
     assert read_checkpoint(out)["train"]["step"] == 2
+    # diverged before the first checkpoint: the line does not promise one
+    steps.clear()
+    early = tmp_path / "early"
+    cfg = policy_config(tmp_path / "q.yaml", data, early, steps=4, val_every=0, log_every=1, ckpt_every=4)
+    one_error(capsys, train_main([str(cfg)]), "training diverged", f"no checkpoint was written to {early}")
 
 
 def test_bench_refuses_an_output_folder_it_cannot_make_before_any_work(tmp_path, capsys):

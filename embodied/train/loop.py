@@ -321,10 +321,15 @@ def _train(
                 if logs:
                     mean = avg.mean()
                     if "loss" not in mean:  # every loss since the last log was NaN: the weights are lost
+                        last_pt = out / "checkpoints" / "last.pt"
                         raise UserError(
                             f"training diverged: the loss was NaN or infinite in every step up to step "
                             f"{step} since the last log (a lower optim.lr or optim.grad_clip may help); "
-                            f"the last checkpoint in {out} is kept"
+                            + (
+                                f"the last checkpoint in {out} is kept"
+                                if last_pt.exists()
+                                else f"no checkpoint was written to {out} yet (a new run there: --overwrite)"
+                            )
                         )
                     now = time.time()
                     mean["samples_per_s"] = global_batch * avg.counts.get("loss", 1) / max(now - tick, 1e-9)
