@@ -137,7 +137,7 @@ def test_scripted_policy_matches_metaworlds_evaluator():
     from embodied.eval.rollout import evaluate_policy
     from embodied.models.common import DataSpec
 
-    episodes = 6
+    episodes = 4
     policy = PerturbedExpert(TASKS, STRENGTH)
     theirs = metaworld_evaluation(MetaWorldAgent(policy.act), TASKS, episodes, SEED)
     spec = DataSpec(
