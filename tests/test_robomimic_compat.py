@@ -25,6 +25,21 @@ RGB = ["corner_image"]
 DATASET_KEYS = ("actions", "rewards", "dones")
 
 
+def robomimic_dataset(path, seq_length: int = 1, cache=None, split=None, next_obs: bool = False):
+    """robomimic's SequenceDataset over ``path`` with this module's keys, as its training builds it."""
+    ObsUtils.initialize_obs_utils_with_obs_specs({"obs": {"low_dim": LOW_DIM, "rgb": RGB}})
+    return SequenceDataset(
+        hdf5_path=str(path),
+        obs_keys=LOW_DIM + RGB,
+        dataset_keys=DATASET_KEYS,
+        frame_stack=1,
+        seq_length=seq_length,
+        hdf5_cache_mode=cache,
+        filter_by_attribute=split,
+        load_next_obs=next_obs,
+    )
+
+
 def _load(path, split) -> dict[str, dict[str, np.ndarray]]:
     """Our own reading of the file: the demos robomimic should use, in its order, and their arrays."""
     with h5py.File(path, "r") as f:
@@ -55,17 +70,7 @@ def _expected(demos: dict, index: int, seq_length: int) -> tuple[str, dict[str, 
 )
 def test_sequence_dataset_reads_collected_file(demo_file, seq_length, cache, split):
     demos = _load(demo_file, split)  # read and closed first: HDF5 refuses a second, SWMR open
-    ObsUtils.initialize_obs_utils_with_obs_specs({"obs": {"low_dim": LOW_DIM, "rgb": RGB}})
-    ds = SequenceDataset(
-        hdf5_path=str(demo_file),
-        obs_keys=LOW_DIM + RGB,
-        dataset_keys=DATASET_KEYS,
-        frame_stack=1,
-        seq_length=seq_length,
-        hdf5_cache_mode=cache,
-        filter_by_attribute=split,
-        load_next_obs=False,
-    )
+    ds = robomimic_dataset(demo_file, seq_length=seq_length, cache=cache, split=split)
     lengths = [len(a["actions"]) for a in demos.values()]
     assert ds.demos == list(demos) and len(ds) == sum(lengths)
     indices = sorted({0, 1, lengths[0] - 5, lengths[0] - 1, len(ds) // 2, len(ds) - 1})
@@ -107,17 +112,7 @@ def test_next_obs_for_offline_rl(collect_config, tmp_path):
     for key in LOW_DIM + RGB:
         np.testing.assert_array_equal(nxt[key][:-1], obs[key][1:], err_msg=key)
         assert not np.array_equal(nxt[key][-1], obs[key][-1]) or key == "goal"
-    ObsUtils.initialize_obs_utils_with_obs_specs({"obs": {"low_dim": LOW_DIM, "rgb": RGB}})
-    ds = SequenceDataset(
-        hdf5_path=str(path),
-        obs_keys=LOW_DIM + RGB,
-        dataset_keys=DATASET_KEYS,
-        frame_stack=1,
-        seq_length=1,
-        hdf5_cache_mode=None,
-        filter_by_attribute=None,
-        load_next_obs=True,
-    )
+    ds = robomimic_dataset(path, next_obs=True)
     item = ds[len(ds) - 1]
     for key in LOW_DIM + RGB:
         np.testing.assert_array_equal(np.asarray(item["next_obs"][key])[0], nxt[key][-1], err_msg=key)

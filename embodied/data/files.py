@@ -110,9 +110,7 @@ def file_env(f: h5py.File, where: str) -> FileEnv:
     env_args = env_args_of(f, where)
     kwargs = env_args.get("env_kwargs")
     kwargs = kwargs if isinstance(kwargs, dict) else {}
-    env_type = env_args.get("type")
-    named = isinstance(env_type, str | int) and not isinstance(env_type, bool)
-    suite = text_of(f["data"].attrs.get("suite")) or (suite_of_env_type(env_type) if named else None)
+    suite = text_of(f["data"].attrs.get("suite")) or suite_of_env_type(env_args.get("type"))
     task = env_args.get("env_name")
     cameras = kwargs.get("cameras", kwargs.get("camera_names")) or ()
     size = kwargs.get("image_size", kwargs.get("camera_heights"))

@@ -111,13 +111,9 @@ def _check_file(f: h5py.File, add, path: Path, shapes: Shapes) -> None:
                 if not isinstance(value, kinds) or isinstance(value, bool):
                     add("/data", f"env_args.{key} missing or not {what}")
             suite, env_type = text_of(attrs.get("suite")), env_args.get("type")
-            if suite is not None and isinstance(env_type, str | int) and not isinstance(env_type, bool):
-                named = suite_of_env_type(env_type)
-                if named is not None and named != suite:
-                    add(
-                        "/data",
-                        f"attribute suite {suite!r} differs from env_args.type {env_type!r} ({named})",
-                    )
+            named = suite_of_env_type(env_type)
+            if suite is not None and named is not None and named != suite:
+                add("/data", f"attribute suite {suite!r} differs from env_args.type {env_type!r} ({named})")
     hierarchy = False
     if "format_version" in attrs:
         version = attrs["format_version"]

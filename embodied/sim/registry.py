@@ -135,11 +135,14 @@ def get_suite(name: str) -> Suite:
         raise UserError(f"unknown suite {name!r}; suites: {', '.join(SUITES)}") from None
 
 
-def suite_of_env_type(env_type: str | int) -> str | None:
+def suite_of_env_type(env_type) -> str | None:
     """The suite a file's ``env_args.type`` names: embodied's files give the suite's name,
-    robomimic's files its ``EnvType`` number; None for a number no suite here has."""
+    robomimic's files its ``EnvType`` number; None for a number no suite here has, or a value
+    that is neither (a bool, a list, none)."""
     if isinstance(env_type, str):
         return env_type
+    if not isinstance(env_type, int) or isinstance(env_type, bool):
+        return None
     return next((s.name for s in SUITES.values() if s.robomimic_type == env_type), None)
 
 

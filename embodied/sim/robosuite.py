@@ -167,8 +167,7 @@ class RobosuiteEnv(MujocoSuiteEnv):
                 for controller in robot.composite_controller.part_controllers.values():
                     controller.update(force=True)
 
-        state = np.asarray(state, dtype=np.float64)
-        short = state.shape == (1 + self._model.nq + self._model.nv,)
+        short = np.size(state) == mujoco.mj_stateSize(self._model, ROBOSUITE_STATE)
         self._restore_state(state, after_forward=reread, spec=ROBOSUITE_STATE if short else STATE_SPEC)
         return self._observe(self._observations())
 
