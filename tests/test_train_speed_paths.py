@@ -5,8 +5,9 @@
   default precision on a CPU stays fp32 (no autocast, no scaler);
 - compiled backbones keep the parameter names, load a checkpoint of the eager model and give
   its loss; a compiled policy still pickles (rollout workers);
-- the foreach AdamW and gradient clipping, and the faster random crop, are bit-identical to
-  the per-tensor and per-pixel code they replace.
+- the foreach AdamW and gradient clipping, the flat-buffer AdamW (FlatAdamW) with its clipping,
+  and the faster random crop, are bit-identical to the per-tensor and per-pixel code they
+  replace; FlatAdamW's checkpoints are torch AdamW's.
 
 Speed itself is shown by ``tools/bench_train.py --peak --baseline``, not by timed tests.
 """
@@ -14,6 +15,7 @@ Speed itself is shown by ``tools/bench_train.py --peak --baseline``, not by time
 from __future__ import annotations
 
 import contextlib
+import copy
 import pickle
 
 import numpy as np
@@ -28,7 +30,7 @@ from embodied.policies.encoders import crop
 from embodied.train import TrainConfig
 from embodied.train.config import RESUME_FREE_KEYS
 from embodied.train.objective import TrainModule
-from embodied.train.optim import make_scheduler, param_groups
+from embodied.train.optim import FlatAdamW, make_optimizer, make_scheduler, param_groups
 from embodied.train.setup import build_models
 from embodied.train.step import precision, seed_everything, update_step
 
@@ -265,6 +267,95 @@ def test_foreach_adamw_and_clipping_are_bit_identical_to_the_per_tensor_loop():
         norms.append((torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=foreach), [p.grad for p in params]))
     assert torch.equal(norms[0][0], norms[1][0])
     assert all(torch.equal(a, b) for a, b in zip(norms[0][1], norms[1][1], strict=True))
+
+
+def flat_optimizer_of(module: TrainModule, cfg: TrainConfig):
+    groups = param_groups(dict(module.models.items()), cfg.optim, {"mirror": cfg.mirror.lr})
+    opt = make_optimizer(groups, cfg.optim)
+    return opt, make_scheduler(opt, cfg.optim, 100)
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    """Two optimiser state dicts in torch's format hold the same groups and tensors."""
+    assert a["param_groups"] == b["param_groups"]
+    assert a["state"].keys() == b["state"].keys()
+    for i, entry in a["state"].items():
+        assert entry.keys() == b["state"][i].keys()
+        for key, value in entry.items():
+            other = b["state"][i][key]
+            assert torch.equal(value, other) and value.stride() == other.stride(), (i, key)
+
+
+def test_flat_adamw_and_its_clipping_are_bit_identical_to_foreach_adamw():
+    cfg = joint_config()
+    plain, flat = build(cfg), build(cfg)
+    plain.use_channels_last()  # strided parameters: each a view of the buffer with its own strides
+    flat.use_channels_last()
+    opt_a, sched_a = optimizer_of(plain, cfg)
+    opt_b, sched_b = flat_optimizer_of(flat, cfg)
+    assert isinstance(opt_b, FlatAdamW) and len(opt_b.param_groups) == len(opt_a.param_groups)
+    for step in range(3):
+        batch = make_batch(step)
+        norms = []
+        for module, opt, sched in ((plain, opt_a, sched_a), (flat, opt_b, sched_b)):
+            torch.manual_seed(step)
+            norms.append(update_step(module, batch, opt, sched, grad_clip=0.5)["grad_norm"])
+        assert norms[0] == norms[1] and norms[0] > 0.5  # the clip acted
+    for (name, pa), (_, pb) in zip(plain.named_parameters(), flat.named_parameters(), strict=True):
+        assert torch.equal(pa, pb) and pa.stride() == pb.stride(), name
+    assert_same_state(opt_a.state_dict(), opt_b.state_dict())
+
+
+def test_flat_adamw_checkpoints_are_torch_adamw_checkpoints():
+    """A resumed run continues the same whichever of the two optimisers saved or loads."""
+    cfg = joint_config()
+    saved = {}
+    for kind in ("plain", "flat"):
+        module = build(cfg)
+        opt, sched = optimizer_of(module, cfg) if kind == "plain" else flat_optimizer_of(module, cfg)
+        for step in range(2):
+            torch.manual_seed(step)
+            update_step(module, make_batch(step), opt, sched, grad_clip=0.5)
+        # as written to a file: torch's optimisers hand out (and load) their live tensors
+        saved[kind] = copy.deepcopy((module.state_dict(), opt.state_dict(), sched.state_dict()))
+    assert_same_state(saved["plain"][1], saved["flat"][1])
+    finals = {}
+    for source in ("plain", "flat"):
+        for kind in ("plain", "flat"):
+            module = build(cfg)
+            opt, sched = optimizer_of(module, cfg) if kind == "plain" else flat_optimizer_of(module, cfg)
+            weights, opt_state, sched_state = copy.deepcopy(saved[source])
+            module.load_state_dict(weights)
+            opt.load_state_dict(opt_state)
+            sched.load_state_dict(sched_state)
+            for step in range(2, 4):
+                torch.manual_seed(step)
+                update_step(module, make_batch(step), opt, sched, grad_clip=0.5)
+            finals[source, kind] = module.state_dict()
+    reference = finals["plain", "plain"]
+    for key, state in finals.items():
+        assert all(torch.equal(state[k], reference[k]) for k in reference), key
+
+
+def test_flat_adamw_leaves_a_parameter_without_gradients_alone():
+    torch.manual_seed(0)
+    used, unused = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    late = torch.nn.Linear(3, 2)  # its first gradient comes at the third step
+    params = [*used.parameters(), *unused.parameters(), *late.parameters()]
+    before = [p.detach().clone() for p in unused.parameters()]
+    opt = FlatAdamW([{"params": params, "weight_decay": 0.1}], lr=0.1)
+    x = torch.randn(4, 3)
+    for step in range(4):
+        # module.zero_grad() sets the gradients to None (outside the buffer): the step still sees them
+        used.zero_grad(set_to_none=True)
+        loss = used(x).sum() + (late(x).sum() if step >= 2 else 0.0)
+        loss.backward()
+        opt.step()
+    assert all(torch.equal(p, b) for p, b in zip(unused.parameters(), before, strict=True))
+    state = opt.state_dict()
+    assert sorted(state["state"]) == [0, 1, 4, 5]  # torch's numbering; the unused pair has none
+    assert all(not torch.equal(p, torch.nn.Linear(3, 2).weight) for p in late.parameters())
+    assert opt.param_groups[0]["params"][0].numel() == sum(p.numel() for p in params)
 
 
 def _crop_per_pixel(images: torch.Tensor, fraction: float) -> torch.Tensor:

@@ -40,7 +40,7 @@ from embodied.errors import run_cli
 from embodied.paths import resolve_resource
 from embodied.train.config import TrainConfig
 from embodied.train.objective import TrainModule
-from embodied.train.optim import EMA, make_scheduler, param_groups
+from embodied.train.optim import EMA, make_optimizer, make_scheduler, param_groups
 from embodied.train.sampling import SeededReads
 from embodied.train.setup import build_datasets, build_models, resolve
 from embodied.train.step import precision, seed_everything, to_device, update_step
@@ -56,7 +56,7 @@ class Stepper:
         self.module = TrainModule(mode, models).to(device)
         lrs = {"mirror": cfg.mirror.lr} if "mirror" in models else {}
         groups = param_groups(models, cfg.optim, lrs)
-        self.optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas))
+        self.optimizer = make_optimizer(groups, cfg.optim)
         self.scheduler = make_scheduler(self.optimizer, cfg.optim, 10**9)
         self.autocast, self.scaler = precision(device)
         self.ema = EMA(self.module, cfg.optim.ema) if cfg.optim.ema > 0 else None

@@ -24,7 +24,8 @@ convolution, at 1 thread, one per core, torch's default and the step's count: th
 Variants, measured in turns so that a change in the machine's load falls on all of them:
 
 - ``tuned``: the step as ``embodied-train`` runs the config with ``--set`` overrides
-  (``precision``, ``channels_last``, ``compile``, ``threads``; AdamW with foreach kernels);
+  (``precision``, ``channels_last``, ``compile``, ``threads``; the run's AdamW over one flat
+  buffer per parameter group);
 - ``baseline`` (``--baseline``): the step as it was before the speed work: fp32, contiguous
   memory, eager, a per-tensor AdamW loop, torch's default threads;
 - one per ``--also`` override list (e.g. ``threads=1``, ``channels_last=true``), on top of tuned.
@@ -287,7 +288,7 @@ class Step:
         import torch
 
         from embodied.train import objective, setup, step
-        from embodied.train.optim import make_scheduler, param_groups
+        from embodied.train.optim import make_optimizer, make_scheduler, param_groups
 
         self.name, self.cfg = name, cfg
         step.seed_everything(cfg.seed)
@@ -302,9 +303,13 @@ class Step:
                 self.compiled = self.module.compile_backbones(dynamic=False)
         lrs = {"mirror": cfg.mirror.lr} if cfg.mirror else {}
         groups = param_groups(models, cfg.optim, lrs)
-        betas = tuple(cfg.optim.betas)
-        # the baseline: AdamW's per-tensor loop, torch's default on a CPU before foreach=True
-        self.optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=betas, foreach=not baseline)
+        # the baseline: AdamW's per-tensor loop, torch's default on a CPU before the speed work;
+        # tuned: the run's optimiser (one flat buffer per parameter group)
+        self.optimizer = (
+            torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), foreach=False)
+            if baseline
+            else make_optimizer(groups, cfg.optim)
+        )
         self.scheduler = make_scheduler(self.optimizer, cfg.optim, max(cfg.steps, 10**6))
         self.precision = "fp32" if baseline else cfg.precision
         self.autocast, self.scaler = step.precision(self.device, self.precision)

@@ -51,7 +51,7 @@ from embodied.train import checkpoint as ckpt
 from embodied.train.config import RESUME_FREE_KEYS, TrainConfig
 from embodied.train.distributed import Processes, lost_peer, same_everywhere, start, stopping
 from embodied.train.objective import TrainModule
-from embodied.train.optim import EMA, make_scheduler, param_groups
+from embodied.train.optim import EMA, make_optimizer, make_scheduler, param_groups
 from embodied.train.rollouts import PolicyEvaluator, numeric_results
 from embodied.train.runlog import (
     OUTPUTS,
@@ -181,8 +181,7 @@ def _train(
         compiled = module.compile_backbones(dynamic=False) if cfg.compile else []
         lrs = {"mirror": cfg.mirror.lr} if cfg.mirror else {}
         groups = param_groups(models, cfg.optim, lrs)
-        # foreach: the update of every tensor in a few batched kernels (bit-identical to the per-tensor loop)
-        optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), foreach=True)
+        optimizer = make_optimizer(groups, cfg.optim)  # after .to() and the memory format: it flattens them
         scheduler = make_scheduler(optimizer, cfg.optim, cfg.steps)
         autocast, scaler = precision(procs.device, cfg.precision)
         ema = EMA(module, cfg.optim.ema) if cfg.optim.ema > 0 else None

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from embodied.train.optim import EMA
+from embodied.train.optim import EMA, FlatAdamW
 
 
 # --------------------------------------------------------------------------- one step
@@ -34,9 +34,12 @@ def update_step(
         scaler.unscale_(optimizer)
     else:
         loss.backward()
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    # foreach: one batched norm over all the gradients (the same result as one norm per tensor)
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else math.inf, foreach=True)
+    max_norm = grad_clip if grad_clip > 0 else math.inf
+    if isinstance(optimizer, FlatAdamW):
+        grad_norm = optimizer.clip_grad_norm_(max_norm)
+    else:  # foreach: one batched norm over all the gradients (the same result as one norm per tensor)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
