@@ -160,6 +160,7 @@ def test_scripted_policy_matches_metaworlds_evaluator():
     assert all(e.variant is not None for e in results.episodes)
 
 
+@pytest.mark.slow  # 10 s; the scripted comparison above runs the same evaluation in the default tier
 def test_embodied_eval_protocol_metaworld_matches_metaworlds_evaluator(tiny_run, tmp_path):
     """A trained checkpoint: ``embodied-eval --protocol metaworld`` against Meta-World's evaluator
     running the same policy."""
