@@ -27,13 +27,13 @@ import torch.distributed as dist
 from embodied.errors import Stopped, UserError
 
 
-def launched_rank() -> int:
-    """This process's rank when torchrun started several (0 when it runs alone)."""
-    return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
-
-
 def _launched_together() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def launched_rank() -> int:
+    """This process's rank when torchrun started several (0 when it runs alone)."""
+    return int(os.environ.get("RANK", "0")) if _launched_together() else 0
 
 
 def stopping() -> None:

@@ -129,29 +129,24 @@ class FlatAdamW(torch.optim.AdamW):
         for group in self.param_groups:
             group["params"][0].grad.zero_()
 
-    def _layout(self):
-        """(group index, its parameters, each one's offset) per group."""
-        for i, params in enumerate(self.members):
-            offsets, o = [], 0
-            for p in params:
-                offsets.append(o)
-                o += p.numel()
-            yield i, params, offsets
+    @staticmethod
+    def _part(buffer: torch.Tensor, p: nn.Parameter) -> torch.Tensor:
+        """``p``'s part of a buffer laid out as its group's (``p`` is a view of the group's)."""
+        return buffer.as_strided(p.shape, p.stride(), p.storage_offset())
 
     def state_dict(self) -> dict:
         """torch.optim.AdamW's format: state per parameter (those that have been stepped)."""
         flat = super().state_dict()
         state, groups, index = {}, [], 0
-        for i, params, offsets in self._layout():
+        for i, params in enumerate(self.members):
             packed = {k: v for k, v in flat["param_groups"][i].items() if k != "params"}
             packed["params"] = list(range(index, index + len(params)))
             groups.append(packed)
             s = flat["state"].get(i)
-            for p, o in zip(params, offsets, strict=True):
+            for p in params:
                 if s and p not in self.unseen:
                     state[index] = {
-                        key: v.as_strided(p.shape, p.stride(), o).clone() if key != "step" else v.clone()
-                        for key, v in s.items()
+                        key: self._part(v, p).clone() if key != "step" else v.clone() for key, v in s.items()
                     }
                 index += 1
         return {"state": state, "param_groups": groups}
@@ -164,7 +159,7 @@ class FlatAdamW(torch.optim.AdamW):
         ):
             raise ValueError("the optimizer state's parameter groups do not match the model's")
         state, groups = {}, []
-        for i, params, offsets in self._layout():
+        for i, params in enumerate(self.members):
             saved = [state_dict["state"].get(k) for k in saved_groups[i]["params"]]
             groups.append({**saved_groups[i], "params": [i]})
             present = [s for s in saved if s]
@@ -176,9 +171,9 @@ class FlatAdamW(torch.optim.AdamW):
                 if key == "step":
                     continue
                 buffer = torch.zeros_like(flat)
-                for p, o, s in zip(params, offsets, saved, strict=True):
+                for p, s in zip(params, saved, strict=True):
                     if s:
-                        buffer.as_strided(p.shape, p.stride(), o).copy_(s[key])
+                        self._part(buffer, p).copy_(s[key])
                 merged[key] = buffer
             state[i] = merged
             for p, s in zip(params, saved, strict=True):
