@@ -23,7 +23,7 @@ from embodied.train import TrainConfig, train
 from embodied.train.objective import TrainModule
 from embodied.train.optim import param_groups
 from embodied.train.sampling import SeededReads
-from embodied.train.setup import build_datasets, build_models, resolve
+from embodied.train.setup import build_datasets
 from embodied.train.step import update_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -48,13 +48,15 @@ def joint_run(data, tmp_path_factory) -> Path:
 def set_up(cfg: TrainConfig) -> tuple[TrainModule, torch.optim.Optimizer, dict]:
     """What the trainer builds before its first step: the module, its optimiser, a train batch
     (samples spread over the whole split, so over every task it holds)."""
-    cfg, sources = resolve(cfg)
+    objective = cfg.objective
+    cfg, sources = objective.resolve(cfg)
     train_ds, _ = build_datasets(cfg, None)
     torch.manual_seed(cfg.seed)
-    models, _ = build_models(cfg, train_ds.data_spec(), train_ds.normalization_stats(), sources)
-    module = TrainModule(cfg.mode, models)
-    lrs = {"mirror": cfg.mirror.lr} if cfg.mirror else {}
-    optimizer = torch.optim.AdamW(param_groups(models, cfg.optim, lrs), lr=cfg.optim.lr)
+    models, _ = objective.build_models(cfg, train_ds.data_spec(), train_ds.normalization_stats(), sources)
+    module = TrainModule(objective, models)
+    optimizer = torch.optim.AdamW(
+        param_groups(models, cfg.optim, objective.learning_rates(cfg)), lr=cfg.optim.lr
+    )
     spread = torch.linspace(0, len(train_ds) - 1, cfg.data.batch_size).long().tolist()
     batch = SeededReads(train_ds).__getitems__((0, spread))
     return module, optimizer, batch

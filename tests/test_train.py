@@ -334,17 +334,18 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(data, tmp_path):
 DDP_RUNNER = textwrap.dedent("""
     import os, sys, torch
     import embodied.train.loop as loop
+    from embodied.train.objective import TrainModule
     real, seen = loop.update_step, []
     def update_step(model, *args, **kwargs):
         seen.append(type(model).__name__)
         return real(model, *args, **kwargs)
     loop.update_step = update_step
-    keep = loop.TrainModule.__init__
+    keep = TrainModule.__init__
     modules = []
     def init(self, *args, **kwargs):
         keep(self, *args, **kwargs)
         modules.append(self)
-    loop.TrainModule.__init__ = init
+    TrainModule.__init__ = init
     from embodied.cli.train import main
     code = main(sys.argv[2:])
     torch.save({"state": modules[0].state_dict(), "wrapped": seen},

@@ -31,7 +31,6 @@ from embodied.train import TrainConfig
 from embodied.train.config import RESUME_FREE_KEYS
 from embodied.train.objective import TrainModule
 from embodied.train.optim import FlatAdamW, make_optimizer, make_scheduler, param_groups
-from embodied.train.setup import build_models
 from embodied.train.step import precision, seed_everything, update_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -82,8 +81,8 @@ def joint_config(**extra) -> TrainConfig:
 
 def build(cfg: TrainConfig, seed: int = 0) -> TrainModule:
     seed_everything(seed)
-    models, _ = build_models(cfg, SPEC, STATS, {})
-    return TrainModule(cfg.mode, models)
+    models, _ = cfg.objective.build_models(cfg, SPEC, STATS, {})
+    return TrainModule(cfg.objective, models)
 
 
 def make_batch(seed: int = 0) -> dict:

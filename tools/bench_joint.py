@@ -39,10 +39,10 @@ from embodied.config import load_config
 from embodied.errors import run_cli
 from embodied.paths import resolve_resource
 from embodied.train.config import TrainConfig
-from embodied.train.objective import TrainModule
+from embodied.train.objective import TrainModule, get_objective
 from embodied.train.optim import EMA, make_optimizer, make_scheduler, param_groups
 from embodied.train.sampling import SeededReads
-from embodied.train.setup import build_datasets, build_models, resolve
+from embodied.train.setup import build_datasets
 from embodied.train.step import precision, seed_everything, to_device, update_step
 
 TARGET = 1.1
@@ -53,9 +53,9 @@ class Stepper:
     """One kind of training step (a TrainModule over some of the models) and its optimiser state."""
 
     def __init__(self, mode: str, models: dict, cfg: TrainConfig, device: torch.device) -> None:
-        self.module = TrainModule(mode, models).to(device)
-        lrs = {"mirror": cfg.mirror.lr} if "mirror" in models else {}
-        groups = param_groups(models, cfg.optim, lrs)
+        objective = get_objective(mode)
+        self.module = TrainModule(objective, models).to(device)
+        groups = param_groups(models, cfg.optim, objective.learning_rates(cfg))
         self.optimizer = make_optimizer(groups, cfg.optim)
         self.scheduler = make_scheduler(self.optimizer, cfg.optim, 10**9)
         self.autocast, self.scaler = precision(device)
@@ -101,16 +101,16 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     cfg = load_config(TrainConfig, resolve_resource(args.config, "configs"), args.overrides)
-    if cfg.mode != "joint":
-        p.error(f"{args.config} is a {cfg.mode} config; the benchmark needs a joint one")
+    if not {"policy", "recognizer", "mirror"} <= cfg.objective.trains:
+        p.error(f"{args.config} is a {cfg.mode} config; the benchmark needs one training E, U and the head")
     cfg = dataclasses.replace(cfg, val_every=0)  # no valid split needed
     device = torch.device(
         "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     )
-    cfg, sources = resolve(cfg)
+    cfg, sources = cfg.objective.resolve(cfg)
     train_ds, _ = build_datasets(cfg, None)
     seed_everything(cfg.seed)
-    models, _ = build_models(cfg, train_ds.data_spec(), train_ds.normalization_stats(), sources)
+    models, _ = cfg.objective.build_models(cfg, train_ds.data_spec(), train_ds.normalization_stats(), sources)
 
     # A shuffled, whole paired batch, read as training reads its batches.
     order = torch.randperm(len(train_ds), generator=torch.Generator().manual_seed(cfg.seed))

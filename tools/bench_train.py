@@ -239,7 +239,7 @@ def synthetic_data(cfg, count: int, seed: int = 0):
             K.INSTRUCTION: label.clone(),
             K.EPISODE: torch.randint(0, 4 * b, (b,), generator=g),
         }
-        if cfg.data_mode in ("window", "paired"):
+        if cfg.objective.data in ("window", "paired"):
             obs = {}
             for k, s in shapes.items():
                 if len(s) == 3:
@@ -249,7 +249,7 @@ def synthetic_data(cfg, count: int, seed: int = 0):
             batch[K.OBS] = obs
             batch[K.ACTIONS] = torch.rand(b, d.action_horizon, 4, generator=g) * 2 - 1
             batch[K.ACTION_MASK] = torch.ones(b, d.action_horizon, dtype=torch.bool)
-        if cfg.data_mode in ("clip", "paired"):
+        if cfg.objective.data in ("clip", "paired"):
             batch[K.VIDEO] = torch.randint(
                 0, 256, (b, d.clip_len, 3, size, size), dtype=torch.uint8, generator=g
             )
@@ -287,14 +287,14 @@ class Step:
     ) -> None:
         import torch
 
-        from embodied.train import objective, setup, step
+        from embodied.train import objective, step
         from embodied.train.optim import make_optimizer, make_scheduler, param_groups
 
         self.name, self.cfg = name, cfg
         step.seed_everything(cfg.seed)
-        models, _ = setup.build_models(cfg, spec, stats, {})
+        models, _ = cfg.objective.build_models(cfg, spec, stats, {})
         self.device = torch.device(device)
-        self.module = objective.TrainModule(cfg.mode, models).to(self.device)
+        self.module = objective.TrainModule(cfg.objective, models).to(self.device)
         self.compiled: list[str] = []
         if not baseline:
             if cfg.channels_last:
@@ -356,11 +356,10 @@ def row_configs(args: argparse.Namespace) -> dict[str, tuple[str, list[str]]]:
 def _config(name: str, overrides: list[str]):
     from embodied.config import load_config
     from embodied.paths import resolve_resource
-    from embodied.train import setup
     from embodied.train.config import TrainConfig
 
     cfg = load_config(TrainConfig, resolve_resource(name, "configs"), overrides)
-    cfg, _ = setup.resolve(cfg)
+    cfg, _ = cfg.objective.resolve(cfg)
     return cfg
 
 

@@ -1,9 +1,13 @@
-"""Training: policy (E), recognizer (U), both with the mirror head, or a probe of frozen models.
+"""Training: policy (E), recognizer (U), both with the mirror head, a probe of frozen models, and
+the controls of the mirror comparison.
 
 - :mod:`.config`: :class:`TrainConfig` (every field documented; ``embodied-train --help``);
+- :mod:`.objective`, :mod:`.objectives`: the registered training objectives (what trains, on
+  which batches, with which loss) and :class:`~.objective.TrainModule`;
+- :mod:`.models`: the one model factory (every part, fresh or from a checkpoint);
 - :mod:`.loop`: :func:`train`, the run: the thin loop around the one :func:`update_step`
-  (:mod:`.step`), with its set-up (:mod:`.setup`), objective (:mod:`.objective`), validation
-  (:mod:`.validation`) and output folder and log (:mod:`.runlog`);
+  (:mod:`.step`), with its set-up (:mod:`.setup`), hooks (:mod:`.hooks`: validation, rollouts,
+  checkpoints) and output folder and log (:mod:`.runlog`);
 - :mod:`.checkpoint`: plain-data checkpoints, exact resume, :func:`load_model` for evaluation;
 - :mod:`.sampling`: the reproducible, sharded, resumable batch order;
 - :mod:`.optim`: parameter groups, the learning-rate schedule, EMA;
@@ -11,6 +15,7 @@
 - :mod:`.rollouts`: the seam to simulator rollouts (``embodied.eval``, when installed).
 """
 
+from embodied.train import objectives  # noqa: F401  (registers every objective first)
 from embodied.train.checkpoint import load_model
 from embodied.train.config import DataConfig, OptimConfig, ProbeConfig, TrainConfig
 from embodied.train.loop import train

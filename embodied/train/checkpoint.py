@@ -7,12 +7,13 @@ keeps its previous checkpoint. Layout (format version 1; built by :func:`run_pay
 :func:`training_state`, read back by :func:`restore_training`)::
 
     format, format_version   "embodied-train-checkpoint", 1
-    kind                     the run's mode: policy | recognizer | joint | probe
+    kind                     the run's mode: the registered objective (policy, recognizer, joint, ...)
     config                   JSON of the TrainConfig
     spec                     JSON of the training data's DataSpec
     stats                    {key: {"mean": tensor, "std": tensor}} normalisation of the train split
     models                   {name: {"config": JSON, "spec": JSON, "dims": [..], "state": state dict}}
-                             name in policy, recognizer, mirror; the EMA weights when EMA is on
+                             name in policy, recognizer, mirror and the parts an objective adds
+                             (:mod:`embodied.train.models`); the EMA weights when EMA is on
     train                    (last.pt only) step, data position, optimizer, scheduler, scaler,
                              EMA, the trained (non-averaged) weights, best validation, and the
                              random states of python, numpy and torch of every process
@@ -38,6 +39,7 @@ import random
 import struct
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -46,57 +48,13 @@ from torch import nn
 from embodied.config import from_dict, to_dict
 from embodied.errors import UserError
 from embodied.fileio import replace_atomically
-from embodied.mirror import MirrorConfig, MirrorHead
 from embodied.models.common import DataSpec
-from embodied.policies import PolicyConfig, build_policy
-from embodied.recognizers import RecognizerConfig, build_recognizer
 from embodied.train.config import TrainConfig
+from embodied.train.models import rebuild
+from embodied.train.objective import checkpoint_objective
 
 FORMAT = "embodied-train-checkpoint"
 FORMAT_VERSION = 1
-CONFIG_CLASSES = {"policy": PolicyConfig, "recognizer": RecognizerConfig, "mirror": MirrorConfig}
-"""Config class of each model a checkpoint can hold."""
-PROVIDES = {
-    "policy": {"policy"},
-    "recognizer": {"recognizer"},
-    "joint": {"policy", "recognizer"},
-    "probe": {"policy", "recognizer"},
-}
-"""Which trained models a checkpoint of each kind provides."""
-
-
-# --------------------------------------------------------------------------- models
-def build_model(name: str, config, spec: DataSpec, dims: list[int] | None = None) -> nn.Module:
-    """A fresh model ``name`` (policy, recognizer or mirror); the mirror head needs [dim_u, dim_e]."""
-    if name == "policy":
-        return build_policy(config, spec)
-    if name == "recognizer":
-        return build_recognizer(config, spec)
-    if name == "mirror":
-        return MirrorHead(config, *dims)
-    raise ValueError(f"unknown model {name!r}")
-
-
-def model_entry(name: str, model: nn.Module, config, spec: DataSpec, state: dict | None = None) -> dict:
-    """What a checkpoint stores of one model: its config, spec, sizes and weights."""
-    dims = [model.dim_u, model.dim_e] if name == "mirror" else []
-    state = model.state_dict() if state is None else state
-    return {
-        "config": json.dumps(to_dict(config)),
-        "spec": json.dumps(spec.to_json()),
-        "dims": dims,
-        "state": {k: v.detach().cpu().clone() for k, v in state.items()},
-    }
-
-
-def rebuild(name: str, entry: dict, weights: bool = True) -> tuple[nn.Module, object, DataSpec]:
-    """(model, config, spec) from a checkpoint entry; with its stored weights unless ``weights`` is False."""
-    config = from_dict(CONFIG_CLASSES[name], json.loads(entry["config"]), f"checkpoint {name} config")
-    spec = DataSpec.from_json(json.loads(entry["spec"]))
-    model = build_model(name, config, spec, list(entry["dims"]))
-    if weights:
-        model.load_state_dict(entry["state"])
-    return model, config, spec
 
 
 # --------------------------------------------------------------------------- integrity
@@ -251,26 +209,35 @@ def checkpoint_config(payload: dict, path: str | Path) -> TrainConfig:
     return from_dict(TrainConfig, json.loads(payload["config"]), f"{path} (stored config)")
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild the trained models of a checkpoint (a .pt file or a run folder).
+class LoadedRun(NamedTuple):
+    """What :func:`load_model` rebuilds from a checkpoint."""
 
-    Returns ``(kind, models, spec, config)``: the run's mode, ``{name: model}`` in eval mode on
-    ``device`` (policy, recognizer and mirror, as the run had them; EMA weights when EMA was
-    on), the training data's :class:`DataSpec` and the :class:`TrainConfig`.
-    """
+    kind: str
+    """The run's objective (its ``mode``)."""
+    models: dict[str, nn.Module]
+    """``{name: model}`` in eval mode (policy, recognizer, mirror, ..., as the run had them)."""
+    spec: DataSpec
+    """The training data's spec."""
+    config: TrainConfig
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """Rebuild the trained models of a checkpoint (a .pt file or a run folder), on ``device``,
+    with the EMA weights when EMA was on."""
     payload = read_checkpoint(path)
     models = {}
     for name, entry in payload["models"].items():
         model, _, _ = rebuild(name, entry)
         models[name] = model.to(device).eval()
     spec = DataSpec.from_json(json.loads(payload["spec"]))
-    return payload["kind"], models, spec, checkpoint_config(payload, path)
+    return LoadedRun(payload["kind"], models, spec, checkpoint_config(payload, path))
 
 
 def source_entry(payload: dict, path: str | Path, name: str) -> dict:
     """The stored model ``name`` of a read checkpoint, for probing; another kind is a UserError."""
     kind = payload["kind"]
-    if name not in PROVIDES.get(kind, set()) or name not in payload["models"]:
+    provides = checkpoint_objective(kind, str(checkpoint_path(path))).provides
+    if name not in provides or name not in payload["models"]:
         raise UserError(f"{checkpoint_path(path)}: a {kind} checkpoint holds no trained {name}")
     return payload["models"][name]
 

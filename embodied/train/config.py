@@ -1,16 +1,10 @@
-"""The training config: one typed dataclass for every mode, loaded from YAML with dotted overrides.
+"""The training config: one typed dataclass for every objective, loaded from YAML with dotted overrides.
 
     cfg = load_config(TrainConfig, "configs/joint_quick.yaml", ["optim.lr=3e-4", "steps=500"])
 
-Modes (which models train, on which batches):
-
-- ``policy``: the policy E alone, on execution windows;
-- ``recognizer``: the recognizer U alone, on observation clips;
-- ``joint``: both and the mirror head, on paired batches, with
-  ``L = L_AU + mirror.lambda_ee * L_EE + mirror.weight * L_align`` (paper: 1 and 0.5);
-- ``probe``: both models loaded frozen from checkpoints (or their architectures randomly
-  initialised, the control); only the mirror head's T_u, T_e train; Recall@k is read on the
-  validation pairs (the paper's "spontaneous alignment").
+``mode`` names a registered training objective (:mod:`embodied.train.objectives`: policy,
+recognizer, joint, probe and the controls); the objective says which sections the config needs
+and checks them (:meth:`~embodied.train.objective.Objective.check_config`).
 """
 
 from __future__ import annotations
@@ -22,8 +16,7 @@ from embodied.errors import UserError
 from embodied.mirror import MirrorConfig
 from embodied.policies import PolicyConfig
 from embodied.recognizers import RecognizerConfig
-
-Mode = Literal["policy", "recognizer", "joint", "probe"]
+from embodied.train.objective import OBJECTIVES, Objective, get_objective
 
 
 @dataclass
@@ -132,8 +125,9 @@ class ProbeConfig:
 
 @dataclass
 class TrainConfig:
-    mode: Mode = "policy"
-    """What trains: policy (E), recognizer (U), joint (both + mirror head) or probe (only T_u, T_e)."""
+    mode: str = "policy"
+    """The training objective: what trains, on which batches, with which loss (embodied-train --help
+    lists them: policy, recognizer, joint, probe and the controls of the mirror comparison)."""
     data: DataConfig = field(default_factory=DataConfig)
     """The demonstrations and how batches are cut from them."""
     policy: PolicyConfig | None = None
@@ -205,27 +199,9 @@ class TrainConfig:
         return raw
 
     def __post_init__(self) -> None:
-        need = {
-            "policy": {"policy"},
-            "recognizer": {"recognizer"},
-            "joint": {"policy", "recognizer", "mirror"},
-            "probe": {"mirror", "probe"},
-        }[self.mode]
-        for section in ("policy", "recognizer", "mirror", "probe"):
-            present = getattr(self, section) is not None
-            if section in need and not present:
-                raise ValueError(f"mode {self.mode} needs a {section} section")
-            if section not in need and present:
-                hint = " (probe takes its models from probe.*_ckpt)" if self.mode == "probe" else ""
-                raise ValueError(f"mode {self.mode} does not use the {section} section; remove it{hint}")
-        if self.mode in ("joint", "probe") and self.data.batch_size < 2:
-            raise ValueError(
-                f"InfoNCE needs a batch of at least 2 pairs, got data.batch_size={self.data.batch_size}"
-            )
-        if self.rollout_every and self.mode not in ("policy", "joint"):
-            raise ValueError(
-                f"rollouts need a trained policy; mode {self.mode} has none (set rollout_every=0)"
-            )
+        if self.mode not in OBJECTIVES:
+            raise ValueError(f"unknown mode {self.mode!r}; known: {', '.join(OBJECTIVES)}")
+        self.objective.check_config(self)
         if self.steps < 1 or self.log_every < 1:
             raise ValueError(f"steps and log_every must be at least 1, got {self.steps}, {self.log_every}")
         for key in ("val_every", "ckpt_every", "rollout_every"):
@@ -237,9 +213,9 @@ class TrainConfig:
             raise ValueError(f"threads must be >= 0 (0: torch's default), got {self.threads}")
 
     @property
-    def data_mode(self) -> Literal["window", "clip", "paired"]:
-        """The batches this mode trains on."""
-        return {"policy": "window", "recognizer": "clip"}.get(self.mode, "paired")
+    def objective(self) -> Objective:
+        """The registered objective ``mode`` names."""
+        return get_objective(self.mode)
 
 
 RESUME_FREE_KEYS = (

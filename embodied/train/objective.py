@@ -1,33 +1,165 @@
-"""The training objective of every mode: :class:`TrainModule`, the models of a run and the loss
-that combines them (policy, recognizer, ``L_AU + mirror.lambda_ee * L_EE + mirror.weight * L_align``
-for joint, the alignment alone for a probe)."""
+"""Training objectives as registered entries, and :class:`TrainModule`, the models of a run and
+its loss.
+
+An objective (robomimic's algorithm factory, LeRobot's registered policy configs) is one class
+in :mod:`embodied.train.objectives`, registered under the name a config's ``mode`` gives it. It
+declares what the rest of training asks of it:
+
+- ``sections``: the config sections it needs (of ``policy``, ``recognizer``, ``mirror``,
+  ``probe``); the others must be absent;
+- ``data``: the batches it trains on: execution ``window`` s, observation ``clip`` s, or
+  ``paired`` batches holding both, row i of each from one episode;
+- ``trains``: the models it trains (a policy is rolled out, a recognizer evaluated);
+  ``frozen``: the models it loads from other runs' checkpoints and leaves alone;
+  ``provides``: the trained models its checkpoints hold for a probe;
+- ``contrastive``: its loss compares the rows of a batch (InfoNCE), so a batch needs two;
+- :meth:`Objective.resolve`, :meth:`Objective.build_models` and :meth:`Objective.loss`: the
+  data settings made explicit, the models, and the loss of one batch.
+
+Config checking (:meth:`Objective.check_config`), set-up, the step, checkpoints and the bench
+ask the entry; nothing outside the entries matches an objective's name. Adding one is a module
+in :mod:`embodied.train.objectives` and its line in that package's ``__init__``.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 from torch import nn
 
-from embodied import keys as K
+from embodied.errors import UserError
+
+if TYPE_CHECKING:
+    from embodied.models.common import DataSpec
+    from embodied.train.config import TrainConfig
+
+SECTIONS = ("policy", "recognizer", "mirror", "probe")
+"""The optional config sections an objective may need."""
+
+Features = tuple[torch.Tensor, torch.Tensor] | None
+"""(f_u (B, D_u), f_e (B, D_e)) of a batch, for the alignment metrics; None without a mirror head."""
 
 
-# --------------------------------------------------------------------------- the loss
+class Objective:
+    """One training objective; subclasses set the class attributes and override the hooks."""
+
+    name: ClassVar[str]
+    """The ``mode`` of a config that picks it; ``kind`` in its checkpoints."""
+    summary: ClassVar[str]
+    """One line for ``embodied-train --help``."""
+    sections: ClassVar[tuple[str, ...]]
+    data: ClassVar[Literal["window", "clip", "paired"]]
+    trains: ClassVar[frozenset[str]]
+    frozen: ClassVar[frozenset[str]] = frozenset()
+    provides: ClassVar[frozenset[str]] = frozenset()
+    contrastive: ClassVar[bool] = False
+
+    # ----------------------------------------------------------------- declarations, derived
+    @property
+    def probes(self) -> bool:
+        """Only the mirror head trains, between frozen models: its alignment is the measurement."""
+        return not self.trains - {"mirror"}
+
+    def check_config(self, cfg: TrainConfig) -> None:
+        """Raise ValueError where ``cfg`` does not fit this objective (TrainConfig's own check)."""
+        for section in SECTIONS:
+            present = getattr(cfg, section) is not None
+            if section in self.sections and not present:
+                raise ValueError(f"mode {self.name} needs a {section} section")
+            if section not in self.sections and present:
+                hint = " (its frozen models come from probe.*_ckpt)" if self.frozen else ""
+                raise ValueError(f"mode {self.name} does not use the {section} section; remove it{hint}")
+        if self.contrastive and cfg.data.batch_size < 2:
+            raise ValueError(
+                f"InfoNCE needs a batch of at least 2 pairs, got data.batch_size={cfg.data.batch_size}"
+            )
+        if cfg.rollout_every and "policy" not in self.trains:
+            raise ValueError(
+                f"rollouts need a trained policy; mode {self.name} has none (set rollout_every=0)"
+            )
+
+    # ----------------------------------------------------------------- hooks
+    def resolve(self, cfg: TrainConfig) -> tuple[TrainConfig, dict[str, dict]]:
+        """The config with its data settings made explicit, and the checkpoint entries of the
+        frozen models it reads (``{name: entry}``, with the source run's config under ``run``)."""
+        if cfg.data.obs_keys is None:
+            # a policy's keys; None (a policy that reads every low-dim stream): the reader's default
+            keys = cfg.policy.obs_keys if cfg.policy else []
+            data = dataclasses.replace(cfg.data, obs_keys=None if keys is None else list(keys))
+            cfg = dataclasses.replace(cfg, data=data)
+        return cfg, {}
+
+    def vocabulary(self, sources: dict[str, dict]) -> DataSpec | None:
+        """The classes and instructions the data must be read with (a frozen model's); None: the data's."""
+        return None
+
+    def build_models(
+        self, cfg: TrainConfig, spec: DataSpec, stats: dict, sources: dict[str, dict]
+    ) -> tuple[dict[str, nn.Module], dict[str, tuple]]:
+        """``{name: model}`` and ``{name: (config, spec)}`` each model is saved with."""
+        raise NotImplementedError
+
+    def learning_rates(self, cfg: TrainConfig) -> dict[str, float]:
+        """Models trained at their own learning rate (the others at ``optim.lr``)."""
+        return {"mirror": cfg.mirror.lr} if cfg.mirror is not None else {}
+
+    def loss(self, models: nn.ModuleDict, batch: dict) -> tuple[torch.Tensor, dict[str, float], Features]:
+        """(total loss, metrics, features) of one batch."""
+        raise NotImplementedError
+
+
+OBJECTIVES: dict[str, Objective] = {}
+"""Every registered objective by name, in registration order."""
+
+
+def register(cls: type[Objective]) -> type[Objective]:
+    """Class decorator: add an objective to :data:`OBJECTIVES` under its ``name``."""
+    if cls.name in OBJECTIVES:
+        raise ValueError(f"objective {cls.name!r} is registered twice")
+    OBJECTIVES[cls.name] = cls()
+    return cls
+
+
+def get_objective(name: str) -> Objective:
+    """The registered objective ``name``; another name is a ValueError listing the known ones."""
+    try:
+        return OBJECTIVES[name]
+    except KeyError:
+        raise ValueError(f"unknown mode {name!r}; known: {', '.join(OBJECTIVES)}") from None
+
+
+def checkpoint_objective(kind: str, where: str) -> Objective:
+    """The objective of a checkpoint's ``kind``; an unknown one is a UserError naming the file."""
+    try:
+        return get_objective(kind)
+    except ValueError as err:
+        raise UserError(f"{where}: {err}") from None
+
+
+def prefixed(name: str, metrics: dict[str, float]) -> dict[str, float]:
+    """``metrics`` under ``name/``: each model's own metrics in the run's log."""
+    return {f"{name}/{k}": v for k, v in metrics.items()}
+
+
+# --------------------------------------------------------------------------- the module
 class TrainModule(nn.Module):
-    """Every model of a run and the total loss of one batch; what DDP wraps.
+    """Every model of a run and its objective's loss of one batch; what DDP wraps.
 
     The models expose ``loss()``, not ``forward()``; DDP synchronises gradients only through
     its wrapped module's forward, so the total loss is computed here.
     """
 
-    def __init__(self, mode: str, models: dict[str, nn.Module]) -> None:
+    def __init__(self, objective: Objective, models: dict[str, nn.Module]) -> None:
         super().__init__()
-        self.mode = mode
+        self.objective = objective
         self.models = nn.ModuleDict(models)
 
     def train(self, mode: bool = True) -> TrainModule:
         super().train(mode)
-        if self.mode == "probe":  # frozen models stay in eval: no dropout, no augmentation, fixed BN
-            self.models["policy"].eval()
-            self.models["recognizer"].eval()
+        for name in self.objective.frozen:  # frozen models stay in eval: no dropout, no augmentation
+            self.models[name].eval()
         return self
 
     def use_channels_last(self) -> None:
@@ -43,26 +175,25 @@ class TrainModule(nn.Module):
                 m.weight.data = m.weight.data.contiguous(memory_format=fmt)
 
     def compile_backbones(self, **options) -> list[str]:
-        """``torch.compile`` each convolutional backbone for the training steps; their names.
+        """``torch.compile`` each trained convolutional backbone for the training steps; their names.
 
         The backbones: each image encoder's conv stack (policy) and the recognizer's backbone,
-        except one holding a feature tap strictly inside it (a hook added per call would make
-        every call recompile). Only the module's ``forward`` is replaced, so the parameters, state
-        dicts and checkpoints stay the same, forward hooks on the backbone itself still run, and
-        evaluation (eval mode or no gradients: validation, rollouts) runs the eager code, so a
-        batch of another size never recompiles. ``options`` go to ``torch.compile``.
+        except a frozen model's (nothing trains through it) and one holding a feature tap
+        strictly inside it (a hook added per call would make every call recompile). Only the
+        module's ``forward`` is replaced, so the parameters, state dicts and checkpoints stay the
+        same, forward hooks on the backbone itself still run, and evaluation (eval mode or no
+        gradients: validation, rollouts) runs the eager code, so a batch of another size never
+        recompiles. ``options`` go to ``torch.compile``.
         """
         from embodied.policies.encoders import ImageEncoder
 
-        if self.mode == "probe":  # frozen models: nothing trains through them
-            return []
         targets: list[tuple[str, nn.Module, str]] = []  # (name, module, the model's tap)
-        if "policy" in self.models:
+        if "policy" in self.models and "policy" not in self.objective.frozen:
             policy = self.models["policy"]
             for name, m in policy.named_modules():
                 if isinstance(m, ImageEncoder):
                     targets.append((f"policy.{name}.backbone", m.backbone, f"policy.{policy.tap_name}"))
-        if "recognizer" in self.models:
+        if "recognizer" in self.models and "recognizer" not in self.objective.frozen:
             recognizer = self.models["recognizer"]
             targets.append(("recognizer.backbone", recognizer.backbone, f"recognizer.{recognizer.tap_name}"))
         done = []
@@ -73,48 +204,15 @@ class TrainModule(nn.Module):
             done.append(name)
         return done
 
-    def compute(self, batch: dict) -> tuple[torch.Tensor, dict[str, float], tuple | None]:
+    def compute(self, batch: dict) -> tuple[torch.Tensor, dict[str, float], Features]:
         """(total loss, metrics, (f_u, f_e) features or None) of one batch."""
-        m = self.models
-        metrics: dict[str, float] = {}
-        features = None
-        if self.mode == "policy":
-            loss, part = m["policy"].loss(batch)
-            metrics |= _prefixed("policy", part)
-        elif self.mode == "recognizer":
-            loss, part = m["recognizer"].loss(batch)
-            metrics |= _prefixed("recognizer", part)
-        else:
-            if self.mode == "joint":
-                out_u = m["recognizer"](batch[K.VIDEO], with_features=True)
-                loss_u, part_u = m["recognizer"].loss(batch, outputs=out_u)
-                loss_e, part_e, f_e = m["policy"].loss_and_features(batch)  # (B, D_e)
-                f_u = out_u["features"]  # (B, D_u)
-                metrics |= _prefixed("recognizer", part_u) | _prefixed("policy", part_e)
-            else:  # probe: frozen models, only T_u and T_e learn
-                with torch.no_grad():
-                    f_u = m["recognizer"].features(batch[K.VIDEO])  # (B, D_u)
-                    f_e = m["policy"].features(batch)  # (B, D_e)
-            loss_a, part_a = m["mirror"](
-                f_u.float(), f_e.float(), batch[K.EPISODE], batch[K.INSTRUCTION], batch[K.LABEL]
-            )
-            metrics |= _prefixed("mirror", part_a)
-            if self.mode == "joint":  # L = L_AU + lambda_EE * L_EE + lambda_align * L_align
-                weights = m["mirror"].config
-                loss = loss_u + weights.lambda_ee * loss_e + weights.weight * loss_a
-            else:
-                loss = loss_a
-            features = (f_u.detach(), f_e.detach())
+        loss, metrics, features = self.objective.loss(self.models, batch)
         metrics["loss"] = loss.item()
         return loss, metrics, features
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         loss, metrics, _ = self.compute(batch)
         return loss, metrics
-
-
-def _prefixed(name: str, metrics: dict[str, float]) -> dict[str, float]:
-    return {f"{name}/{k}": v for k, v in metrics.items()}
 
 
 class _CompiledForTraining:
