@@ -15,6 +15,12 @@ from pathlib import Path
 from embodied.errors import UserError
 
 
+def temporary_path(path: Path) -> Path:
+    """``.<name>.<pid>.tmp`` beside ``path``: the temporary file :func:`replace_atomically` writes
+    (the pid tells whose it is: :func:`remove_stale_temporaries`)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
 def replace_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(temporary path)`` beside ``path``, then rename it into place.
 
@@ -22,13 +28,35 @@ def replace_atomically(path: str | Path, write: Callable[[Path], object]) -> Pat
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # fails first where a file is in the way
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_path(path)
     try:
         write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def remove_stale_temporaries(folder: Path, names: tuple[str, ...]) -> list[Path]:
+    """Delete the temporary files of ``names`` (:func:`temporary_path`) that a process killed while
+    writing left in ``folder``; those of live processes stay."""
+    removed = []
+    for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+        name, _, pid = tmp.name[1 : -len(".tmp")].rpartition(".")
+        if name in names and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR)

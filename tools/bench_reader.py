@@ -73,7 +73,8 @@ def main() -> None:
     import robomimic.utils.obs_utils as ObsUtils
     from robomimic.utils.dataset import SequenceDataset
 
-    from embodied.data.reader import DemoDataset, make_loader
+    from embodied.data.reader import DemoDataset
+    from embodied.train.sampling import ShardedBatches, train_loader
 
     ObsUtils.initialize_obs_utils_with_obs_specs(
         {"obs": {"low_dim": LOW_DIM, "rgb": [k for k in keys if k.endswith("_image")]}}
@@ -109,7 +110,9 @@ def main() -> None:
         image_cache_bytes=cache,
     )
     m3 = rss()
-    em = throughput(make_loader(ours, args.batch, shuffle=True, seed=0), args.batches)
+    em = throughput(
+        train_loader(ours, ShardedBatches(len(ours), args.batch, seed=0), num_workers=0), args.batches
+    )
     print(f"file: {path}  samples: {len(ours)}  window: {args.seq}  keys: {', '.join(keys)}")
     print(f"robomimic cache: {args.rm_cache}; embodied images: {'streamed' if args.stream else 'in memory'}")
     print(f"{'reader':<28}{'samples/s':>12}{'memory (MiB)':>15}")

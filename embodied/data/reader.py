@@ -438,31 +438,4 @@ def _unbatch(batch: dict) -> dict:
     return {k: (_unbatch(v) if isinstance(v, dict) else v[0]) for k, v in batch.items()}
 
 
-def collate_batch(batch: dict) -> dict:
-    """The collate function for loaders over :class:`DemoDataset`: batches are built whole."""
-    return batch
-
-
-def make_loader(
-    dataset: DemoDataset,
-    batch_size: int,
-    shuffle: bool = True,
-    seed: int = 0,
-    drop_last: bool = True,
-    num_workers: int = 0,
-) -> torch.utils.data.DataLoader:
-    """A DataLoader that fetches whole batches through ``__getitems__`` in a reproducible order."""
-    generator = torch.Generator().manual_seed(seed)
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        drop_last=drop_last and len(dataset) >= batch_size,
-        generator=generator,
-        collate_fn=collate_batch,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-    )
-
-
-__all__ = ["DemoDataset", "collate_batch", "make_loader", "dataclasses"]
+__all__ = ["DemoDataset", "dataclasses"]

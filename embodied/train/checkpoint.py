@@ -34,7 +34,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import os
 import random
 import struct
 import warnings
@@ -133,28 +132,6 @@ def save_checkpoint(path: Path, payload: dict) -> None:
         if "PytorchStreamWriter" not in str(err) and "inline_container" not in str(err):
             raise
         raise OSError(errno.ENOSPC, "a short write: is the disk full?", str(path)) from None
-
-
-def remove_stale_temporaries(folder: Path, names: tuple[str, ...] = ("last.pt", "best.pt")) -> list[Path]:
-    """Delete the temporary files of ``names`` (``.<name>.<pid>.tmp``, see :mod:`embodied.fileio`)
-    that a process killed while writing left in ``folder``; those of live processes stay."""
-    removed = []
-    for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
-        name, _, pid = tmp.name[1 : -len(".tmp")].rpartition(".")
-        if name in names and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def read_checkpoint(path: str | Path) -> dict:

@@ -9,6 +9,7 @@ and checks them (:meth:`~embodied.train.objective.Objective.check_config`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -29,8 +30,11 @@ class DataConfig:
     """Demonstration files, or folders of *.hdf5 files (the train split trains, the valid split validates)."""
     obs_keys: list[str] | None = None
     """Low-dim/image streams an execution window holds; None: the keys the policy reads (policy.obs_keys)."""
-    obs_horizon: int = 1
-    """To: observation steps in an execution window."""
+    obs_horizon: int | None = None
+    """To: observation steps in an execution window. Derived, not set: the policy's window
+    (policy.history for sequence policies, else 1), a probe's from its policy's checkpoint, as
+    LeRobot derives its dataset window from the policy. A value given must agree (older configs
+    set it)."""
     action_horizon: int = 1
     """Ta: actions in an execution window's chunk."""
     clip_len: int = 8
@@ -52,9 +56,11 @@ class DataConfig:
     def __post_init__(self) -> None:
         if not self.paths:
             raise ValueError("paths must name at least one file or folder")
-        for key in ("obs_horizon", "action_horizon", "clip_len", "clip_stride", "batch_size"):
+        for key in ("action_horizon", "clip_len", "clip_stride", "batch_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if self.obs_horizon is not None and self.obs_horizon < 1:
+            raise ValueError(f"obs_horizon must be at least 1, got {self.obs_horizon}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if self.max_demos < 0:
@@ -202,6 +208,14 @@ class TrainConfig:
         if self.mode not in OBJECTIVES:
             raise ValueError(f"unknown mode {self.mode!r}; known: {', '.join(OBJECTIVES)}")
         self.objective.check_config(self)
+        window = self.policy.obs_steps if self.policy is not None else 1
+        if self.policy is not None and self.data.obs_horizon not in (None, window):
+            raise ValueError(
+                f"data.obs_horizon {self.data.obs_horizon} disagrees with the policy's window of {window} "
+                "observations; leave data.obs_horizon out: it is derived from the policy (policy.history)"
+            )
+        if self.data.obs_horizon is None:
+            self.data = dataclasses.replace(self.data, obs_horizon=window)
         if self.steps < 1 or self.log_every < 1:
             raise ValueError(f"steps and log_every must be at least 1, got {self.steps}, {self.log_every}")
         for key in ("val_every", "ckpt_every", "rollout_every"):

@@ -16,6 +16,7 @@ from torch import nn
 from embodied.config import from_dict, to_dict
 from embodied.data.reader import DemoDataset
 from embodied.errors import UserError
+from embodied.fileio import remove_stale_temporaries
 from embodied.models.common import DataSpec
 from embodied.policies.base import low_dim_keys
 from embodied.train import checkpoint as ckpt
@@ -127,7 +128,7 @@ def build_run(cfg: TrainConfig, procs: Processes, resume: bool, overwrite: bool)
             check_wandb(cfg.wandb)
             # what a run killed while writing one of its files left
             for folder, names in ((out, OUTPUTS), (out / "checkpoints", ("last.pt", "best.pt"))):
-                for tmp in ckpt.remove_stale_temporaries(folder, names):
+                for tmp in remove_stale_temporaries(folder, names):
                     print(f"note: removed {tmp}, left by a run killed while saving", file=sys.stderr)
         saved = ckpt.read_checkpoint(out) if resume else None
         if saved and saved["kind"] != cfg.mode:
