@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from test_mirror_modes import set_up, step_grads
+from test_mirror_modes import grad_norm, set_up, step_grads
 from test_train import (
     MIRROR,
     POLICY,
@@ -24,6 +24,7 @@ from test_train import (
 
 from embodied import keys as K
 from embodied.cli.train import parser
+from embodied.mirror import info_nce, positive_mask
 from embodied.train import train
 from embodied.train.checkpoint import load_model, read_checkpoint
 from embodied.train.models import PARTS
@@ -57,7 +58,7 @@ def objective_config(name: str, data, out, sources) -> dict:
     cfg["mode"] = name
     for section in objective.sections:
         if section == "probe":
-            cfg["probe"] = {"policy_ckpt": str(sources), "recognizer_ckpt": str(sources)}
+            cfg["probe"] = {f"{name}_ckpt": str(sources) for name in objective.frozen}
         else:
             cfg[section] = dict(SECTION_CONFIGS[section])
     return cfg
@@ -140,3 +141,54 @@ def test_aux_ce_gradient_reaches_only_the_encoder_and_the_classifier(data, tmp_p
     assert sum(float(grads[n].norm()) for n in encoder if grads[n] is not None) > 0
     assert all(grads[n] is None or float(grads[n].norm()) == 0 for n in rest), sorted(rest)
     assert all(grads[n] is not None and float(grads[n].norm()) > 0 for n in grads if "classifier" in n)
+
+
+# --------------------------------------------------------------------------- the other controls
+def control_config(name: str, data, out, sources=None, **mirror):
+    cfg = objective_config(name, data, out, sources)
+    cfg["policy"]["feature_tap"] = "encoder"
+    cfg["mirror"].update(mirror)
+    return make_from(write_config(out.parent / f"{out.name}.yaml", cfg))
+
+
+def test_label_partner_loss_is_infonce_against_one_hot_partners_through_the_head(data, tmp_path):
+    """The partner of row i is one-hot(instruction_i) times the learned embedding, through T_u."""
+    module, _, batch = set_up(
+        control_config("label_partner", data, tmp_path / "l", weight=0.5, lambda_ee=1.0)
+    )
+    module.eval()
+    models = module.models
+    with torch.no_grad():
+        loss, metrics, (f_u, f_e) = module.compute(batch)
+        one_hot = F.one_hot(batch[K.INSTRUCTION], models["label_embedding"].num_embeddings).float()  # (B, I)
+        partner = one_hot @ models["label_embedding"].weight  # (B, I) @ (I, dim) -> (B, dim)
+        z_u, z_e = models["mirror"].embed(partner, models["policy"].features(batch))
+        match = positive_mask("instruction", batch[K.EPISODE], batch[K.INSTRUCTION], batch[K.LABEL])
+        expected = info_nce(z_u, z_e, match, models["mirror"].config.temperature)
+        loss_e, _ = models["policy"].loss(batch)
+    assert torch.equal(f_u, partner)
+    assert metrics["mirror/loss"] == pytest.approx(expected.item(), rel=1e-5)
+    assert loss.item() == pytest.approx(loss_e.item() + 0.5 * expected.item(), rel=1e-5)
+
+
+def test_frozen_u_trains_the_policy_and_the_head_and_leaves_the_recognizer_alone(data, sources, tmp_path):
+    cfg = control_config("frozen_u", data, tmp_path / "f", sources)
+    module, optimizer, batch = set_up(cfg)
+    recognizer = {k: v.clone() for k, v in module.models["recognizer"].state_dict().items()}
+    module.train()
+    assert not module.models["recognizer"].training  # no augmentation or dropout in the frozen one
+    for _ in range(2):
+        grads = step_grads(module, optimizer, batch)
+    assert grad_norm(grads, "models.policy.") > 0 and grad_norm(grads, "models.mirror.T_e.") > 0
+    assert all(torch.equal(v, module.models["recognizer"].state_dict()[k]) for k, v in recognizer.items())
+    trained = load_model(sources).models["recognizer"].state_dict()  # the source run's weights
+    assert all(torch.equal(v, trained[k]) for k, v in recognizer.items())
+
+
+def test_joint_selfsup_recognizer_learns_only_through_the_alignment(data, tmp_path):
+    """Its loss has no L_AU: without the alignment (weight 0) the recognizer gets no gradient."""
+    module, optimizer, batch = set_up(control_config("joint_selfsup", data, tmp_path / "s", weight=0.5))
+    assert grad_norm(step_grads(module, optimizer, batch), "models.recognizer.") > 0
+    module, optimizer, batch = set_up(control_config("joint_selfsup", data, tmp_path / "z", weight=0.0))
+    grads = step_grads(module, optimizer, batch)
+    assert grad_norm(grads, "models.recognizer.") == 0 and grad_norm(grads, "models.policy.") > 0

@@ -117,16 +117,15 @@ class OptimConfig:
 
 @dataclass
 class ProbeConfig:
+    """Where an objective's frozen models come from (probe: both; frozen_u: the recognizer); the
+    objective says which it needs."""
+
     policy_ckpt: str = ""
-    """Checkpoint (.pt, or a run folder) holding the policy to probe: a policy or joint run."""
+    """Checkpoint (.pt, or a run folder) holding the frozen policy: a policy or joint run."""
     recognizer_ckpt: str = ""
-    """Checkpoint (.pt, or a run folder) holding the recognizer to probe: a recognizer or joint run."""
+    """Checkpoint (.pt, or a run folder) holding the frozen recognizer: a recognizer or joint run."""
     init: Literal["checkpoint", "random"] = "checkpoint"
     """Weights of the frozen models: the trained ones, or random (the control: same architectures)."""
-
-    def __post_init__(self) -> None:
-        if not (self.policy_ckpt and self.recognizer_ckpt):
-            raise ValueError("policy_ckpt and recognizer_ckpt are both needed")
 
 
 @dataclass
@@ -143,7 +142,8 @@ class TrainConfig:
     mirror: MirrorConfig | None = None
     """The mirror head and alignment loss (modes joint, probe)."""
     probe: ProbeConfig | None = None
-    """Where probe mode takes its frozen models from; its data window/clip settings come from them too."""
+    """Where the frozen models come from (probe, frozen_u); the data window/clip settings they were
+    trained with come from them too."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     """Optimiser, learning-rate schedule, gradient clipping and EMA."""
     steps: int = 1000

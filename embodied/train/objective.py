@@ -71,6 +71,12 @@ class Objective:
             if section not in self.sections and present:
                 hint = " (its frozen models come from probe.*_ckpt)" if self.frozen else ""
                 raise ValueError(f"mode {self.name} does not use the {section} section; remove it{hint}")
+        for name in ("policy", "recognizer") if cfg.probe is not None else ():
+            given = bool(getattr(cfg.probe, f"{name}_ckpt"))
+            if name in self.frozen and not given:
+                raise ValueError(f"mode {self.name} needs probe.{name}_ckpt (its frozen {name})")
+            if given and name not in self.frozen:
+                raise ValueError(f"mode {self.name} does not freeze a {name}; remove probe.{name}_ckpt")
         if self.contrastive and cfg.data.batch_size < 2:
             raise ValueError(
                 f"InfoNCE needs a batch of at least 2 pairs, got data.batch_size={cfg.data.batch_size}"

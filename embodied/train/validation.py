@@ -170,7 +170,7 @@ def alignment_metrics(
 def validation_indices(dataset: DemoDataset, cfg: TrainConfig) -> np.ndarray:
     """A fixed subset of whole batches (a lone pair teaches InfoNCE nothing)."""
     n = len(dataset)
-    if cfg.mirror is not None and n < 2:
+    if cfg.objective.contrastive and n < 2:
         raise UserError(
             f"the valid split holds {n} pair; InfoNCE needs at least 2 (val_every=0 trains without)"
         )

@@ -7,13 +7,24 @@
 - :mod:`.probe`: both loaded frozen from checkpoints (or their architectures randomly
   initialised, the control); only the mirror head's T_u, T_e train (the paper's "spontaneous
   alignment");
-- :mod:`.aux_ce`: a control of the mirror comparison: E's tap with a linear instruction
-  classifier and cross-entropy, weighted as the alignment is, no recognizer.
+- the controls of the mirror comparison: :mod:`.aux_ce` (E's tap with a linear instruction
+  classifier), :mod:`.label_partner` (E aligned through the mirror head to a learned embedding of
+  the instruction id), :mod:`.frozen_u` (E aligned to a recognizer trained before, frozen) and
+  :mod:`.joint_selfsup` (the joint run with U learning only through the alignment).
 
 Importing this package registers them; :mod:`embodied.train` imports it, so every objective is
 known wherever a training config is read.
 """
 
-from embodied.train.objectives import aux_ce, joint, policy, probe, recognizer
+from embodied.train.objectives import (
+    aux_ce,
+    frozen_u,
+    joint,
+    joint_selfsup,
+    label_partner,
+    policy,
+    probe,
+    recognizer,
+)
 
-__all__ = ["aux_ce", "joint", "policy", "probe", "recognizer"]
+__all__ = ["aux_ce", "frozen_u", "joint", "joint_selfsup", "label_partner", "policy", "probe", "recognizer"]

@@ -13,9 +13,8 @@ import torch
 from embodied import keys as K
 from embodied.models.common import DataSpec
 from embodied.train import checkpoint as ckpt
-from embodied.train.models import rebuild
 from embodied.train.objective import Objective, prefixed, register
-from embodied.train.objectives.parts import mirror_head
+from embodied.train.objectives.parts import as_trained, frozen_model, mirror_head, read_sources
 
 
 @register
@@ -30,26 +29,9 @@ class ProbeObjective(Objective):
     contrastive = True
 
     def resolve(self, cfg):
-        """Windows and clips as the probed models were trained on them: To and Ta from the
-        policy's data, the clip length, stride and camera from the recognizer's."""
-        sources: dict[str, dict] = {}
-        for name, path in (("policy", cfg.probe.policy_ckpt), ("recognizer", cfg.probe.recognizer_ckpt)):
-            payload = ckpt.read_checkpoint(path)
-            entry = ckpt.source_entry(payload, path, name)
-            sources[name] = entry | {"run": ckpt.checkpoint_config(payload, path)}
-        pspec = DataSpec.from_json(json.loads(sources["policy"]["spec"]))
-        rspec = DataSpec.from_json(json.loads(sources["recognizer"]["spec"]))
-        rdata = sources["recognizer"]["run"].data
-        data = dataclasses.replace(
-            cfg.data,
-            obs_keys=list(json.loads(sources["policy"]["config"])["obs_keys"]),
-            obs_horizon=pspec.obs_horizon,
-            action_horizon=pspec.action_horizon,
-            clip_len=rspec.clip_len,
-            clip_stride=rdata.clip_stride,
-            camera=rdata.camera,
-        )
-        return dataclasses.replace(cfg, data=data), sources
+        """Windows and clips as the probed models were trained on them."""
+        sources = read_sources(cfg, ("policy", "recognizer"))
+        return dataclasses.replace(cfg, data=as_trained(cfg.data, sources)), sources
 
     def vocabulary(self, sources):
         return DataSpec.from_json(json.loads(sources["policy"]["spec"]))
@@ -58,8 +40,9 @@ class ProbeObjective(Objective):
         models, made_with = {}, {}
         pretrained = cfg.probe.init == "checkpoint"
         for name, entry in sources.items():
-            model, mcfg, mspec = rebuild(name, entry, weights=pretrained)
+            model = frozen_model(name, entry, pretrained, models, made_with)
             if name == "policy":
+                mcfg, mspec = made_with[name]
                 ckpt.check_spec(
                     mspec,
                     spec,
@@ -69,8 +52,6 @@ class ProbeObjective(Objective):
                 )
                 if not pretrained:
                     model.fit_normalization(stats)
-            model.requires_grad_(False)
-            models[name], made_with[name] = model, (mcfg, mspec)
         dims = (models["recognizer"].feature_dim, models["policy"].feature_dim)
         mirror_head(cfg, spec, *dims, models, made_with)
         return models, made_with
