@@ -6,6 +6,7 @@ The tiny synthetic dataset and the config helpers are test_train's.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,11 +25,14 @@ from test_train import (
 
 from embodied import keys as K
 from embodied.cli.train import parser
+from embodied.data.reader import DemoDataset
 from embodied.mirror import info_nce, positive_mask
 from embodied.train import train
 from embodied.train.checkpoint import load_model, read_checkpoint
 from embodied.train.models import PARTS
 from embodied.train.objective import OBJECTIVES, SECTIONS
+from embodied.train.sampling import SeededReads
+from embodied.train.setup import build_datasets
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SECTION_CONFIGS = {"policy": POLICY, "recognizer": RECOGNIZER, "mirror": MIRROR}
@@ -192,3 +196,27 @@ def test_joint_selfsup_recognizer_learns_only_through_the_alignment(data, tmp_pa
     module, optimizer, batch = set_up(control_config("joint_selfsup", data, tmp_path / "z", weight=0.0))
     grads = step_grads(module, optimizer, batch)
     assert grad_norm(grads, "models.recognizer.") == 0 and grad_norm(grads, "models.policy.") > 0
+
+
+# --------------------------------------------------------------------------- learning by watching
+def test_action_free_episodes_reach_the_alignment_and_recognition_not_behaviour_cloning(data, tmp_path):
+    """data.action_demos=1: per task the first train demo gives its actions, the second is served
+    action-free (its windows fully masked); a batch of those alone gives the policy no
+    gradient, while the recognizer and the mirror head learn from it."""
+    cfg = make("joint", data, tmp_path / "w", **{"data.action_demos": 1})
+    module, optimizer, _ = set_up(cfg)
+    train_ds, _ = build_datasets(cfg.objective.resolve(cfg)[0], None)
+    assert train_ds.ep_acts.tolist() == [True, False, True, False]  # 2 tasks x 2 train demos
+    free = np.flatnonzero(~train_ds.ep_acts[train_ds.sample_ep])  # samples of action-free episodes
+    batch = SeededReads(train_ds).__getitems__((0, free[:: max(1, len(free) // 8)][:8].tolist()))
+    assert not batch[K.ACTION_MASK].any() and K.VIDEO in batch
+    loss_e, _ = module.models["policy"].loss(batch)
+    assert loss_e.item() == 0.0  # behaviour cloning averages over no action
+    module.models["mirror"].config.lambda_ee = 0.0  # L_EE alone would give the policy no gradient anyway
+    grads = step_grads(module, optimizer, batch)
+    for prefix in ("models.recognizer.", "models.mirror.T_u.", "models.mirror.T_e."):
+        assert grad_norm(grads, prefix) > 0, prefix
+    head = {n: g for n, g in grads.items() if n.startswith("models.policy.head.")}
+    assert head and all(g is None or float(g.norm()) == 0 for g in head.values())
+    acting = DemoDataset(cfg.data.paths, split="train", obs_keys=["robot_state"]).ep_acts
+    assert acting.all()  # action_demos 0 (the default): every demo's actions

@@ -21,6 +21,12 @@ the order the demos first show them, unless given (a model's, for its validation
 ``demo_1``, ...), for low-data studies, like robomimic's ``N_percent`` filter keys; the
 normalisation statistics are then computed from those demos.
 
+``action_demos`` (learning by watching) keeps every demo but gives the policy the actions of
+only the first N successful demos of the split in each file: the other episodes, the failed
+attempts (``success`` 0) included, are served action-free, their windows with ``action_mask``
+all False, so they reach the recognizer's clips and the alignment's pairs and never the
+behaviour cloning loss (which averages over the mask).
+
 Timeline of one window (To = 2, Ta = 4)::
 
     obs:      |t-1| t |
@@ -74,6 +80,7 @@ class _Episode:
     task: str
     instruction: str
     cls: str  # the demo's class; its task in files without one
+    acts: bool = True  # its actions are the policy's to learn (see action_demos)
 
 
 class DemoDataset(torch.utils.data.Dataset):
@@ -95,9 +102,10 @@ class DemoDataset(torch.utils.data.Dataset):
         classes: list[str] | None = None,
         instructions: list[str] | None = None,
         max_demos: int = 0,
+        action_demos: int = 0,
     ) -> None:
-        if max_demos < 0:
-            raise UserError(f"max_demos must be >= 0, got {max_demos}")
+        if max_demos < 0 or action_demos < 0:
+            raise UserError(f"max_demos and action_demos must be >= 0, got {max_demos}, {action_demos}")
         self.files = expand_paths(paths)
         self.split, self.mode, self.training = split, mode, training
         self.To, self.Ta = int(obs_horizon), int(action_horizon)
@@ -132,6 +140,7 @@ class DemoDataset(torch.utils.data.Dataset):
             # stream read twice would be stored twice and shift every later episode's frames
             wanted = list(dict.fromkeys(wanted))
             refuse = refuse_in(path)
+            acting = 0  # action demos of this file so far
             for demo in demos:
                 g = f["data"][demo]
                 # the schema's checks (those of embodied-data validate), on the arrays read here anyway
@@ -146,6 +155,8 @@ class DemoDataset(torch.utils.data.Dataset):
                         refuse(demo, f"no obs/{key} (streams: {', '.join(stored) or 'none'})")
                     where, origin = f"{demo}/obs/{key}", f"{path}: {demo}"
                     streams[key] = check_stream(og[key], where, key, n, refuse, shapes, origin)
+                acts = not action_demos or (acting < action_demos and _succeeded(g))
+                acting += acts
                 self.episodes.append(
                     _Episode(
                         fi,
@@ -155,6 +166,7 @@ class DemoDataset(torch.utils.data.Dataset):
                         who.task,
                         who.instruction,
                         who.class_name,
+                        acts,
                     )
                 )
                 for key, stream in streams.items():
@@ -180,6 +192,7 @@ class DemoDataset(torch.utils.data.Dataset):
         lengths = np.array([e.length for e in self.episodes])
         self.ep_start = np.array([e.start for e in self.episodes])
         self.ep_len = lengths
+        self.ep_acts = np.array([e.acts for e in self.episodes])  # (E,) bool: actions for the policy
         # sample i -> (episode, t)
         self.sample_ep = np.repeat(np.arange(len(lengths)), lengths)
         self.sample_t = np.concatenate([np.arange(n) for n in lengths])
@@ -301,7 +314,7 @@ class DemoDataset(torch.utils.data.Dataset):
         start, length = self.ep_start[ep][:, None], self.ep_len[ep][:, None]  # (B, 1)
         obs_t = np.clip(t[:, None] - self.To + 1 + np.arange(self.To), 0, None)  # (B, To), repeat first
         act_t = t[:, None] + np.arange(self.Ta)  # (B, Ta)
-        mask = act_t < length
+        mask = (act_t < length) & self.ep_acts[ep][:, None]  # past the end, or an action-free episode
         act_rows = start + np.minimum(act_t, length - 1)  # past the end: repeat the last action
         obs_rows = start + obs_t
         obs = {k: torch.from_numpy(self.low_dim[k][obs_rows]) for k in self.obs_keys}  # (B, To, d)
@@ -424,6 +437,12 @@ def _note_v1(files: list[Path]) -> None:
         "'embodied-data upgrade PATH...' adds the suite's classes",
         file=sys.stderr,
     )
+
+
+def _succeeded(g: h5py.Group) -> bool:
+    """A demo not marked failed (``success`` 0, kept with ``--keep-failures``); files without the
+    attribute hold successes only."""
+    return bool(g.attrs.get("success", 1))
 
 
 def _ordered_unique(values) -> list[str]:

@@ -52,6 +52,10 @@ class DataConfig:
     max_demos: int = 0
     """Training demos per file (task): the first N of the train split, for low-data studies; 0: all.
     Validation always uses the whole valid split."""
+    action_demos: int = 0
+    """Learning by watching: the policy learns the actions of only the first N successful training
+    demos per file; the others (failed attempts included) serve the recognizer and the alignment
+    action-free (no behaviour cloning on them); 0: every demo's actions."""
 
     def __post_init__(self) -> None:
         if not self.paths:
@@ -65,6 +69,8 @@ class DataConfig:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if self.max_demos < 0:
             raise ValueError(f"max_demos must be >= 0, got {self.max_demos}")
+        if self.action_demos < 0:
+            raise ValueError(f"action_demos must be >= 0, got {self.action_demos}")
 
 
 @dataclass

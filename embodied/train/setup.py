@@ -88,6 +88,7 @@ def build_datasets(cfg: TrainConfig, vocab: DataSpec | None) -> tuple[DemoDatase
         split="train",
         training=True,
         max_demos=d.max_demos,
+        action_demos=d.action_demos,
         classes=vocab.classes if vocab else None,
         instructions=vocab.instructions if vocab else None,
         **common,
