@@ -220,3 +220,35 @@ def test_action_free_episodes_reach_the_alignment_and_recognition_not_behaviour_
     assert head and all(g is None or float(g.norm()) == 0 for g in head.values())
     acting = DemoDataset(cfg.data.paths, split="train", obs_keys=["robot_state"]).ep_acts
     assert acting.all()  # action_demos 0 (the default): every demo's actions
+
+
+# --------------------------------------------------------------------------- the probe's random control
+def test_the_random_probe_control_has_distinct_features(data, sources, tmp_path):
+    """probe.init=random: the frozen models' features differ from row to row (no ties decide the
+    retrieval), the zero-initialised residual scales take the standard init and the batch-norm
+    statistics come from the train split."""
+    cfg = make(
+        "probe",
+        data,
+        tmp_path / "r",
+        **{"probe.policy_ckpt": str(sources), "probe.recognizer_ckpt": str(sources), "probe.init": "random"},
+    )
+    module, _, batch = set_up(cfg)
+    cfg, _ = cfg.objective.resolve(cfg)
+    train_ds, _ = build_datasets(cfg, None)
+    cfg.objective.prepare(cfg, dict(module.models.items()), train_ds)
+    recognizer = module.models["recognizer"]
+    norms = [m for m in recognizer.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(m.weight.any() for m in norms)
+    assert all(
+        m.num_batches_tracked > 0 and not torch.equal(m.running_var, torch.ones_like(m.running_var))
+        for m in norms
+    )
+    module.train()
+    with torch.no_grad():
+        _, _, (f_u, f_e) = module.compute(batch)
+    inputs = (batch[K.VIDEO].flatten(1).float(), batch[K.OBS]["robot_state"].flatten(1))  # (B, ...)
+    for f, x in zip((f_u, f_e), inputs, strict=True):  # (B, D): rows of different inputs differ
+        differ = torch.cdist(x, x) > 0  # (B, B): two samples of one episode may share a clip
+        assert differ.any()
+        assert torch.cdist(f, f)[differ].min() > 1e-6 * f.abs().mean()

@@ -107,6 +107,10 @@ class Objective:
         """``{name: model}`` and ``{name: (config, spec)}`` each model is saved with."""
         raise NotImplementedError
 
+    def prepare(self, cfg: TrainConfig, models: dict[str, nn.Module], train_ds) -> None:
+        """Anything the built models need from the train split before the first step (a random
+        control's normalisation statistics); by default nothing."""
+
     def learning_rates(self, cfg: TrainConfig) -> dict[str, float]:
         """Models trained at their own learning rate (the others at ``optim.lr``)."""
         return {"mirror": cfg.mirror.lr} if cfg.mirror is not None else {}

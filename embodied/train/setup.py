@@ -165,6 +165,7 @@ def build_run(cfg: TrainConfig, procs: Processes, resume: bool, overwrite: bool)
 
         seed_everything(cfg.seed)  # the same initial weights in every process
         models, made_with = objective.build_models(cfg, spec, stats, sources)
+        objective.prepare(cfg, models, train_ds)
         module = TrainModule(objective, models).to(procs.device)
         if cfg.channels_last:
             module.use_channels_last()
