@@ -64,8 +64,8 @@ from embodied.data.schema import (
     refuse_in,
     running_stats,
 )
+from embodied.data.spec import DataSpec
 from embodied.errors import UserError
-from embodied.models.common import DataSpec
 
 Mode = Literal["window", "clip", "paired"]
 Split = Literal["train", "valid", "all"]

@@ -45,9 +45,9 @@ import torch
 from torch import nn
 
 from embodied.config import from_dict, to_dict
+from embodied.data.spec import DataSpec
 from embodied.errors import UserError
 from embodied.fileio import replace_atomically
-from embodied.models.common import DataSpec
 from embodied.train.config import TrainConfig
 from embodied.train.models import rebuild
 from embodied.train.objective import checkpoint_objective

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from embodied.config import from_dict, to_dict
+from embodied.data.spec import DataSpec
 from embodied.mirror import MirrorConfig, MirrorHead
-from embodied.models.common import DataSpec
 from embodied.policies import PolicyConfig, build_policy
 from embodied.recognizers import RecognizerConfig, build_recognizer
 

@@ -32,7 +32,7 @@ from torch import nn
 from embodied.errors import UserError
 
 if TYPE_CHECKING:
-    from embodied.models.common import DataSpec
+    from embodied.data.spec import DataSpec
     from embodied.train.config import TrainConfig
 
 SECTIONS = ("policy", "recognizer", "mirror", "probe")

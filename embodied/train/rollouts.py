@@ -1,39 +1,55 @@
-"""The seam to simulator rollouts during training.
+"""Rollouts during training: the policy in the simulator, through the evaluation's settings object.
 
-Training does not depend on the evaluation package: it takes any callable with the shape of
-:class:`PolicyEvaluator`, by default ``embodied.eval.rollout.evaluate_policy`` when that module
-is installed, and skips rollouts with a logged note when it is not.
+    metrics = rollout_metrics(evaluator, policy, spec, cfg.rollout_episodes)
+
+Every task of the policy's data, ``episodes`` each, from the held-out seed start
+(:class:`~embodied.eval.settings.EvalSettings` with its defaults otherwise), by ``evaluator``:
+:func:`simulator_rollouts` (:func:`embodied.eval.rollout.evaluate_policy`) unless a caller, a
+test, injects its own.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Mapping
 from typing import Protocol
 
+import torch
 from torch import nn
 
+from embodied.eval.results import EvalResults
+from embodied.eval.rollout import evaluate_policy
+from embodied.eval.settings import EvalSettings
 from embodied.models.common import DataSpec
 
 
 class PolicyEvaluator(Protocol):
-    def __call__(
-        self, policy: nn.Module, spec: DataSpec, task_names: list[str], episodes: int, seed_start: int
-    ):
-        """Roll ``policy`` out for ``episodes`` episodes per task from seed ``seed_start`` on; returns
-        a mapping (or dataclass) of results, e.g. ``success_rate``."""
+    def __call__(self, policy: nn.Module, spec: DataSpec, settings: EvalSettings):
+        """Roll ``policy`` (trained on ``spec``) out as ``settings`` say; returns a mapping (or
+        dataclass) of results, e.g. ``success_rate``."""
 
 
-def installed_evaluator() -> PolicyEvaluator | None:
-    """``embodied.eval.rollout.evaluate_policy`` if installed, else None."""
-    try:
-        module = importlib.import_module("embodied.eval.rollout")
-    except ModuleNotFoundError as err:
-        if err.name in ("embodied.eval", "embodied.eval.rollout"):
-            return None
-        raise  # the module exists but something it imports is missing: a real error
-    return getattr(module, "evaluate_policy", None)
+def simulator_rollouts(policy: nn.Module, spec: DataSpec, settings: EvalSettings) -> EvalResults:
+    """The default :class:`PolicyEvaluator`: :func:`~embodied.eval.rollout.evaluate_policy`."""
+    return evaluate_policy(policy, spec, settings=settings)
+
+
+def rollout_metrics(
+    evaluator: PolicyEvaluator | None, policy: nn.Module, spec: DataSpec, episodes: int
+) -> dict[str, float]:
+    """The numbers of ``evaluator`` (None: :func:`simulator_rollouts`) rolling ``policy`` out for
+    ``episodes`` episodes of every task of ``spec.task_names`` from the held-out seed start, for
+    the metrics log. The policy runs in eval mode; its mode and torch's random state are as they
+    were after, so that rollouts do not change the training that follows them."""
+    settings = EvalSettings(tasks=list(spec.task_names), episodes=episodes)
+    was_training = policy.training
+    with torch.random.fork_rng(devices=[]):
+        policy.eval()
+        try:
+            result = (evaluator or simulator_rollouts)(policy, spec, settings)
+        finally:
+            policy.train(was_training)
+    return numeric_results(result)
 
 
 def numeric_results(result) -> dict[str, float]:

@@ -15,9 +15,9 @@ from torch import nn
 
 from embodied.config import from_dict, to_dict
 from embodied.data.reader import DemoDataset
+from embodied.data.spec import DataSpec
 from embodied.errors import UserError
 from embodied.fileio import remove_stale_temporaries
-from embodied.models.common import DataSpec
 from embodied.policies.base import low_dim_keys
 from embodied.train import checkpoint as ckpt
 from embodied.train.config import RESUME_FREE_KEYS, TrainConfig

@@ -11,6 +11,7 @@ import torch
 
 from embodied import keys as K
 from embodied.data.reader import DemoDataset
+from embodied.data.spec import DataSpec
 from embodied.errors import UserError
 from embodied.mirror import (
     chance_recall_at_k,
@@ -23,7 +24,6 @@ from embodied.mirror import (
     recall_at_k,
     tsne_plot,
 )
-from embodied.models.common import DataSpec
 from embodied.train.config import TrainConfig
 from embodied.train.objective import TrainModule
 from embodied.train.runlog import (

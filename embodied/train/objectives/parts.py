@@ -8,7 +8,7 @@ import json
 
 from torch import nn
 
-from embodied.models.common import DataSpec
+from embodied.data.spec import DataSpec
 from embodied.train import checkpoint as ckpt
 from embodied.train.models import build_model, rebuild
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from embodied import keys as K
-from embodied.models.common import DataSpec
+from embodied.data.spec import DataSpec
 from embodied.train import checkpoint as ckpt
 from embodied.train.objective import Objective, prefixed, register
 from embodied.train.objectives.parts import as_trained, frozen_model, mirror_head, read_sources
