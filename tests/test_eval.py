@@ -167,7 +167,8 @@ def test_mean_interval_and_paired_difference():
 @pytest.fixture(scope="module")
 def in_process(tmp_path_factory):
     """2 tasks x 2 episodes in process, the first of each as a video and recorded for a judge."""
-    from embodied.eval.rollout import Videos, evaluate_policy
+    from embodied.eval.rollout import evaluate_policy
+    from embodied.eval.settings import Videos
 
     videos = tmp_path_factory.mktemp("videos")
     policy, recorded = GoalPolicy(), []
@@ -179,8 +180,7 @@ def in_process(tmp_path_factory):
         workers=0,
         horizon=HORIZON,
         videos=Videos(episodes=1, folder=videos, cameras=("corner",)),
-        observer="corner",
-        observer_episodes=1,
+        observer_episodes=1,  # of the suite's observer camera, corner
         on_episode=lambda record, recording: recorded.append((record, recording)),
     )
     return SimpleNamespace(results=results, policy=policy, recorded=recorded, videos=videos)
@@ -347,7 +347,7 @@ def test_unknown_task_for_the_policy_is_a_user_error():
     from embodied.errors import UserError
     from embodied.eval.rollout import evaluate_policy
 
-    with pytest.raises(UserError, match="push-v3 is not among them"):
+    with pytest.raises(UserError, match="not on push-v3"):
         evaluate_policy(GoalPolicy(), make_spec(), ["push-v3"], episodes=1, workers=0)
 
 
@@ -564,6 +564,34 @@ def test_eval_with_the_policy_in_the_main_process(trained_run, tmp_path):
     assert eval_main([*argv, "--policy-in-main", "--out", str(out)]) == 0
     data = json.loads((out / "results.json").read_text())
     assert data["policy_in_workers"] is False and data["overall"]["episodes"] == 2
+
+
+def test_the_target_is_resolved_once(trained_run, tmp_path, monkeypatch):
+    """embodied-eval resolves the tasks and the camera and draws the protocol's episodes once,
+    and passes them on to the rollouts, the judge and the videos."""
+    import embodied.eval.plan as plan
+    from embodied.cli.eval import main as eval_main
+
+    calls = {"select_tasks": 0, "schedule": 0}
+
+    def counted(name):
+        real = getattr(plan, name)
+
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return call
+
+    for name in calls:
+        monkeypatch.setattr(plan, name, counted(name))
+    out = tmp_path / "once"
+    argv = [str(trained_run), "--episodes", "1", "--horizon", "5", "--workers", "0", "--videos", "1"]
+    assert eval_main([*argv, "--out", str(out)]) == 0
+    assert calls == {"select_tasks": 1, "schedule": 1}
+    data = json.loads((out / "results.json").read_text())
+    assert data["settings"]["horizon"] == 5 and data["settings"]["cameras"] == [data["settings"]["observer"]]
+    assert data["judge"]["agreement"]["n"] == 2 and len(list((out / "videos").iterdir())) == 2
 
 
 def test_videos_only(trained_run, tmp_path):

@@ -228,15 +228,15 @@ def test_bench_preset_passes_the_protocol_to_its_rollouts(monkeypatch, tmp_path)
     class Seen(Exception):
         pass
 
-    def evaluate_checkpoint(loaded, **kwargs):
-        raise Seen(kwargs)
+    def evaluate_checkpoint(loaded, settings, **kwargs):
+        raise Seen(settings)
 
     monkeypatch.setattr(embodied.eval.checkpoint, "evaluate_checkpoint", evaluate_checkpoint)
     monkeypatch.setattr(embodied.train.checkpoint, "load_model", lambda *args, **kwargs: None)
     cfg = load_preset("quick", ["eval.protocol=metaworld", f"eval.protocol_seed={SEED}"])
     with pytest.raises(Seen) as seen:
         evaluate_run(cfg, "policy", tmp_path)
-    kwargs = seen.value.args[0]
-    assert (kwargs["protocol"], kwargs["protocol_seed"]) == ("metaworld", SEED)
+    settings = seen.value.args[0]
+    assert (settings.protocol, settings.protocol_seed) == ("metaworld", SEED)
     line = _rollout_protocol(dataclasses.asdict(cfg.eval))
     assert line.startswith(f"protocol metaworld (its goals for seed {SEED}")

@@ -319,20 +319,23 @@ def test_evaluate_checkpoint_reports_the_recognizer_and_writes_its_files(data_di
     from types import SimpleNamespace
 
     from embodied.eval.checkpoint import evaluate_checkpoint
+    from embodied.eval.settings import EvalSettings
 
     def loaded(camera):
         data = SimpleNamespace(paths=[str(data_dir)], camera=camera, clip_stride=STRIDE)
         return "recognizer", {"recognizer": Oracle()}, SPEC, SimpleNamespace(data=data)
 
     out = tmp_path / "eval"
-    ev = evaluate_checkpoint(loaded(None), episodes=1, report_dir=out)
+    ev = evaluate_checkpoint(loaded(None), EvalSettings(episodes=1), report_dir=out)
     assert ev.results is None  # no policy: nothing rolled out
     rec = ev.recognition.to_json()
     assert rec["videos"] == 6 and rec["video_accuracy"] == pytest.approx(5 / 6)
     assert {"camera", "clips", "clip_accuracy", "video_accuracy_ci"} <= set(rec)  # results.md reads these
     assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES)
     with pytest.raises(UserError, match="top_image"):
-        evaluate_checkpoint(loaded("top"), episodes=1, report_dir=tmp_path / "x", skip_missing_data=True)
+        evaluate_checkpoint(
+            loaded("top"), EvalSettings(episodes=1), report_dir=tmp_path / "x", skip_missing_data=True
+        )
     assert not (tmp_path / "x").exists()
 
 

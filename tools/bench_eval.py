@@ -70,7 +70,8 @@ import torch
 
 from embodied.data.collect import EVAL_SEED_START
 from embodied.eval.pool import EnvPool
-from embodied.eval.rollout import DEFAULT_ENVS_PER_WORKER, Videos, evaluate_policy
+from embodied.eval.rollout import evaluate_policy
+from embodied.eval.settings import DEFAULT_ENVS_PER_WORKER, Videos
 from embodied.models.common import DataSpec
 from embodied.sim import load_suite, make_env
 
@@ -320,7 +321,7 @@ def _bare_seconds(envs, plans, lengths, actions=None) -> float:
 
 
 def _wave_seconds(policy, pool, plans, instruction) -> float:
-    from embodied.eval.rollout import run_wave
+    from embodied.eval.waves import run_wave
 
     t0 = time.perf_counter()
     for _ in run_wave(policy, pool, plans, range(len(plans)), instruction, torch.device("cpu")):
@@ -342,7 +343,8 @@ def one_worker(policy, spec, suite: str, tasks: list[str], k: int, horizon: int,
     one wave of ``k`` episodes per task, each loop best of ``repeats``, against stepping the same
     episodes bare with zero actions."""
     from embodied.eval.envs import EpisodePlan, EvalEnv
-    from embodied.eval.rollout import instruction_ids, run_wave
+    from embodied.eval.plan import instruction_ids
+    from embodied.eval.waves import run_wave
 
     torch.set_num_threads(1)
     policy.eval()

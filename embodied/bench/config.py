@@ -16,6 +16,7 @@ from typing import Literal
 from embodied.config import load_config, load_yaml
 from embodied.data.collect import EVAL_SEED_START
 from embodied.errors import UserError
+from embodied.eval.settings import EvalSettings
 from embodied.paths import resolve_resource
 
 METHODS = ("policy", "recognizer", "joint", "probe", "probe_random")
@@ -64,38 +65,16 @@ class MethodRun:
 
 
 @dataclass
-class EvalSettings:
-    episodes: int = 10
-    """Rollout episodes per task for each trained policy (policy alone, joint)."""
-    seed_start: int = EVAL_SEED_START
-    """Seed of each task's first episode; held out: demonstrations use seeds below it."""
-    horizon: int = 0
-    """Episode step limit; 0: each task's default (or the protocol's)."""
-    protocol: str = "embodied"
-    """Which episodes run (:mod:`embodied.eval.protocol`): ``embodied`` (seeds from
-    ``seed_start``) or a suite's own, e.g. ``metaworld`` (Meta-World's goals, 500 steps)."""
-    protocol_seed: int | None = None
-    """The seed a suite's own protocol draws its goals from; None: its default."""
-    workers: int = 2
-    """Rollout worker processes; 0: in process."""
-    envs_per_worker: int = 0
-    """Environments per worker; 0: evaluate_policy's default."""
-    clips_per_video: int = 5
-    """Clips averaged into the recognizer's verdict on a validation video (and on each prefix
-    of the early-recognition curve)."""
+class BenchEval(EvalSettings):
+    """How a benchmark evaluates its trained models: :class:`embodied.eval.settings.EvalSettings`
+    (a preset's ``eval:`` section; its None means the same defaults), with held-out seeds only."""
 
     def __post_init__(self) -> None:
-        if self.episodes < 1:
-            raise ValueError(f"episodes must be at least 1, got {self.episodes}")
+        super().__post_init__()
         if self.seed_start < EVAL_SEED_START:
             raise ValueError(
                 f"seed_start must be at least {EVAL_SEED_START} (lower seeds are demonstration seeds)"
             )
-        for key in ("horizon", "workers", "envs_per_worker"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
-        if self.clips_per_video < 1:
-            raise ValueError(f"clips_per_video must be at least 1, got {self.clips_per_video}")
 
 
 @dataclass
@@ -118,7 +97,7 @@ class BenchConfig:
     methods must train alike (steps, batch size, optimiser)."""
     seeds: int = 3
     """Training seeds 0 .. seeds-1, each running every method (the protocol asks for at least 3)."""
-    eval: EvalSettings = field(default_factory=EvalSettings)
+    eval: BenchEval = field(default_factory=BenchEval)
     """How the trained models are evaluated."""
     out: str = "runs/bench/quick"
     """Output folder: <method>/seed<k>/ runs, results.json, results.md, the plots."""

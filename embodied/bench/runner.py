@@ -181,12 +181,13 @@ def settings_of(cfg: BenchConfig, tcfg) -> dict:
 def _current(settings: dict, where: Path) -> dict:
     """A finished run's settings read through today's config classes: a field added since it
     ran takes its default (the behaviour the run had) and is no difference."""
-    from embodied.bench.config import EvalSettings
+    from embodied.bench.config import BenchEval
     from embodied.train.config import TrainConfig
 
     return {
         "train": to_dict(from_dict(TrainConfig, settings.get("train", {}), str(where))),
-        "eval": to_dict(from_dict(EvalSettings, settings.get("eval", {}), str(where))),
+        # Markers written when 0 stood for a default are upgraded (EvalSettings.upgrade_raw).
+        "eval": to_dict(from_dict(BenchEval, settings.get("eval", {}), str(where))),
     }
 
 
@@ -208,21 +209,13 @@ def evaluate_run(cfg: BenchConfig, method: str, folder: Path) -> tuple[dict, dic
     from embodied.train.checkpoint import load_model
 
     device = "cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
-    e = cfg.eval
     kind = base_method(method)
     ev = evaluate_checkpoint(
         load_model(folder, device=device),
-        episodes=e.episodes,
+        cfg.eval,
         rollouts=kind in ("policy", "joint"),
-        seed_start=e.seed_start,
-        workers=e.workers,
-        horizon=e.horizon or None,
-        protocol=e.protocol,
-        protocol_seed=e.protocol_seed,
-        envs_per_worker=e.envs_per_worker or None,
         recognize=kind in ("recognizer", "joint"),
         recognizer_data=cfg.data.paths,
-        clips_per_video=e.clips_per_video,
     )
     spec = ev.spec
     metrics: dict = {}

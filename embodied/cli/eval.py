@@ -39,7 +39,6 @@ is used (--crop).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -51,8 +50,9 @@ from embodied.fileio import check_writable
 
 
 def parser() -> argparse.ArgumentParser:
-    from embodied.data.collect import EVAL_SEED_START
+    from embodied.eval.settings import EvalSettings
 
+    default = EvalSettings()  # the flags' defaults are the settings' own (but --episodes: 50)
     p = argparse.ArgumentParser(
         prog="embodied-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -62,7 +62,12 @@ def parser() -> argparse.ArgumentParser:
         "--tasks", nargs="+", help="tasks or task sets to evaluate (default: every task trained on)"
     )
     p.add_argument("--suite", help="the suite the tasks are expected from (default: the checkpoint's)")
-    p.add_argument("--workers", type=int, default=2, help="environments in parallel processes; 0: in process")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=default.workers,
+        help=f"environments in parallel processes; 0: in process (default {default.workers})",
+    )
     p.add_argument(
         "--policy-in-main",
         action="store_true",
@@ -72,13 +77,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seed-start",
         type=int,
-        default=EVAL_SEED_START,
-        help=f"seed of each task's first episode ({EVAL_SEED_START})",
+        default=default.seed_start,
+        help=f"seed of each task's first episode ({default.seed_start})",
     )
     p.add_argument("--horizon", type=int, default=0, help="episode step limit; 0: each task's default")
     p.add_argument(
         "--protocol",
-        default="embodied",
+        default=default.protocol,
         help="which episodes run: embodied (default: seeds from --seed-start, each task's horizon) or a "
         "suite's own: metaworld (Meta-World's goals for --seed, one episode per goal, 500 steps)",
     )
@@ -130,8 +135,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--clips",
         type=int,
-        default=5,
-        help="clips averaged per video: --classify, the recognizer report and its verdicts (default 5)",
+        default=default.clips_per_video,
+        help="clips averaged per video: --classify, the recognizer report and its verdicts "
+        f"(default {default.clips_per_video})",
     )
     p.add_argument(
         "--crop",
@@ -195,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     from embodied.data.collect import EVAL_SEED_START
-    from embodied.eval.checkpoint import checkpoint_suite, evaluate_checkpoint, select_tasks
+    from embodied.eval.checkpoint import checkpoint_target, evaluate_checkpoint
     from embodied.eval.recognition import REPORT_FILES
     from embodied.eval.report import results_payload, success_table, write_results
-    from embodied.eval.rollout import Videos
+    from embodied.eval.settings import Videos, make_settings
     from embodied.sim import load_suite
     from embodied.train.checkpoint import checkpoint_path, load_model
 
@@ -233,60 +239,64 @@ def evaluate(args: argparse.Namespace) -> int:
         return classify_videos(args, path, kind, models.get("recognizer"), spec, config)
     out = Path(args.out) if args.out else run_folder(path) / "eval"
     check_writable(out, "--out")  # before the rollouts, not after them
-    suite = checkpoint_suite(config, spec)
-    tasks = select_tasks(args.tasks, suite, spec, args.suite)
-    suite_spec = load_suite(suite)
-    observer = config.data.camera or suite_spec.observer_camera
-    cameras = tuple(args.cameras or (observer,))
-    suite_spec.check_cameras(cameras)
     policy, recognizer = models.get("policy"), models.get("recognizer")
+    if args.videos_only and policy is None:
+        raise UserError(f"{checkpoint_path(path)}: a {kind} checkpoint holds no policy to roll out")
+    if policy is None and recognizer is None:
+        raise UserError(
+            f"{checkpoint_path(path)}: a {kind} checkpoint holds neither a policy nor a recognizer"
+        )
+    settings = make_settings(
+        tasks=args.tasks,
+        suite=args.suite,
+        episodes=(args.videos or 1) if args.videos_only else args.episodes,
+        seed_start=args.seed_start,
+        horizon=args.horizon or None,  # --horizon 0: each task's default
+        protocol=args.protocol,
+        protocol_seed=args.seed,
+        workers=args.workers,
+        policy_in_workers=False if args.policy_in_main else None,
+        clips_per_video=args.clips,
+    )
     if args.seed_start < EVAL_SEED_START:
         print(
             f"warning: seeds below {EVAL_SEED_START} are demonstration seeds; the results are not held out",
             file=sys.stderr,
         )
-    horizon = args.horizon or None
-    if args.protocol != "embodied":  # drawing the suite's goals builds its environments: seconds
+    if args.protocol != "embodied" and policy is not None:  # drawing its goals builds environments
         print(f"protocol {args.protocol}: drawing its goals", file=sys.stderr)
-    common = dict(
-        tasks=tasks,
-        suite=suite,
-        seed_start=args.seed_start,
-        workers=args.workers,
-        policy_in_workers=False if args.policy_in_main else None,
-        horizon=horizon,
-        protocol=args.protocol,
-        protocol_seed=args.seed,
-        progress=True,
+    # The suite, tasks, observer camera and protocol's episodes, resolved once for everything below.
+    target = checkpoint_target(loaded, settings)
+    cameras = load_suite(target.suite).check_cameras(args.cameras or (target.observer,))
+    videos = Videos(
+        episodes=settings.episodes if args.videos_only else min(args.videos, settings.episodes),
+        folder=out / "videos",
+        cameras=cameras,
+        gif=args.gif,
+        fps=args.fps,
+        size=args.video_size,
     )
-    videos = Videos(folder=out / "videos", cameras=cameras, gif=args.gif, fps=args.fps, size=args.video_size)
 
     if args.videos_only:
-        if policy is None:
-            raise UserError(f"{checkpoint_path(path)}: a {kind} checkpoint holds no policy to roll out")
-        videos = dataclasses.replace(videos, episodes=args.videos or 1)
-        ev = evaluate_checkpoint(loaded, episodes=videos.episodes, recognize=False, videos=videos, **common)
+        ev = evaluate_checkpoint(
+            loaded, settings, target=target, recognize=False, videos=videos, progress=True
+        )
         for e in ev.results.episodes:
             outcome = "success" if e.success else f"failed ({e.failure})"
             print(f"{e.video}: {e.task} seed {e.seed}, {e.length} steps, {outcome}")
         return 0
 
-    if policy is None and recognizer is None:
-        raise UserError(
-            f"{checkpoint_path(path)}: a {kind} checkpoint holds neither a policy nor a recognizer"
-        )
-    videos = dataclasses.replace(videos, episodes=min(args.videos, args.episodes))
     ev = evaluate_checkpoint(
         loaded,
-        episodes=args.episodes,
+        settings,
+        target=target,
         recognizer_data=args.data,
-        clips_per_video=args.clips,
         report_dir=out,
-        judge_episodes=args.episodes if args.judge_episodes is None else args.judge_episodes,
+        judge_episodes=settings.episodes if args.judge_episodes is None else args.judge_episodes,
         videos=videos,
+        progress=True,
         skip_missing_data=True,
         keep_partial=True,  # Ctrl-C or a full disk: the finished episodes go to results.json
-        **common,
     )
     results, judge = ev.results, ev.judge
     if policy is None:
@@ -300,24 +310,24 @@ def evaluate(args: argparse.Namespace) -> int:
     elif ev.recognition_error is not None:
         rec_acc = {"error": ev.recognition_error}
 
-    settings = {
-        "episodes": args.episodes,
-        "workers": args.workers,
-        "seed_start": args.seed_start,
-        "horizon": horizon,
-        "protocol": args.protocol,
-        "protocol_seed": args.seed,
+    recorded = {  # results.json's record of what ran
+        "episodes": settings.episodes,
+        "workers": settings.workers,
+        "seed_start": settings.seed_start,
+        "horizon": settings.horizon,
+        "protocol": settings.protocol,
+        "protocol_seed": settings.protocol_seed,
         "videos": args.videos,
         "cameras": list(cameras),
-        "observer": observer,
+        "observer": target.observer,
         "device": args.device,
-        "tasks": tasks,
+        "tasks": target.tasks,
     }
     payload = results_payload(
         results,
         checkpoint=str(checkpoint_path(path)),
         kind=kind,
-        settings=settings,
+        settings=recorded,
         recognizer=rec_acc,
         judge=judge or None,
     )

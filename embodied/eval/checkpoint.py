@@ -9,21 +9,18 @@ the bench's aggregate) stays with it.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embodied.data.collect import EVAL_SEED_START
+from embodied.data.spec import DataSpec
 from embodied.errors import UserError
 from embodied.eval.judge import RolloutJudge, judge_summary, per_task_agreement
-from embodied.eval.protocol import EMBODIED, schedule
+from embodied.eval.plan import Target, instruction_ids, resolve_target, select_tasks, suite_of
 from embodied.eval.recognition import RecognizerReport, evaluate_recognizer, open_clips, write_report
 from embodied.eval.results import EvalResults, EvaluationFailed, EvaluationInterrupted
-from embodied.eval.rollout import Videos, evaluate_policy, instruction_ids, suite_of
-from embodied.models.common import DataSpec
-from embodied.sim import load_suite
+from embodied.eval.rollout import evaluate_policy
+from embodied.eval.settings import NO_VIDEOS, EvalSettings, Videos
 
 
 @dataclass
@@ -66,56 +63,47 @@ def checkpoint_suite(config, spec: DataSpec) -> str:
     return suite_of(spec.task_names)
 
 
-def select_tasks(
-    requested: Sequence[str] | None, suite: str, spec: DataSpec, asked_suite: str | None
-) -> list[str]:
-    """The tasks to evaluate: those requested (names or sets of the suite), all of them trained on."""
-    if asked_suite is not None and asked_suite != suite:
-        raise UserError(f"the checkpoint's policy was trained on {suite} tasks, not {asked_suite}")
-    trained = spec.task_names
-    if not requested:
-        return trained
-    tasks = load_suite(suite).resolve_tasks(requested)
-    missing = [t for t in tasks if t not in trained]
-    if missing:
-        raise UserError(f"the checkpoint was trained on {', '.join(trained)}; not on {', '.join(missing)}")
-    return tasks
+def checkpoint_target(loaded: tuple, settings: EvalSettings) -> Target:
+    """What evaluating ``loaded`` with ``settings`` rolls out, resolved once: the suite of the run's
+    data, the tasks (every one trained on unless the settings name some), the recognizer's camera
+    (the run's ``data.camera``, else the suite's observer), and, when the checkpoint holds a
+    policy, the protocol's episodes (a suite's protocol draws its goals here, before the long
+    work)."""
+    _, models, spec, config = loaded
+    return resolve_target(
+        settings,
+        spec,
+        suite=checkpoint_suite(config, spec),
+        camera=config.data.camera,
+        rollouts=models.get("policy") is not None,
+    )
 
 
 def evaluate_checkpoint(
     loaded: tuple,
+    settings: EvalSettings,
     *,
-    episodes: int,
+    target: Target | None = None,
     rollouts: bool = True,
-    tasks: Sequence[str] | None = None,
-    suite: str | None = None,
-    seed_start: int = EVAL_SEED_START,
-    workers: int = 2,
-    envs_per_worker: int | None = None,
-    policy_in_workers: bool | None = None,
-    horizon: int | None = None,
-    protocol: str = EMBODIED,
-    protocol_seed: int | None = None,
     recognize: bool = True,
-    recognizer_data: Sequence[str] | None = None,
-    clips_per_video: int = 5,
+    recognizer_data: list[str] | None = None,
     report_dir: str | Path | None = None,
     judge_episodes: int = 0,
-    videos: Videos | None = None,
+    videos: Videos = NO_VIDEOS,
     progress: bool = False,
     skip_missing_data: bool = False,
     keep_partial: bool = False,
 ) -> CheckpointEvaluation:
-    """Evaluate ``loaded`` (what :func:`~embodied.train.checkpoint.load_model` returns).
+    """Evaluate ``loaded`` (what :func:`~embodied.train.checkpoint.load_model` returns) as
+    ``settings`` say, the rollouts of ``target`` (:func:`checkpoint_target`; None: resolved here).
 
-    Rollouts (``rollouts`` and a policy in the checkpoint): ``episodes`` per task of ``tasks``
-    (default: every task trained on) from ``seed_start``, or as a suite's own ``protocol``
-    fixes them (:mod:`embodied.eval.protocol`). Recognition (``recognize`` and a
-    recognizer): the report on the ``valid`` split of ``recognizer_data`` (default: the run's
-    data), its files written into ``report_dir`` when given; with ``skip_missing_data`` data
-    that moved is noted in ``recognition_error`` while the rollouts still run. The judge reads
-    the first ``judge_episodes`` rollouts of each task with the recognizer (and the mirror head,
-    when there is one). Ctrl-C or a full disk during the rollouts ends them early: raised as
+    Rollouts (``rollouts`` and a policy in the checkpoint): ``settings.episodes`` per task.
+    Recognition (``recognize`` and a recognizer): the report on the ``valid`` split of
+    ``recognizer_data`` (default: the run's data), its files written into ``report_dir`` when
+    given; with ``skip_missing_data`` data that moved is noted in ``recognition_error`` while the
+    rollouts still run. The judge reads the first ``judge_episodes`` rollouts of each task with
+    the recognizer (and the mirror head, when there is one); ``videos``: which rollouts are
+    written as videos. Ctrl-C or a full disk during the rollouts ends them early: raised as
     :class:`EvaluationInterrupted` or :class:`EvaluationFailed`, or, with ``keep_partial``,
     returned with ``results`` holding the finished episodes and ``interrupted`` or ``failure``
     saying why.
@@ -125,19 +113,8 @@ def evaluate_checkpoint(
     ev = CheckpointEvaluation(kind=kind, spec=spec, config=config)
     rolling = rollouts and policy is not None
     if rolling:
-        ev.suite = suite_of(spec.task_names) if suite is None else suite
-        ev.tasks = select_tasks(tasks, ev.suite, spec, None)
-        ev.observer = config.data.camera or load_suite(ev.suite).observer_camera
-        # The protocol is checked (its goals drawn, kept for evaluate_policy) before the long work.
-        schedule(
-            protocol,
-            suite=ev.suite,
-            tasks=ev.tasks,
-            episodes=episodes,
-            seed_start=seed_start,
-            horizon=horizon,
-            seed=protocol_seed,
-        )
+        target = target or checkpoint_target(loaded, settings)
+        ev.suite, ev.tasks, ev.observer = target.suite, target.tasks, target.observer
 
     if recognize and recognizer is not None:
         try:
@@ -145,7 +122,9 @@ def evaluate_checkpoint(
                 recognizer_data or config.data.paths, spec, config.data.camera, config.data.clip_stride
             )
             try:
-                ev.recognition = evaluate_recognizer(recognizer, dataset, clips_per_video=clips_per_video)
+                ev.recognition = evaluate_recognizer(
+                    recognizer, dataset, clips_per_video=settings.clips_per_video
+                )
             finally:
                 dataset.close()
         except UserError as err:  # moved or missing data: the rollouts are still worth running
@@ -158,43 +137,29 @@ def evaluate_checkpoint(
     if not rolling:
         return ev
 
-    videos = videos or Videos()
-    judge_n = min(judge_episodes, episodes) if recognizer is not None else 0
+    judge_n = min(judge_episodes, settings.episodes) if recognizer is not None else 0
     on_episode = None
     if judge_n:
         on_episode = RolloutJudge(
             recognizer,
             spec,
-            ev.observer,
+            target.observer,
             config.data.clip_stride,
-            num_clips=clips_per_video,
+            num_clips=settings.clips_per_video,
             policy=policy if mirror is not None else None,
             mirror=mirror,
-            instruction_ids=instruction_ids(spec, ev.suite, ev.tasks),
+            instruction_ids=instruction_ids(spec, target.suite, target.tasks),
         )
-    if videos.episodes:  # the observer camera unless the caller named others
-        cameras = tuple(videos.cameras or (ev.observer,))
-        videos = dataclasses.replace(videos, episodes=min(videos.episodes, episodes), cameras=cameras)
-    judging = {}
-    if judge_n:
-        judging = dict(observer=ev.observer, observer_episodes=judge_n, on_episode=on_episode)
     try:
         ev.results = evaluate_policy(
             policy,
             spec,
-            ev.tasks,
-            episodes,
-            seed_start=seed_start,
-            workers=workers,
-            envs_per_worker=envs_per_worker,
-            policy_in_workers=policy_in_workers,
-            horizon=horizon,
-            protocol=protocol,
-            protocol_seed=protocol_seed,
-            suite=ev.suite,
-            progress=progress,
+            settings=settings,
+            target=target,
             videos=videos,
-            **judging,
+            observer_episodes=judge_n,
+            on_episode=on_episode,
+            progress=progress,
         )
     except EvaluationInterrupted as stop:
         if not keep_partial:
@@ -209,4 +174,10 @@ def evaluate_checkpoint(
     return ev
 
 
-__all__ = ["CheckpointEvaluation", "Videos", "checkpoint_suite", "evaluate_checkpoint", "select_tasks"]
+__all__ = [
+    "CheckpointEvaluation",
+    "checkpoint_suite",
+    "checkpoint_target",
+    "evaluate_checkpoint",
+    "select_tasks",
+]

@@ -1,18 +1,26 @@
 """The results of a policy evaluation: each episode (:class:`EpisodeRecord`), each task's
 success with its Wilson interval (:class:`TaskSummary`), the whole (:class:`EvalResults`), and
 the two ways an evaluation ends early with the episodes it finished (:class:`EvaluationInterrupted`,
-:class:`EvaluationFailed`). Made by :func:`embodied.eval.rollout.evaluate_policy`."""
+:class:`EvaluationFailed`), and what gathers the episodes as they end (:class:`Collector`). Made by
+:func:`embodied.eval.rollout.evaluate_policy`."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from embodied.errors import UserError
 from embodied.stats import wilson_interval
+
+if TYPE_CHECKING:  # for annotations only: the plan imports the waves, which import this module
+    from embodied.eval.envs import Recording
+    from embodied.eval.plan import RolloutPlan, Target
+    from embodied.eval.settings import EvalSettings, Videos
 
 HORIZON = "horizon"
 """Failure reason of an episode that ran to its step limit without success."""
@@ -197,3 +205,79 @@ class EvaluationFailed(UserError):
     def __init__(self, message: str, results: EvalResults) -> None:
         super().__init__(message)
         self.results = results
+
+
+class Collector:
+    """The episodes of an evaluation as they end (``collector(record, recording)``): each planned
+    video written, the episode passed to ``on_episode``, counted on the progress bar; then the
+    results of those finished, in plan order (:meth:`results`)."""
+
+    def __init__(
+        self, plan: RolloutPlan, target: Target, settings: EvalSettings, videos: Videos, on_episode=None
+    ) -> None:
+        self.plan, self.target, self.settings, self.videos = plan, target, settings, videos
+        self.on_episode = on_episode
+        self.records: list[EpisodeRecord] = []
+        self.startup_s = 0.0
+        self.policy_in_workers = False
+        self.bar = None
+
+    def show_progress(self) -> None:
+        """A progress bar of the episodes on stderr, after a line on the start-up."""
+        import sys
+
+        from tqdm import tqdm
+
+        plan = self.plan
+        # Start-up is its own phase, so the rate and ETA count episodes only; smoothing 0: the
+        # average since the start, since episodes come back a wave at a time.
+        where = f"{plan.processes} worker(s)" if plan.processes else "this process"
+        ready = f"rollouts: {plan.num_envs} environment(s) in {where} ready in {self.startup_s:.1f} s"
+        print(ready, file=sys.stderr)
+        self.bar = tqdm(total=len(plan.episodes), desc="episodes", unit="ep", dynamic_ncols=True, smoothing=0)
+
+    def __call__(self, record: EpisodeRecord, recording: Recording | None) -> None:
+        offset = record.seed - self.settings.seed_start
+        if recording is not None and recording.video and offset < self.plan.video_episodes:
+            from embodied.video import write_episode_video
+
+            name = f"{record.task}_seed{record.seed}.{'gif' if self.videos.gif else 'mp4'}"
+            path = write_episode_video(
+                Path(self.videos.folder) / name,
+                {c: recording.video[c] for c in self.plan.video_cameras},
+                record.task,
+                record.seed,
+                record.steps_to_success,
+                record.failure,
+                fps=self.videos.fps,
+            )
+            record.video = str(path)
+        if self.on_episode is not None:
+            self.on_episode(record, recording)
+        self.records.append(record)
+        if self.bar is not None:  # the counter first: update() redraws, with this episode counted
+            done = [r.success for r in self.records]
+            self.bar.set_postfix(success=f"{sum(done)}/{len(done)}", refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def results(self, wall_s: float, interrupted: bool = False) -> EvalResults:
+        """The episodes recorded so far, in plan order."""
+        plan = self.plan
+        return build_results(
+            sorted(self.records, key=lambda r: plan.position[(r.task, r.seed)]),
+            suite=self.target.suite,
+            tasks=self.target.tasks,
+            episodes=self.settings.episodes,
+            seed_start=self.settings.seed_start,
+            workers=max(plan.processes, 1),
+            protocol=self.target.schedule.info,
+            envs_per_worker=plan.envs_per_worker,
+            wall_s=wall_s,
+            startup_s=self.startup_s,
+            interrupted=interrupted,
+            policy_in_workers=self.policy_in_workers,
+        )
