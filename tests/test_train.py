@@ -217,20 +217,20 @@ def test_probe_trains_only_the_mirror_head_on_frozen_models(trained, tmp_path, d
     assert {g["name"].split("/")[0] for g in groups} == {"mirror"}
 
 
-def test_rollouts_call_the_injected_evaluator_and_are_skipped_without_one(data, tmp_path, capsys):
+def test_rollouts_call_the_injected_evaluator_and_are_skipped_without_rollout_every(data, tmp_path):
     calls = []
 
-    def evaluator(policy, spec, task_names, episodes, seed_start):
-        calls.append((task_names, episodes, seed_start, policy.training))
-        return {"success_rate": 0.5, "episodes": episodes * len(task_names), "note": "text is left out"}
+    def evaluator(policy, spec, settings):  # embodied.train.rollouts.PolicyEvaluator
+        calls.append((settings.tasks, settings.episodes, settings.seed_start, policy.training))
+        return {"success_rate": 0.5, "episodes": settings.episodes * len(settings.tasks), "note": "left out"}
 
     out = tmp_path / "rollouts"
     train(make("policy", data, out, rollout_every=3, rollout_episodes=2, val_every=0), evaluator=evaluator)
     assert calls == [(sorted(TASKS), 2, 1_000_000, False)] * 2  # steps 3 and 6, in eval mode, held-out seeds
     rollouts = [e for e in events(out) if e["event"] == "rollout"]
     assert [(e["step"], e["success_rate"], e["episodes"]) for e in rollouts] == [(3, 0.5, 4.0), (6, 0.5, 4.0)]
-    train(make("policy", data, tmp_path / "no_eval", rollout_every=3, val_every=0), evaluator=None)
-    assert "rollouts skipped" in capsys.readouterr().err
+    train(make("policy", data, tmp_path / "no_eval", rollout_every=0, val_every=0), evaluator=evaluator)
+    assert len(calls) == 2  # no rollouts asked for, none run
 
 
 # --------------------------------------------------------------------------- data order

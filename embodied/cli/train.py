@@ -95,12 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         from embodied.train.distributed import launched_rank, same_everywhere
         from embodied.train.loop import train
-        from embodied.train.rollouts import installed_evaluator
 
         try:
             with same_everywhere():  # under torchrun: rank 0 alone reports a bad command line
                 cfg = train_config(args)
-            train(cfg, resume=bool(args.resume), overwrite=args.overwrite, evaluator=installed_evaluator())
+            train(cfg, resume=bool(args.resume), overwrite=args.overwrite)  # rollouts: the default evaluator
         except KeyboardInterrupt:
             if launched_rank():  # Ctrl-C reaches every process of a torchrun run: rank 0 says so
                 raise Stopped(status=130) from None

@@ -17,10 +17,10 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from embodied.data.spec import DataSpec
 from embodied.eval.results import EvalResults
 from embodied.eval.rollout import evaluate_policy
 from embodied.eval.settings import EvalSettings
-from embodied.models.common import DataSpec
 
 
 class PolicyEvaluator(Protocol):
