@@ -1,9 +1,19 @@
 """Evaluation: policy rollouts with confidence intervals, videos, and the recognizer as a judge.
 
+- :mod:`.settings`: :class:`~.settings.EvalSettings`, the one settings object of an evaluation
+  (embodied-eval, the benchmark, training's rollouts), and :class:`~.settings.Videos`;
 - :mod:`.rollout`: :func:`~.rollout.evaluate_policy`, batched rollouts in parallel worker
-  processes (each with a copy of the policy on a CPU);
+  processes (each with a copy of the policy on a CPU), from its two parts:
+- :mod:`.plan`: what is rolled out, resolved once (suite, tasks, observer camera, the protocol's
+  episodes), and which episode runs where, wave after wave;
+- :mod:`.runners`: the pool of environments and the two runners (the policy in the workers, or
+  in this process in lock-step);
+- :mod:`.checkpoint`: :func:`~.checkpoint.evaluate_checkpoint`, the one path from a run to its
+  numbers (rollouts, the recognizer's report, the judge, videos);
+- :mod:`.protocol`: which episodes run (embodied's seeds, or a suite's own protocol);
 - :mod:`.waves`: the lock-step waves the rollouts run in, and the policy workers;
-- :mod:`.results`: per-episode records, per task and overall success with Wilson intervals;
+- :mod:`.results`: per-episode records, per task and overall success with Wilson intervals, and
+  the collector that gathers the episodes as they end;
 - :mod:`.pool`: the worker processes, several environments each;
 - :mod:`.envs`: one environment of an evaluation (errors become failed episodes);
 - :mod:`.recognition`: the recognizer's report on validation videos (clip and video accuracy,
