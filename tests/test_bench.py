@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -255,6 +256,7 @@ def test_an_interrupted_evaluation_leaves_the_run_unfinished(tiny_bench, tmp_pat
 
     import embodied.eval.checkpoint as evaluation
     from embodied.bench.runner import MARKER, run_one
+    from embodied.data.identity import dataset_identity
     from embodied.eval.rollout import EvaluationInterrupted
 
     cfg, out, _ = tiny_bench
@@ -267,7 +269,7 @@ def test_an_interrupted_evaluation_leaves_the_run_unfinished(tiny_bench, tmp_pat
 
     monkeypatch.setattr(evaluation, "evaluate_policy", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run_one(dataclasses.replace(cfg, out=str(moved)), "policy", 0)
+        run_one(dataclasses.replace(cfg, out=str(moved)), "policy", 0, dataset_identity(cfg.data.paths))
     assert not (moved / "policy" / "seed0" / MARKER).exists()
 
 
@@ -521,3 +523,47 @@ class _Goal:
         action = torch.zeros(len(instruction_id), 4)
         action[:, :3] = ((obs["goal"] - obs["robot_state"][:, :3]) * 10).clamp(-1, 1)
         return action
+
+
+def test_a_finished_run_records_its_provenance_and_data(tiny_bench):
+    import torch
+
+    cfg, out, _ = tiny_bench
+    marker = json.loads((out / "joint" / "seed0" / "bench.json").read_text())
+    p = marker["provenance"]
+    assert set(p) >= {"code", "python", "torch", "mujoco", "cpu", "threads"}
+    assert p["torch"] == torch.__version__ and p["threads"] >= 1 and "model" in p["cpu"]
+    assert set(p["code"]) == {"commit", "clean"}  # a checkout here: the commit and whether it was clean
+    assert p["code"]["commit"] is None or len(p["code"]["commit"]) == 40
+    files = sorted(path.name for path in Path(cfg.data.paths[0]).glob("*.hdf5"))
+    assert sorted(marker["data"]) == files
+    assert all(d["digest"].startswith("sha256:") and d["demos"] > 0 for d in marker["data"].values())
+
+
+def test_a_run_finished_on_other_data_is_stale_not_skipped(tiny_bench, demo_dir, tmp_path):
+    """Data collected again (here: one demo's actions changed) no longer matches what the
+    finished runs were made on: the bench refuses to skip them, naming the file."""
+    import dataclasses
+    import shutil
+
+    import h5py
+
+    from embodied.bench import run_bench
+
+    cfg, out, _ = tiny_bench
+    data, old = tmp_path / "data", tmp_path / "old"
+    shutil.copytree(demo_dir, data)
+    shutil.copytree(out, old)
+    changed = sorted(data.glob("*.hdf5"))[0]
+    with h5py.File(changed, "r+") as f:
+        f["data/demo_0/actions"][0] *= 0.5
+    with pytest.raises(UserError, match=f"other data: {changed.name} differs in digest"):
+        run_bench(
+            dataclasses.replace(cfg, out=str(old), data=dataclasses.replace(cfg.data, paths=[str(data)]))
+        )
+    for path in old.glob("*/seed*/bench.json"):  # markers written before runs recorded their data
+        marker = json.loads(path.read_text())
+        del marker["data"]
+        path.write_text(json.dumps(marker))
+    with pytest.raises(UserError, match="records no data identity"):
+        run_bench(dataclasses.replace(cfg, out=str(old)))

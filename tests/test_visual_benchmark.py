@@ -129,3 +129,28 @@ def test_episode_means_average_normalised_rows_per_episode():
     assert ids.tolist() == [2, 7]
     assert torch.allclose(means, torch.tensor([[1.0, 0.0], [0.5, 0.5]]))
     assert not math.isnan(means.sum().item())
+
+
+def test_visual_controls_are_runs_of_the_same_grid():
+    """The controls the mirror gain is checked against run with the preset's data, steps, batches and
+    seeds; those without a recognizer drop its section, frozen_u reads this seed's recognizer run."""
+    from embodied.bench.runner import ablation_runs, train_config
+
+    cfg = load_preset("visual")
+    assert cfg.seeds >= 8 and cfg.ablations == "controls_visual"
+    runs = ablation_runs(cfg)
+    names = {m.split("/", 1)[1] for m in runs}
+    assert {"no_align", "label_partner", "aux_ce", "frozen_u", "episode_nolabel", "episode_selfsup"} <= names
+    joint = train_config(cfg, "joint", 3)
+    for method in runs:
+        tcfg = train_config(cfg, method, 3)
+        assert (tcfg.steps, tcfg.data.batch_size, tcfg.seed, tcfg.optim) == (
+            joint.steps,
+            joint.data.batch_size,
+            3,
+            joint.optim,
+        )
+        assert tcfg.policy == joint.policy and tcfg.data.paths == joint.data.paths
+    assert train_config(cfg, "ablation/aux_ce", 3).recognizer is None
+    frozen = train_config(cfg, "ablation/frozen_u", 3)
+    assert frozen.probe.recognizer_ckpt.endswith("recognizer/seed3") and not frozen.probe.policy_ckpt

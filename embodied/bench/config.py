@@ -24,6 +24,22 @@ METHODS = ("policy", "recognizer", "joint", "probe", "probe_random")
 with the mirror head (the paper's method), and the probe of the first two (frozen) against the
 same architectures randomly initialised."""
 
+METHOD_OBJECTIVES = {
+    "policy": "policy",
+    "recognizer": "recognizer",
+    "joint": "joint",
+    "probe": "probe",
+    "probe_random": "probe",
+}
+"""The training objective (``mode``) each method's config must have."""
+
+COMPARED_METHODS = ("policy", "recognizer", "joint")
+"""The methods compared with each other: they train alike (``shared`` applies to them)."""
+
+PROBES = {"probe": "checkpoint", "probe_random": "random"}
+"""The probe methods and the weights of their frozen models (``probe.init``): this seed's policy
+and recognizer runs, trained or their architectures randomly initialised."""
+
 LABELS = {
     "policy": "policy alone",
     "recognizer": "recognizer alone",

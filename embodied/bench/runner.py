@@ -45,10 +45,20 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from embodied.bench.config import ABLATION, BenchConfig, base_method, label, load_ablations
+from embodied.bench.config import (
+    ABLATION,
+    COMPARED_METHODS,
+    METHOD_OBJECTIVES,
+    PROBES,
+    BenchConfig,
+    base_method,
+    label,
+    load_ablations,
+)
 from embodied.config import apply_overrides, from_dict, load_yaml, to_dict
+from embodied.data.identity import dataset_identity
 from embodied.errors import UserError
-from embodied.fileio import json_safe, write_text
+from embodied.fileio import json_safe, replace_atomically, write_text
 from embodied.paths import resolve_resource
 
 RUN_FORMAT = "embodied-bench-run"
@@ -88,26 +98,33 @@ def run_dir(cfg: BenchConfig, method: str, seed: int) -> Path:
 def train_config(cfg: BenchConfig, method: str, seed: int):
     """The :class:`~embodied.train.TrainConfig` of ``method`` at training seed ``seed``."""
     from embodied.train.config import TrainConfig
+    from embodied.train.objective import OBJECTIVES
 
     kind = base_method(method)
-    run = cfg.probe if kind.startswith("probe") else getattr(cfg, kind)
+    run = cfg.probe if kind in PROBES else getattr(cfg, kind)
     path = resolve_resource(run.config, "configs")
     raw = load_yaml(path)
-    overrides = list(run.overrides) + (list(cfg.shared) if kind in ("policy", "recognizer", "joint") else [])
+    overrides = list(run.overrides) + (list(cfg.shared) if kind in COMPARED_METHODS else [])
     if method.startswith(ABLATION):
         overrides += ablation_runs(cfg)[method]
     apply_overrides(raw, overrides)
     raw.setdefault("data", {})["paths"] = list(cfg.data.paths)
     raw.update(seed=seed, out=str(run_dir(cfg, method, seed)), device=cfg.device, rollout_every=0)
-    if method.startswith("probe"):
-        raw.setdefault("probe", {}).update(
-            policy_ckpt=str(run_dir(cfg, "policy", seed)),
-            recognizer_ckpt=str(run_dir(cfg, "recognizer", seed)),
-            init="random" if method == "probe_random" else "checkpoint",
-        )
+    frozen = OBJECTIVES[raw["mode"]].frozen if raw.get("mode") in OBJECTIVES else ()
+    if frozen:  # the frozen models: this seed's runs of the methods that train them alone
+        probe = raw.setdefault("probe", {})
+        probe.update({f"{name}_ckpt": str(run_dir(cfg, name, seed)) for name in sorted(frozen)})
+        if kind in PROBES:
+            probe["init"] = PROBES[kind]
     where = f"{path} ({method} of preset {cfg.name})"
     tcfg = from_dict(TrainConfig, raw, where)
-    expected = {"policy": "policy", "recognizer": "recognizer", "joint": "joint"}.get(kind, "probe")
+    if method.startswith(ABLATION):  # a variant of the joint run or a control in its place: a policy
+        if "policy" not in tcfg.objective.trains:
+            raise UserError(
+                f"{where}: the {method} run trains no policy (mode {tcfg.mode}): nothing to compare"
+            )
+        return tcfg
+    expected = METHOD_OBJECTIVES[kind]
     if tcfg.mode != expected:
         raise UserError(f"{where}: the {method} run needs a {expected} config, got mode {tcfg.mode}")
     return tcfg
@@ -174,8 +191,25 @@ def ensure_data(cfg: BenchConfig) -> None:
 
 # --------------------------------------------------------------------------- one run
 def settings_of(cfg: BenchConfig, tcfg) -> dict:
-    """What a finished run's numbers depend on: its training config and the evaluation settings."""
+    """What a finished run's numbers depend on besides its data: its training config and the
+    evaluation settings."""
     return {"train": to_dict(tcfg), "eval": to_dict(cfg.eval)}
+
+
+def stale_data(marker: dict, data: dict) -> str | None:
+    """Why a finished run's data (``marker["data"]``, :func:`~embodied.data.identity.dataset_identity`)
+    is not ``data``; None when it is the same."""
+    made_on = marker.get("data")
+    if made_on is None:
+        return "it records no data identity (made before runs recorded it)"
+    for name in sorted(set(made_on) | set(data)):
+        old, new = made_on.get(name), data.get(name)
+        if old is None or new is None:
+            return f"{name} {'is new' if old is None else 'is gone'} in {', '.join(data) or 'the data'}"
+        changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        if changed:
+            return f"{name} differs in {', '.join(changed)} (collected again or with other settings)"
+    return None
 
 
 def _current(settings: dict, where: Path) -> dict:
@@ -206,15 +240,17 @@ def evaluate_run(cfg: BenchConfig, method: str, folder: Path) -> tuple[dict, dic
     import torch
 
     from embodied.eval.checkpoint import evaluate_checkpoint
-    from embodied.train.checkpoint import load_model
+    from embodied.train.checkpoint import checkpoint_path, load_model
+    from embodied.train.objective import checkpoint_objective
 
     device = "cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
-    kind = base_method(method)
-    ev = evaluate_checkpoint(
-        load_model(folder, device=device),
+    loaded = load_model(folder, device=device)
+    objective = checkpoint_objective(loaded.kind, str(checkpoint_path(folder)))
+    ev = evaluate_checkpoint(  # what the run trained is evaluated: a policy rolled out, a recognizer
+        loaded,
         cfg.eval,
-        rollouts=kind in ("policy", "joint"),
-        recognize=kind in ("recognizer", "joint"),
+        rollouts="policy" in objective.trains,
+        recognize="recognizer" in objective.trains,
         recognizer_data=cfg.data.paths,
     )
     spec = ev.spec
@@ -259,7 +295,7 @@ def evaluate_run(cfg: BenchConfig, method: str, folder: Path) -> tuple[dict, dic
         details["alignment"] = rates | {
             k: val.get(k) for k in ("recall@5_u2e", "recall@5_e2u", "pair_cos", "pairs")
         }
-        if kind.startswith("probe"):  # joint's head trained at its positives: not the probe's
+        if objective.probes:  # joint's head trained at its positives: not the probe's
             metrics["alignment"] = rates
     details["train"] = {k: summary.get(k) for k in ("steps", "wall_time_s", "best_val_loss", "device")}
     return metrics, details
@@ -278,8 +314,11 @@ def per_task(report, spec) -> dict[str, float | None]:
     }
 
 
-def run_one(cfg: BenchConfig, method: str, seed: int) -> tuple[dict, str]:
-    """Train (or resume) and evaluate one (method, seed), or skip it when finished; (marker, status)."""
+def run_one(cfg: BenchConfig, method: str, seed: int, data: dict) -> tuple[dict, str]:
+    """Train (or resume) and evaluate one (method, seed), or skip it when finished with the same
+    settings on the same ``data`` (:func:`~embodied.data.identity.dataset_identity` of the
+    preset's files); (marker, status)."""
+    from embodied.provenance import provenance
     from embodied.train.checkpoint import checkpoint_path, config_differences
     from embodied.train.loop import train
 
@@ -289,12 +328,11 @@ def run_one(cfg: BenchConfig, method: str, seed: int) -> tuple[dict, str]:
     marker = read_marker(folder / MARKER)
     if marker is not None:
         diffs = config_differences(_current(marker["settings"], folder / MARKER), settings, FREE_SETTINGS)
-        if not diffs:
+        stale = stale_data(marker, data)
+        if not diffs and stale is None:
             return marker, "skipped"
-        raise UserError(
-            f"{folder} holds a finished run made with other settings ({diffs[0]}, the finished run's "
-            "first); delete it or choose another out"
-        )
+        why = f"other settings ({diffs[0]}, the finished run's first)" if diffs else f"other data: {stale}"
+        raise UserError(f"{folder} holds a finished run made with {why}; delete it or choose another out")
     name = f"seed {seed}, {label(method)}"
     resume = checkpoint_path(folder).is_file()
     log(f"{name}: {'resuming' if resume else 'training'} ({tcfg.steps} steps) in {folder}")
@@ -315,6 +353,9 @@ def run_one(cfg: BenchConfig, method: str, seed: int) -> tuple[dict, str]:
         "metrics": metrics,
         "details": details,
         "settings": settings,
+        "data": data,
+        # the code, libraries and machine the run was trained and evaluated with
+        "provenance": provenance(threads=tcfg.threads or None),
     }
     write_text(folder / MARKER, json.dumps(json_safe(marker), indent=1, allow_nan=False) + "\n")
     log(f"{name}: done ({_brief(metrics)})")
@@ -359,10 +400,7 @@ def copy_tsne(cfg: BenchConfig) -> list[Path]:
             src = run_dir(cfg, method, seed) / "tsne.png"
             if src.is_file():
                 dst = Path(cfg.out) / f"tsne_{method}.png"
-                tmp = dst.with_name(f".{dst.name}.tmp")
-                shutil.copyfile(src, tmp)
-                tmp.replace(dst)
-                copied.append(dst)
+                copied.append(replace_atomically(dst, lambda tmp, src=src: shutil.copyfile(src, tmp)))
                 break
     return copied
 
@@ -385,19 +423,22 @@ def run_bench(cfg: BenchConfig, report_only: bool = False, only_seeds: list[int]
     started = time.perf_counter()
     ran, skipped, files, payload = [], [], [], {}
     out = Path(cfg.out)
-    ablations = list(ablation_runs(cfg))  # a bad ablation file fails here, before any training
+    ablations = ablation_runs(cfg)  # a bad ablation file fails here, before any training
     if not report_only:
         check_comparable(cfg)
         ensure_data(cfg)
+        data = dataset_identity(cfg.data.paths)
         out.mkdir(parents=True, exist_ok=True)
-        write_text(out / "preset.yaml", _yaml(to_dict(cfg)))
+        # the ablation file's override sets themselves: the file may be gone when the preset is read
+        preset = to_dict(cfg) | ({"ablation_runs": ablations} if ablations else {})
+        write_text(out / "preset.yaml", _yaml(preset))
     try:
         if not report_only:
             # The comparison first, every seed; then the ablations, every seed.
-            for methods in (cfg.methods, ablations):
+            for methods in (cfg.methods, list(ablations)):
                 for seed in seeds:
                     for method in methods:
-                        _, status = run_one(cfg, method, seed)
+                        _, status = run_one(cfg, method, seed, data)
                         (ran if status == "ran" else skipped).append((method, seed))
     finally:
         runs = collect_finished(cfg)
