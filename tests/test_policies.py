@@ -15,11 +15,14 @@ from embodied.models.common import DataSpec
 from embodied.policies import (
     HEADS,
     POLICIES,
+    ACTConfig,
     BCMLPConfig,
     BCRNNConfig,
     BCTransformerConfig,
     ChunkHeadConfig,
     DeterministicHeadConfig,
+    DiffusionConfig,
+    DiffusionHeadConfig,
     GMMHeadConfig,
     PolicyConfig,
     build_policy,
@@ -37,10 +40,29 @@ def make_spec(images: bool = False) -> DataSpec:
     return DataSpec(obs_shapes=shapes, action_dim=A, num_instructions=3, obs_horizon=TO, action_horizon=TA)
 
 
+def takes(policy: str, head: str) -> bool:
+    """Whether policy ``policy`` takes the registered head ``head``."""
+    allowed = POLICIES.config_class(policy).heads
+    return allowed is None or head in allowed
+
+
+def default_head(policy: str) -> str:
+    allowed = POLICIES.config_class(policy).heads
+    return "deterministic" if allowed is None else allowed[0]
+
+
+# A denoiser small enough for the contract tests: a two-level U-Net over the window's Ta actions.
+TINY_DIFFUSION = dict(
+    horizon=TA, n_action_steps=2, down_dims=[16, 32], n_groups=4, step_embed_dim=16, num_inference_steps=3
+)
+
+
 def make_config(policy: str, head=None, images: bool = False, **overrides) -> PolicyConfig:
-    """A small config of policy ``policy``; ``head`` a head config or a registered head name."""
+    """A small config of policy ``policy``; ``head`` a head config or a registered head name
+    (None: the policy's first head, deterministic where it takes every head)."""
     if head is None or isinstance(head, str):
-        head = HEADS.config_class(head or "deterministic")()
+        name = head or default_head(policy)
+        head = DiffusionHeadConfig(**TINY_DIFFUSION) if name == "diffusion" else HEADS.config_class(name)()
     cls = POLICIES.config_class(policy)
     kwargs = dict(
         name=policy,
@@ -58,6 +80,8 @@ def make_config(policy: str, head=None, images: bool = False, **overrides) -> Po
         kwargs["history"] = TO
     if "num_heads" in names:
         kwargs["num_heads"] = 2
+    if "feedforward_dim" in names:  # ACT
+        kwargs.update(feedforward_dim=64, num_layers=1, vae_layers=1)
     if "dropout" in names:
         kwargs["dropout"] = 0.0  # the tests compare outputs; they set dropout where they need it
     kwargs.update(overrides)
@@ -106,15 +130,19 @@ STATS = {
 }
 
 CASES = [
-    pytest.param(p, h, False, id=f"{p}-{h}") for p in sorted(POLICIES.configs) for h in sorted(HEADS.configs)
+    pytest.param(p, h, False, id=f"{p}-{h}")
+    for p in sorted(POLICIES.configs)
+    for h in sorted(HEADS.configs)
+    if takes(p, h)
 ]
-CASES += [pytest.param(p, "chunk", True, id=f"{p}-chunk-image") for p in sorted(POLICIES.configs)]
+IMAGE_HEADS = {p: "chunk" if takes(p, "chunk") else default_head(p) for p in sorted(POLICIES.configs)}
+CASES += [pytest.param(p, h, True, id=f"{p}-{h}-image") for p, h in IMAGE_HEADS.items()]
 CASES += [pytest.param("bc_mlp", "gmm", True, id="bc_mlp-gmm-image")]
 
 
 def test_registries_hold_the_expected_names():
-    assert {"bc_mlp", "bc_rnn", "bc_transformer"} <= set(POLICIES.configs)
-    assert {"deterministic", "gmm", "chunk"} <= set(HEADS.configs)
+    assert {"bc_mlp", "bc_rnn", "bc_transformer", "diffusion", "act"} <= set(POLICIES.configs)
+    assert {"deterministic", "gmm", "chunk", "diffusion"} <= set(HEADS.configs)
 
 
 # --------------------------------------------------------------------------- contract
@@ -123,7 +151,8 @@ def test_training_steps_lower_the_loss(policy_name, head, images):
     spec = make_spec(images)
     policy = build(make_config(policy_name, head, images), spec)
     policy.fit_normalization(STATS)
-    batch = make_batch(spec)
+    # A denoising loss averages over random noise levels, one per row: more rows make it steady.
+    batch = make_batch(spec, batch=32 if head == "diffusion" else B)
     policy.eval()
     before = policy.loss(batch)[0].item()
     optim = torch.optim.Adam(policy.parameters(), lr=3e-3)
@@ -159,8 +188,10 @@ def test_save_and_load_give_identical_outputs(policy_name, head, images, tmp_pat
     fresh.reset()
     for t in range(TO):
         obs = step_obs(batch, t)
-        a, b = policy.predict_action(obs, batch[INSTRUCTION]), fresh.predict_action(obs, batch[INSTRUCTION])
-        assert torch.equal(a, b)
+        torch.manual_seed(t)  # a diffusion head samples: the same noise for both
+        a = policy.predict_action(obs, batch[INSTRUCTION])
+        torch.manual_seed(t)
+        assert torch.equal(a, fresh.predict_action(obs, batch[INSTRUCTION]))
 
 
 @pytest.mark.parametrize("policy_name, head, images", CASES)
@@ -170,7 +201,7 @@ def test_features_shape_and_gradient(policy_name, head, images):
     batch = make_batch(spec)
     feats = policy.features(batch)
     assert feats.shape == (B, policy.feature_dim)
-    assert policy.feature_dim == policy.config.hidden_dim  # the default tap: the head's input
+    assert policy.feature_dim == policy.trunk_dim  # the default tap: the head's input
     feats.square().sum().backward()  # alignment trains through the features
     assert policy.encoder.encoders["robot_state"].net[0].weight.grad.abs().sum() > 0
 
@@ -218,7 +249,7 @@ def test_padding_does_not_change_the_loss(policy_name, head, images):
 
 
 # --------------------------------------------------------------------------- rollout state
-@pytest.mark.parametrize("policy_name", sorted(POLICIES.configs))
+@pytest.mark.parametrize("policy_name", [p for p in sorted(POLICIES.configs) if takes(p, "deterministic")])
 def test_single_step_heads_predict_every_step_from_the_history(policy_name):
     spec = make_spec()
     policy = build(make_config(policy_name, "deterministic"), spec).eval()
@@ -237,7 +268,7 @@ def test_single_step_heads_predict_every_step_from_the_history(policy_name):
     assert torch.equal(policy.predict_action(steps[0], batch[INSTRUCTION]), first)
 
 
-@pytest.mark.parametrize("policy_name", sorted(POLICIES.configs))
+@pytest.mark.parametrize("policy_name", [p for p in sorted(POLICIES.configs) if takes(p, "chunk")])
 def test_chunking_returns_the_queued_actions_in_order(policy_name):
     spec = make_spec()
     n = TA - 1
@@ -252,7 +283,7 @@ def test_chunking_returns_the_queued_actions_in_order(policy_name):
             assert torch.equal(actions[start + i], chunk[:, i]), (start, i)
 
 
-@pytest.mark.parametrize("policy_name", sorted(POLICIES.configs))
+@pytest.mark.parametrize("policy_name", [p for p in sorted(POLICIES.configs) if takes(p, "chunk")])
 def test_temporal_ensembling_averages_overlapping_predictions(policy_name):
     spec = make_spec()
     m = 0.5
@@ -287,6 +318,10 @@ TAPS = [
     ("bc_rnn", "encoder.encoders.corner_image.backbone.3", 8),  # per-frame layers see (B*T, ...)
     ("bc_transformer", "encoder.encoders.goal", 16),
     ("bc_transformer", "trunk.encoder.layers.0", 32),
+    ("diffusion", "encoder", 3 * 16 + 16),  # the observation features, before the instruction enters
+    ("diffusion", "head.unet.mid.0.film", 2 * 32),  # the scale and shift of a U-Net block
+    ("act", "encoder.encoders.corner_image", 16),
+    ("act", "trunk.encoder", 32),
 ]
 
 
@@ -407,6 +442,16 @@ def test_normalisation_statistics_change_the_output_and_are_checked():
         lambda: BCMLPConfig(conditioning="xattn"),
         lambda: BCRNNConfig(history=0),
         lambda: BCTransformerConfig(hidden_dim=30, num_heads=4),
+        lambda: DiffusionHeadConfig(horizon=8, n_action_steps=9),
+        lambda: DiffusionHeadConfig(horizon=6, down_dims=[16, 32, 64]),  # 6 is not divisible by 4
+        lambda: DiffusionHeadConfig(down_dims=[12], n_groups=8),
+        lambda: DiffusionHeadConfig(num_train_timesteps=10, num_inference_steps=20),
+        lambda: DiffusionHeadConfig(kernel_size=4),
+        lambda: DiffusionConfig(head=ChunkHeadConfig()),  # its action model is the denoiser
+        lambda: ACTConfig(head=DeterministicHeadConfig()),  # ACT predicts chunks
+        lambda: ACTConfig(hidden_dim=30, num_heads=4),
+        lambda: ACTConfig(kl_weight=-1.0),
+        lambda: ACTConfig(latent_dim=0),
     ],
 )
 def test_invalid_configs_raise_value_error(make):
@@ -421,6 +466,10 @@ def test_invalid_configs_raise_value_error(make):
         (lambda: make_config("bc_rnn", history=TO + 1), "obs_horizon"),
         (lambda: make_config("bc_mlp", ChunkHeadConfig(execute_steps=TA + 1)), "execute_steps"),
         (lambda: dataclasses.replace(make_config("bc_mlp"), name="bc_rnn"), "BCRNNConfig"),
+        (
+            lambda: make_config("diffusion", DiffusionHeadConfig(**{**TINY_DIFFUSION, "horizon": 2 * TA})),
+            "data.action_horizon",
+        ),
     ],
 )
 def test_config_and_data_mismatch_is_a_user_error(config, match):

@@ -3,13 +3,19 @@
     from embodied.policies import PolicyConfig, build_policy
     policy = build_policy(BCRNNConfig(head=GMMHeadConfig()), spec)
 
+Policies: bc_mlp, bc_rnn, bc_transformer (trunks that take any head: deterministic, gmm, chunk,
+diffusion), diffusion (Diffusion Policy: the To-step window and the diffusion head) and act
+(ACT: a CVAE transformer encoder-decoder with the chunk head's execution).
+
 Importing this package registers every policy and head.
 """
 
+from embodied.policies.act import ACT, ACTConfig
 from embodied.policies.base import POLICIES, Policy, PolicyConfig, build_policy
 from embodied.policies.bc_mlp import BCMLP, BCMLPConfig
 from embodied.policies.bc_rnn import BCRNN, BCRNNConfig
 from embodied.policies.bc_transformer import BCTransformer, BCTransformerConfig
+from embodied.policies.diffusion import DiffusionConfig, DiffusionHeadConfig, DiffusionPolicy
 from embodied.policies.heads import (
     HEADS,
     ChunkHeadConfig,
@@ -19,6 +25,7 @@ from embodied.policies.heads import (
 )
 
 __all__ = [
+    "ACT",
     "BCMLP",
     "BCRNN",
     "HEADS",
@@ -27,8 +34,12 @@ __all__ = [
     "BCRNNConfig",
     "BCTransformer",
     "BCTransformerConfig",
+    "ACTConfig",
     "ChunkHeadConfig",
     "DeterministicHeadConfig",
+    "DiffusionConfig",
+    "DiffusionHeadConfig",
+    "DiffusionPolicy",
     "GMMHeadConfig",
     "HeadConfig",
     "Policy",

@@ -43,9 +43,12 @@ CONDITIONINGS = ("none", "concat", "film")
 @dataclass
 class PolicyConfig:
     registry: ClassVar[Registry] = POLICIES
+    # The registered heads (``head.name``) this policy takes; None: every one. A policy whose
+    # action model is tied to its trunk (ACT's decoder, Diffusion Policy's denoiser) names its own.
+    heads: ClassVar[tuple[str, ...] | None] = None
 
     name: str
-    """Registered policy: bc_mlp, bc_rnn or bc_transformer."""
+    """Registered policy: bc_mlp, bc_rnn, bc_transformer, diffusion or act."""
     obs_keys: list[str] | None = None
     """Observation keys read by the policy; ``<camera>_image`` keys go through the image encoder.
     None: every low-dim stream the data holds, in sorted order (whatever the suite calls them);
@@ -87,6 +90,10 @@ class PolicyConfig:
             raise ValueError(f"obs_keys has duplicates: {self.obs_keys}")
         if not isinstance(self.head, HeadConfig):
             raise ValueError(f"head must be a head config, got {self.head!r}")
+        if self.heads is not None and self.head.name not in self.heads:
+            raise ValueError(
+                f"policy {self.name} takes head {' or '.join(self.heads)}, got {self.head.name!r}"
+            )
         if self.conditioning not in CONDITIONINGS:
             raise ValueError(
                 f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {self.conditioning!r}"
@@ -147,7 +154,9 @@ class Policy(nn.Module):
             config.conditioning, self.encoder.out_dim, spec.num_instructions, config.instruction_dim
         )
         self.trunk = self.build_trunk(self.conditioning.out_dim)
-        self.head = build_head(config.head, config.hidden_dim, spec)
+        # A trunk may say its output size (Diffusion Policy's window of To steps); else hidden_dim.
+        self.trunk_dim = getattr(self.trunk, "out_dim", config.hidden_dim)
+        self.head = self.build_action_head(self.trunk_dim)
 
         # Rollout state (not parameters): the observation window and the actions still to run.
         self.history = ObsHistory(self.obs_steps)
@@ -162,25 +171,33 @@ class Policy(nn.Module):
 
         self.tap_name = config.feature_tap or "trunk"
         self._tap_channels_last = True
-        self._feature_dim = config.hidden_dim
+        self._feature_dim = self.trunk_dim
         if config.feature_tap:
             self._tap_channels_last, self._feature_dim = self._probe_tap()
 
     # ----------------------------------------------------------------- for subclasses
     def build_trunk(self, in_dim: int) -> nn.Module:
-        """A module (B, obs_steps, in_dim) -> (B, config.hidden_dim)."""
+        """A module (B, obs_steps, in_dim) -> (B, config.hidden_dim), or (B, out_dim) where the
+        module has an ``out_dim`` attribute."""
         raise NotImplementedError
 
+    def build_action_head(self, in_dim: int) -> nn.Module:
+        """The head reading the trunk's output: the registered head ``config.head`` names."""
+        return build_head(self.config.head, in_dim, self.spec)
+
     # ----------------------------------------------------------------- forward
-    def embed(self, obs: dict[str, torch.Tensor], instruction: torch.Tensor | None) -> torch.Tensor:
-        """obs[key] (B, T>=obs_steps, ...) and instruction (B,) -> the head's input (B, hidden_dim)."""
+    def encode(self, obs: dict[str, torch.Tensor], instruction: torch.Tensor | None) -> torch.Tensor:
+        """obs[key] (B, T>=obs_steps, ...) and instruction (B,) -> the trunk's input (B, obs_steps, D_in)."""
         window = {}
         for key in self.config.obs_keys:
             x = obs[key][:, -self.obs_steps :]  # (B, T, ...) -> (B, obs_steps, ...): the most recent steps
             window[key] = self.normalizer.normalize(key, x) if key in self.normalizer.keys else x
         h = self.encoder(window)  # (B, obs_steps, D_obs)
-        h = self.conditioning(h, instruction)  # (B, obs_steps, D_in)
-        return self.trunk(h)  # (B, hidden_dim)
+        return self.conditioning(h, instruction)  # (B, obs_steps, D_in)
+
+    def embed(self, obs: dict[str, torch.Tensor], instruction: torch.Tensor | None) -> torch.Tensor:
+        """obs[key] (B, T>=obs_steps, ...) and instruction (B,) -> the head's input (B, trunk_dim)."""
+        return self.trunk(self.encode(obs, instruction))  # (B, trunk_dim)
 
     def forward(self, obs: dict[str, torch.Tensor], instruction: torch.Tensor | None = None):
         """The head's raw output; the whole network runs, so any layer can be tapped."""

@@ -34,7 +34,7 @@ class HeadConfig:
     registry: ClassVar[Registry] = HEADS
 
     name: str
-    """Registered head: deterministic, gmm or chunk."""
+    """Registered head: deterministic, gmm, chunk or diffusion."""
 
     def execute_steps_for(self, action_horizon: int) -> int:
         """Actions executed from each prediction before the policy predicts again."""
@@ -57,7 +57,7 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 @dataclass
 class DeterministicHeadConfig(HeadConfig):
     name: str = "deterministic"
-    """Registered head: deterministic, gmm or chunk."""
+    """Registered head: deterministic, gmm, chunk or diffusion."""
     loss: Literal["mse", "l1"] = "mse"
     """Regression loss; robomimic's BC uses the L2 (mse) loss."""
 
@@ -71,7 +71,7 @@ class ChunkHeadConfig(DeterministicHeadConfig):
     """Action chunking as in ACT (Zhao et al. 2023, arXiv:2304.13705): predict Ta actions."""
 
     name: str = "chunk"
-    """Registered head: deterministic, gmm or chunk."""
+    """Registered head: deterministic, gmm, chunk or diffusion."""
     loss: Literal["mse", "l1"] = "l1"
     """Regression loss over the chunk; ACT uses L1."""
     execute_steps: int | None = None
@@ -148,7 +148,7 @@ class GMMHeadConfig(HeadConfig):
     """robomimic's GMM action head (``GMMActorNetwork``), its defaults included."""
 
     name: str = "gmm"
-    """Registered head: deterministic, gmm or chunk."""
+    """Registered head: deterministic, gmm, chunk or diffusion."""
     modes: int = 5
     """Mixture components."""
     min_std: float = 1e-4
