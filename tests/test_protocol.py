@@ -232,7 +232,8 @@ def test_bench_preset_passes_the_protocol_to_its_rollouts(monkeypatch, tmp_path)
         raise Seen(settings)
 
     monkeypatch.setattr(embodied.eval.checkpoint, "evaluate_checkpoint", evaluate_checkpoint)
-    monkeypatch.setattr(embodied.train.checkpoint, "load_model", lambda *args, **kwargs: None)
+    stub = embodied.train.checkpoint.LoadedRun("policy", {}, None, None)  # what a policy run holds
+    monkeypatch.setattr(embodied.train.checkpoint, "load_model", lambda *args, **kwargs: stub)
     cfg = load_preset("quick", ["eval.protocol=metaworld", f"eval.protocol_seed={SEED}"])
     with pytest.raises(Seen) as seen:
         evaluate_run(cfg, "policy", tmp_path)
