@@ -69,6 +69,7 @@ MARKER = "bench.json"
 FREE_SETTINGS = (
     "eval.workers",
     "eval.envs_per_worker",
+    "eval.policy_in_workers",
     "train.out",
     "train.device",
     "train.data.paths",
@@ -314,25 +315,42 @@ def per_task(report, spec) -> dict[str, float | None]:
     }
 
 
+def finished_marker(
+    cfg: BenchConfig, method: str, seed: int, data: dict, settings: dict | None = None
+) -> dict | None:
+    """The marker of (method, seed) when it finished with the same settings (``settings_of``,
+    made here when not given) on the same ``data``; None when it has not finished; a
+    :class:`UserError` when it finished with others."""
+    from embodied.train.checkpoint import config_differences
+
+    folder = run_dir(cfg, method, seed)
+    marker = read_marker(folder / MARKER)
+    if marker is None:
+        return None
+    if settings is None:
+        settings = settings_of(cfg, train_config(cfg, method, seed))
+    diffs = config_differences(_current(marker["settings"], folder / MARKER), settings, FREE_SETTINGS)
+    stale = stale_data(marker, data)
+    if not diffs and stale is None:
+        return marker
+    why = f"other settings ({diffs[0]}, the finished run's first)" if diffs else f"other data: {stale}"
+    raise UserError(f"{folder} holds a finished run made with {why}; delete it or choose another out")
+
+
 def run_one(cfg: BenchConfig, method: str, seed: int, data: dict) -> tuple[dict, str]:
     """Train (or resume) and evaluate one (method, seed), or skip it when finished with the same
     settings on the same ``data`` (:func:`~embodied.data.identity.dataset_identity` of the
     preset's files); (marker, status)."""
     from embodied.provenance import provenance
-    from embodied.train.checkpoint import checkpoint_path, config_differences
+    from embodied.train.checkpoint import checkpoint_path
     from embodied.train.loop import train
 
     folder = run_dir(cfg, method, seed)
     tcfg = train_config(cfg, method, seed)
     settings = settings_of(cfg, tcfg)
-    marker = read_marker(folder / MARKER)
+    marker = finished_marker(cfg, method, seed, data, settings)
     if marker is not None:
-        diffs = config_differences(_current(marker["settings"], folder / MARKER), settings, FREE_SETTINGS)
-        stale = stale_data(marker, data)
-        if not diffs and stale is None:
-            return marker, "skipped"
-        why = f"other settings ({diffs[0]}, the finished run's first)" if diffs else f"other data: {stale}"
-        raise UserError(f"{folder} holds a finished run made with {why}; delete it or choose another out")
+        return marker, "skipped"
     name = f"seed {seed}, {label(method)}"
     resume = checkpoint_path(folder).is_file()
     log(f"{name}: {'resuming' if resume else 'training'} ({tcfg.steps} steps) in {folder}")
@@ -405,26 +423,41 @@ def copy_tsne(cfg: BenchConfig) -> list[Path]:
     return copied
 
 
-def run_bench(cfg: BenchConfig, report_only: bool = False, only_seeds: list[int] | None = None) -> dict:
+def run_bench(
+    cfg: BenchConfig,
+    report_only: bool = False,
+    only_seeds: list[int] | None = None,
+    only_methods: list[str] | None = None,
+    wait: bool = True,
+) -> dict:
     """Train, evaluate and aggregate every (method, seed) of ``cfg``; write the results.
 
-    ``only_seeds``: train and evaluate these training seeds only (a shard: several processes or
-    machines may each take some seeds of one bench folder; the results cover every finished
-    run, so the last shard to finish writes them whole). Returns ``{"ran": [(method, seed)],
-    "skipped": [...], "files": [paths], "results": payload}``. Ctrl-C writes the results of
-    the runs finished so far, then stops.
+    Where the runs go is ``cfg.launcher`` (:mod:`embodied.bench.launchers`): one after another
+    here (the default), several at once here, or SLURM jobs; the report is the same.
+    ``only_seeds`` / ``only_methods``: train and evaluate these training seeds / methods only
+    (a shard: several processes or machines may each take some of one bench folder; the results
+    cover every finished run, so the last shard to finish writes them whole). ``wait=False``
+    (SLURM): submit and return; the same call again collects what finished. Returns ``{"ran":
+    [(method, seed)], "skipped": [...], "failed": [Failure], "submitted": [((method, seed), job
+    id)], "queued": [runs still on the cluster], "files": [paths], "results": payload}``. One
+    after another a failing run stops the bench; several at once or on SLURM the others go on
+    and the failures are returned. Ctrl-C writes the results of the runs finished so far, then
+    stops.
     """
     seeds = list(range(cfg.seeds)) if only_seeds is None else sorted(set(only_seeds))
     outside = [s for s in seeds if not 0 <= s < cfg.seeds]
     if outside:
         raise UserError(f"seed {outside[0]} is not one of the preset's training seeds 0..{cfg.seeds - 1}")
+    from embodied.bench import launchers
     from embodied.bench.report import write_results
 
     started = time.perf_counter()
-    ran, skipped, files, payload = [], [], [], {}
+    outcome = launchers.Outcome()
+    files, payload = [], {}
     out = Path(cfg.out)
     ablations = ablation_runs(cfg)  # a bad ablation file fails here, before any training
     if not report_only:
+        runs = launchers.plan(cfg, seeds, only_methods)  # an unknown method fails here
         check_comparable(cfg)
         ensure_data(cfg)
         data = dataset_identity(cfg.data.paths)
@@ -433,24 +466,38 @@ def run_bench(cfg: BenchConfig, report_only: bool = False, only_seeds: list[int]
         preset = to_dict(cfg) | ({"ablation_runs": ablations} if ablations else {})
         write_text(out / "preset.yaml", _yaml(preset))
     try:
-        if not report_only:
-            # The comparison first, every seed; then the ablations, every seed.
-            for methods in (cfg.methods, list(ablations)):
-                for seed in seeds:
-                    for method in methods:
-                        _, status = run_one(cfg, method, seed, data)
-                        (ran if status == "ran" else skipped).append((method, seed))
+        if not report_only and cfg.launcher.name == "slurm":
+            from embodied.bench.slurm import run_slurm
+
+            outcome = run_slurm(cfg, runs, data, wait=wait)
+        elif not report_only and cfg.launcher.jobs > 1:
+            outcome = launchers.run_local(cfg, runs, data, cfg.launcher.jobs)
+        elif not report_only:
+            # The comparison first, every seed; then the ablations, every seed (plan's order).
+            todo = launchers.sort_out(cfg, runs, data, outcome)
+            for run in runs:
+                if run in todo:
+                    _, status = run_one(cfg, run.method, run.seed, data)
+                    (outcome.ran if status == "ran" else outcome.skipped).append(run.key)
     finally:
-        runs = collect_finished(cfg)
-        if runs:
+        finished = collect_finished(cfg)
+        if finished:
             tsne = copy_tsne(cfg)
-            payload, files = write_results(cfg, runs, time.perf_counter() - started, tsne)
+            payload, files = write_results(cfg, finished, time.perf_counter() - started, tsne)
             log(f"wrote {', '.join(str(f) for f in files)}")
         elif report_only:
             raise UserError(f"{cfg.out}: no finished run to report")
-    if skipped:
-        log(f"skipped {len(skipped)} finished run(s); ran {len(ran)}")
-    return {"ran": ran, "skipped": skipped, "files": files, "results": payload}
+    if outcome.skipped:
+        log(f"skipped {len(outcome.skipped)} finished run(s); ran {len(outcome.ran)}")
+    return {
+        "ran": outcome.ran,
+        "skipped": outcome.skipped,
+        "failed": outcome.failed,
+        "submitted": outcome.submitted,
+        "queued": outcome.queued,
+        "files": files,
+        "results": payload,
+    }
 
 
 def _yaml(data: dict) -> str:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 
-import torch
-
 from embodied.train import checkpoint as ckpt
 from embodied.train.models import model_entry
 from embodied.train.rollouts import rollout_metrics
@@ -114,12 +112,9 @@ class Rollouts:
 
     def __call__(self, final: bool) -> None:
         run = self.run
-        policy = run.models["policy"]
-        with _averaged(run), torch.random.fork_rng(devices=[]):
-            policy.eval()
-            try:
-                metrics = rollout_metrics(self.evaluator, policy, run.spec, run.cfg.rollout_episodes)
-            finally:
-                run.module.train()
+        with _averaged(run):  # rollout_metrics puts the policy in eval mode and forks the random state
+            metrics = rollout_metrics(
+                self.evaluator, run.models["policy"], run.spec, run.cfg.rollout_episodes
+            )
         run.state.last["rollout"] = metrics
         self.log.event("rollout", run.state.step, metrics)
