@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import yaml
 
-from embodied.data.collect import EVAL_SEED_START
 from embodied.errors import UserError
+from embodied.seeds import EVAL_SEED_START
 
 S = EVAL_SEED_START
 T975_2 = 4.302652729911275  # Student's t, 97.5 % quantile, 2 degrees of freedom (3 seeds)

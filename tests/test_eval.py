@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from embodied.data.collect import EVAL_SEED_START
+from embodied.seeds import EVAL_SEED_START
 from embodied.sim import make_env
 from embodied.stats import (
     _t_quantile_approx,

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from embodied.config import from_dict, to_dict
-from embodied.data.collect import EVAL_SEED_START
 from embodied.errors import UserError
 from embodied.eval.settings import EvalSettings
+from embodied.seeds import EVAL_SEED_START
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD_MARKER = ROOT / "docs/results/bench_visual/finished/policy/seed0/bench.json"

@@ -68,11 +68,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from embodied.data.collect import EVAL_SEED_START
 from embodied.eval.pool import EnvPool
 from embodied.eval.rollout import evaluate_policy
 from embodied.eval.settings import DEFAULT_ENVS_PER_WORKER, Videos
 from embodied.models.common import DataSpec
+from embodied.seeds import EVAL_SEED_START
 from embodied.sim import load_suite, make_env
 
 TARGET = 0.8

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from embodied.data.collect import EVAL_SEED_START
 from embodied.eval.protocol import describe, schedule
+from embodied.seeds import EVAL_SEED_START
 from embodied.sim import load_suite, make_env
 from embodied.stats import wilson_interval
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from embodied.config import load_config, load_yaml
-from embodied.data.collect import EVAL_SEED_START
 from embodied.errors import UserError
 from embodied.eval.settings import EvalSettings
 from embodied.paths import resolve_resource
+from embodied.seeds import EVAL_SEED_START
 
 METHODS = ("policy", "recognizer", "joint", "probe", "probe_random")
 """The runs of one seed, in the order they train: the policy alone, the recognizer alone, both
@@ -94,6 +94,58 @@ class BenchEval(EvalSettings):
 
 
 @dataclass
+class BenchLauncher:
+    """Where the runs of a bench go (``embodied.bench.launchers``): this machine, one run or
+    several at once, or a SLURM cluster through submitit. The results do not depend on it. The
+    ``slurm`` fields are submitit's parameters of the same names (AutoExecutor's)."""
+
+    name: Literal["local", "slurm"] = "local"
+    """local: on this machine; slurm: each unfinished run one job of a SLURM job array (submitit)."""
+    jobs: int = 1
+    """local: runs at once, each in its own process with cores // jobs training threads
+    (1: one after another in this process)."""
+    slurm_partition: str | None = None
+    """The partition the jobs go to; None: the cluster's default."""
+    timeout_min: int = 240
+    """Time limit of each job in minutes; a job that reaches it is requeued and resumes from its
+    last checkpoint (submitit's checkpointing; at most 3 times)."""
+    cpus_per_task: int = 4
+    """CPU cores of each job; training takes this many threads (unless its config sets ``threads``)."""
+    gpus_per_task: int = 0
+    """GPUs of each job (0: none; with one, device=auto trains on it)."""
+    mem_gb: float | None = None
+    """Memory of each job in GB; None: the partition's default."""
+    slurm_array_parallelism: int = 256
+    """At most this many jobs of one array run at once."""
+    slurm_additional_parameters: dict[str, str] = field(default_factory=dict)
+    """Further sbatch options, name -> value (e.g. {account: abc, qos: high, constraint: a100})."""
+    slurm_setup: list[str] = field(default_factory=list)
+    """Shell lines run before each job (e.g. module load cuda, source venv/bin/activate)."""
+    poll_s: float = 30.0
+    """How often a waiting embodied-bench asks SLURM about its jobs, in seconds."""
+
+    def __post_init__(self) -> None:
+        if self.jobs < 1:
+            raise ValueError(f"jobs must be at least 1, got {self.jobs}")
+        if self.name == "slurm" and self.jobs != 1:
+            raise ValueError(
+                "jobs is the local launcher's; on SLURM slurm_array_parallelism caps the runs at once"
+            )
+        for key in ("timeout_min", "cpus_per_task", "slurm_array_parallelism"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if self.gpus_per_task < 0:
+            raise ValueError(f"gpus_per_task must be >= 0, got {self.gpus_per_task}")
+        if self.mem_gb is not None and self.mem_gb <= 0:
+            raise ValueError(f"mem_gb must be positive, got {self.mem_gb}")
+        if self.poll_s <= 0:
+            raise ValueError(f"poll_s must be positive, got {self.poll_s}")
+        self.slurm_additional_parameters = {
+            str(k): str(v) for k, v in self.slurm_additional_parameters.items()
+        }
+
+
+@dataclass
 class BenchConfig:
     name: str = "bench"
     """Name of the preset, for the report."""
@@ -122,6 +174,8 @@ class BenchConfig:
     ablations: str | None = None
     """Override sets of the joint run to train and evaluate too, for every seed, after the
     comparison: a YAML file or a name in configs/ (``ablations``: the paper's); None: none."""
+    launcher: BenchLauncher = field(default_factory=BenchLauncher)
+    """Where the runs go: this machine (one or several at once) or a SLURM cluster."""
 
     def __post_init__(self) -> None:
         if self.seeds < 1:

@@ -200,11 +200,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from embodied.data.collect import EVAL_SEED_START
     from embodied.eval.checkpoint import checkpoint_target, evaluate_checkpoint
     from embodied.eval.recognition import REPORT_FILES
     from embodied.eval.report import results_payload, success_table, write_results
     from embodied.eval.settings import Videos, make_settings
+    from embodied.seeds import EVAL_SEED_START
     from embodied.sim import load_suite
     from embodied.train.checkpoint import checkpoint_path, load_model
 

@@ -30,10 +30,8 @@ from tqdm import tqdm
 from embodied.data.schema import FORMAT_VERSION, format_version
 from embodied.errors import UserError
 from embodied.fileio import NO_ROOM
+from embodied.seeds import EVAL_SEED_START
 from embodied.sim import get_suite, image_key, load_suite, make_env
-
-EVAL_SEED_START = 1_000_000
-"""Evaluation seeds start here; collection refuses to use them."""
 
 
 @dataclass
@@ -322,4 +320,4 @@ def _drain(q, bar) -> None:
             return
 
 
-__all__ = ["EVAL_SEED_START", "CollectConfig", "collect", "collect_episode", "collect_task", "image_key"]
+__all__ = ["CollectConfig", "collect", "collect_episode", "collect_task", "image_key"]

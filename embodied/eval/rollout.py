@@ -12,7 +12,7 @@ placement), the pool of environments and the two runners below (:mod:`embodied.e
 and the results gathered as the episodes end (:mod:`embodied.eval.results`).
 
 Seeds: episode i of every task runs with seed ``seed_start + i``; the default start,
-:data:`~embodied.data.collect.EVAL_SEED_START`, is above every demonstration seed, and the
+:data:`~embodied.seeds.EVAL_SEED_START`, is above every demonstration seed, and the
 same seeds for every method and training seed make their results paired; a suite's own
 ``protocol`` (``metaworld``) fixes the episodes instead (:mod:`embodied.eval.protocol`).
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from embodied.data.collect import EVAL_SEED_START
 from embodied.errors import UserError
 from embodied.eval.protocol import EMBODIED
+from embodied.seeds import EVAL_SEED_START
 
 DEFAULT_ENVS_PER_WORKER = 16
 """Environments per worker process when not given (in process: 1): enough to amortise the
