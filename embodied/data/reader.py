@@ -27,10 +27,7 @@ attempts (``success`` 0) included, are served action-free, their windows with ``
 all False, so they reach the recognizer's clips and the alignment's pairs and never the
 behaviour cloning loss (which averages over the mask).
 
-Timeline of one window (To = 2, Ta = 4)::
-
-    obs:      |t-1| t |
-    actions:      | t |t+1|t+2|t+3|
+The window and clip arithmetic (with its timeline) is :mod:`embodied.data.windows`.
 
 Speed: low-dim streams and actions are held in memory as one array per key and gathered
 for a whole batch with one fancy index (``__getitems__``); image streams are held in memory
@@ -65,6 +62,13 @@ from embodied.data.schema import (
     running_stats,
 )
 from embodied.data.spec import DataSpec
+from embodied.data.windows import (
+    action_steps,
+    clip_start_around,
+    clip_steps,
+    last_clip_start,
+    observation_steps,
+)
 from embodied.errors import UserError
 
 Mode = Literal["window", "clip", "paired"]
@@ -312,8 +316,8 @@ class DemoDataset(torch.utils.data.Dataset):
 
     def _windows(self, ep: np.ndarray, t: np.ndarray) -> dict:
         start, length = self.ep_start[ep][:, None], self.ep_len[ep][:, None]  # (B, 1)
-        obs_t = np.clip(t[:, None] - self.To + 1 + np.arange(self.To), 0, None)  # (B, To), repeat first
-        act_t = t[:, None] + np.arange(self.Ta)  # (B, Ta)
+        obs_t = observation_steps(t, self.To)  # (B, To)
+        act_t = action_steps(t, self.Ta)  # (B, Ta)
         mask = (act_t < length) & self.ep_acts[ep][:, None]  # past the end, or an action-free episode
         act_rows = start + np.minimum(act_t, length - 1)  # past the end: repeat the last action
         obs_rows = start + obs_t
@@ -328,17 +332,16 @@ class DemoDataset(torch.utils.data.Dataset):
 
     def clip_starts(self, ep: np.ndarray, t: np.ndarray) -> np.ndarray:
         """First frame of each clip: random in training, around ``t`` at evaluation."""
-        span = (self.clip_len - 1) * self.clip_stride + 1
-        last = np.maximum(self.ep_len[ep] - span, 0)  # latest start that fits (0 if none does)
+        length = self.ep_len[ep]
         if self.training:
+            last = last_clip_start(length, self.clip_len, self.clip_stride)
             return (torch.rand(len(ep)).numpy() * (last + 1)).astype(np.int64)
-        return np.clip(t - span // 2, 0, last)
+        return clip_start_around(t, length, self.clip_len, self.clip_stride)
 
     def clip(self, ep: np.ndarray, start: np.ndarray) -> torch.Tensor:
         """(B, T, 3, H, W) uint8 clips of episodes ``ep`` from frames ``start``; short episodes
         are padded by repeating their last frame."""
-        frame_t = start[:, None] + self.clip_stride * np.arange(self.clip_len)  # (B, T)
-        frame_t = np.minimum(frame_t, self.ep_len[ep][:, None] - 1)
+        frame_t = clip_steps(start, self.ep_len[ep], self.clip_len, self.clip_stride)  # (B, T)
         return torch.from_numpy(self._frames(self.video_key, ep, frame_t))  # (B, T, 3, H, W)
 
     def episode_video(self, episode: int) -> np.ndarray:

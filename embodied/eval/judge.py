@@ -38,10 +38,11 @@ import torch
 from einops import rearrange
 
 from embodied import keys
+from embodied.data.spec import DataSpec
+from embodied.data.windows import clip_start_around, clip_steps, observation_steps
 from embodied.eval.envs import Recording
 from embodied.eval.results import EpisodeRecord
 from embodied.mirror import pair_alignment
-from embodied.models.common import DataSpec
 from embodied.recognizers import classify_video
 from embodied.stats import wilson_interval
 
@@ -127,8 +128,7 @@ class RolloutJudge:
         length = record.length  # L steps: frames/obs 0..L-1 precede an action
         k = min(self.windows, length)
         anchors = np.unique(np.linspace(0, length - 1, k).round().astype(np.int64))  # (K,)
-        to = self.spec.obs_horizon
-        rows = np.clip(anchors[:, None] - to + 1 + np.arange(to), 0, None)  # (K, To): repeat the first
+        rows = observation_steps(anchors, self.spec.obs_horizon)  # (K, To)
         device = _device(self.policy)
         window = {}
         for key in self.policy.config.obs_keys:
@@ -139,9 +139,9 @@ class RolloutJudge:
         instruction = torch.full((len(anchors),), self.instruction_ids.get(record.task, 0), device=device)
         f_e = self.policy.features({keys.OBS: window, keys.INSTRUCTION: instruction})  # (K, D_e)
 
-        span = (self.spec.clip_len - 1) * self.clip_stride + 1
-        starts = np.clip(anchors - span // 2, 0, max(length - span, 0))  # (K,)
-        frame_t = np.minimum(starts[:, None] + self.clip_stride * np.arange(self.spec.clip_len), length - 1)
+        t, stride = self.spec.clip_len, self.clip_stride
+        starts = clip_start_around(anchors, np.full_like(anchors, length), t, stride)  # (K,)
+        frame_t = clip_steps(starts, length, t, stride)  # (K, T)
         clips = rearrange(frames[frame_t], "k t h w c -> k t c h w")  # (K, T, H, W, 3) -> (K, T, 3, H, W)
         clips = torch.from_numpy(clips.copy())
         was_training = self.recognizer.training
