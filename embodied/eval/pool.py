@@ -11,9 +11,9 @@ Several environments rendering in one process keep their frames apart
 (``tests/test_sim.py::test_two_envs_render_independently``).
 
 Why not gymnasium's ``AsyncVectorEnv``: it runs one process per environment and steps every
-environment on every call. On the 2-core machine this project is tested on, one process per
-environment means either two environments (and a policy call for every two environment
-steps: the policy then added 40-60 % to a lock-step) or many more processes than cores; and
+environment on every call. On a machine with few cores, one process per environment means
+either few environments (and a policy call for every few environment steps, whose fixed cost
+then weighs on every step: docs/speed.md) or many more processes than cores; and
 the lock-step waves of :mod:`embodied.eval.rollout` need to step only the environments whose
 episode still runs. The pool keeps gymnasium's environment API (each :class:`~embodied.eval.envs.EvalEnv` is a
 ``gym.Env``) and its vector conventions (stacked observations, per-environment arrays).

@@ -32,14 +32,12 @@ holding ``envs_per_worker`` environments and stepping them one after the other.
   stacked observations (N, ...), and sends the actions to the workers, in lock-step: the
   workers wait while the policy runs, and this process waits while they step.
 
-Measured on the 2-core test machine with the quick benchmark's trained bc_mlp, 2 workers x 16
-environments (``tools/bench_eval.py``, which prints every figure here): the lock-step made
-about 0.75 of the steps per second of stepping the same episodes bare with zero actions, and
-the policy in the workers about 1.0-1.1 (medians of 5 repeats). The lock-step loses the
-policy's time, ~1 ms a call for 32 rows that every step waits for, and the barrier of the
-slowest worker on every step. Several environments per worker pay the fixed part of a policy
-call (torch's per-module dispatch, ~10 us a layer) once per ``envs_per_worker`` environment
-steps.
+Why the policy runs in the workers on a CPU: the lock-step loses the policy's time, a call
+that every step waits for, and the barrier of the slowest worker on every step; in the
+workers, nothing waits. Several environments per worker pay the fixed part of a policy call
+(torch's per-module dispatch) once per ``envs_per_worker`` environment steps.
+``tools/bench_eval.py`` measures both against stepping the same episodes bare (figures in
+docs/speed.md).
 
 A policy keeps rollout state for the whole batch (observation history, action queue,
 temporal ensemble) and ``reset()`` clears all of it, so one environment cannot start its next

@@ -19,12 +19,12 @@ from embodied.eval.results import HORIZON, EpisodeRecord
 POLICY_ROWS = 16
 """Every policy call of an evaluation has a multiple of this many rows: the observations of a
 wave are padded with copies of the last row, and the padding's actions are dropped. A matrix
-product's result for one row depends on how many rows it is computed with (measured on the
-2-core test CPU: 1, 2 and 16 rows gave a bc_mlp row 4-6e-8 apart; 16, 32, 48 and 64 rows, at
-any position, the same bits), and an episode amplifies such a difference, so without the
-padding an episode's return depended on how many environments shared its batch (``--workers``,
-``envs_per_worker``). 16 is the default environments per worker, so the CPU's usual batches
-are not enlarged; one environment in process pays 16 rows a call (a bc_mlp call ~0.2 -> ~0.27 ms)."""
+product's result for one row depends on how many rows it is computed with (1, 2 and 16 rows
+gave a bc_mlp row 4-6e-8 apart; 16, 32, 48 and 64 rows, at any position, the same bits), and
+an episode amplifies such a difference, so without the padding an episode's return depended on
+how many environments shared its batch (``--workers``, ``envs_per_worker``). 16 is the default
+environments per worker, so the CPU's usual batches are not enlarged; one environment in
+process pays 16 rows a call (a little more time a call)."""
 
 
 def _to_tensors(obs: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:

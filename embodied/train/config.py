@@ -180,17 +180,18 @@ class TrainConfig:
     --peak measures it). Rollouts and embodied-eval always run in fp32."""
     channels_last: bool = False
     """Hold the convolution weights, and so the activations, in channels-last memory (NHWC; NDHWC
-    for video): the same outputs up to rounding. No faster for the visual models on a 2-core AVX2
-    CPU (GroupNorm is slower channels-last there); measure with tools/bench_train.py --peak."""
+    for video): the same outputs up to rounding. Whether it pays depends on the CPU (GroupNorm's
+    channels-last kernel can be slower): measure with tools/bench_train.py --peak (docs/speed.md)."""
     compile: bool = False
     """torch.compile the convolutional backbones (each image encoder's, the recognizer's) for the
     training steps, unless a feature tap lies inside one; weights and checkpoints stay the same.
-    The first step compiles (20-100 s on a 2-core CPU, where the steps were no faster after).
-    CPU only: refused on CUDA, where the compiled backward of the recognizer failed (torch 2.11)."""
+    The first step compiles (tens of seconds on a CPU; whether the steps are faster after:
+    docs/speed.md). CPU only: refused on CUDA, where the compiled backward of the recognizer
+    failed (torch 2.11)."""
     threads: int = 0
     """CPU threads per operation while training (torch.set_num_threads); 0: torch's default, one per
-    core. Runs sharing the cores should take cores / runs each: two threads on cores that other
-    runs keep busy made the visual steps 10-100 times slower than one (tools/bench_train.py)."""
+    core. Runs sharing the cores should take cores / runs each: threads competing for busy cores
+    slow a small step down many times over (measured in docs/speed.md)."""
     wandb: WandbConfig = field(default_factory=WandbConfig)
     """Optional Weights & Biases logging (off by default)."""
 

@@ -39,8 +39,8 @@ class FlatAdamW(torch.optim.AdamW):
 
     Why: on a CPU torch's ``foreach`` kernels still launch one kernel per tensor, so AdamW's ~8
     operations, the gradient-norm clip and ``zero_grad`` cost ~10 small kernels per parameter
-    tensor, and the visual models have many small tensors (151 in the joint visual step: ~9 ms
-    of an ~80 ms step here). Here each group's parameters become views of one buffer (each with
+    tensor, and the visual models have many small tensors (151 in the joint visual step; what
+    that cost is in docs/speed.md). Here each group's parameters become views of one buffer (each with
     its own strides, so channels-last kernels stay so) and their gradients views of another,
     which autograd accumulates into in place; the group holds one flat parameter, so AdamW,
     the clip and ``zero_grad`` (which zeroes the buffer) run a few kernels per group.
