@@ -13,8 +13,9 @@ import pickle
 import pytest
 import torch
 from test_policies import STATS, TA, TINY_DIFFUSION, make_batch, make_config, make_spec, step_obs, window
-from test_train import assert_same_training, make, write_task
+from test_train import REPO, assert_same_training, make, write_task
 
+from embodied.config import load_config
 from embodied.errors import UserError
 from embodied.keys import ACTION_MASK, ACTIONS, INSTRUCTION, OBS
 from embodied.models.common import DataSpec
@@ -27,7 +28,7 @@ from embodied.policies import (
     build_policy,
 )
 from embodied.policies.diffusion import edge_padded
-from embodied.train import load_model, train
+from embodied.train import TrainConfig, load_model, train
 from embodied.train.checkpoint import read_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -279,3 +280,24 @@ def test_a_resumed_run_is_bit_identical_and_its_ema_weights_are_evaluated(name, 
     assert not policy.training
     for k, v in policy.state_dict().items():
         assert torch.equal(v, ema[k]), k
+
+
+# --------------------------------------------------------------------------- shipped configs
+@pytest.mark.parametrize(
+    "name",
+    [
+        "policy_quick_diffusion",
+        "policy_quick_act",
+        "policy_mt10_diffusion",
+        "policy_mt10_act",
+        "policy_visual_diffusion",
+        "joint_visual_diffusion",
+    ],
+)
+def test_the_shipped_configs_load_and_their_windows_fit(name):
+    cfg = load_config(TrainConfig, REPO / "configs" / f"{name}.yaml")
+    assert cfg.policy.name in name and cfg.data.obs_horizon == cfg.policy.obs_steps
+    if cfg.policy.name == "diffusion":
+        assert cfg.data.action_horizon == cfg.policy.head.horizon and cfg.optim.ema > 0
+    if "visual" in name:  # the alignment tap: the image encoder's output, as policy_visual's
+        assert cfg.policy.feature_tap == "encoder.encoders.corner_image" and cfg.policy.conditioning == "none"
