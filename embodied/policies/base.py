@@ -2,7 +2,9 @@
 
 A policy is ``encoder -> conditioning -> trunk -> head``; only the trunk differs between the
 registered policies, and the head is picked by name in the config (heads.py), so N trunks and
-M heads cost N + M code.
+M heads cost N + M code. A policy whose action model is tied to its trunk names the heads it
+takes (``PolicyConfig.heads``): ``diffusion`` the diffusion head (diffusion.py), ``act`` the
+chunk head's execution over its own decoder's tokens (act.py).
 
 Timeline of one training window (Diffusion Policy's notation; t = the current step)::
 
