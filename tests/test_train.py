@@ -24,6 +24,7 @@ import yaml
 from embodied.cli.train import main
 from embodied.config import load_config
 from embodied.data.schema import DemoFileWriter
+from embodied.policies import POLICIES
 from embodied.train import TrainConfig, load_model, train
 from embodied.train.checkpoint import read_checkpoint
 from embodied.train.sampling import SeededReads, ShardedBatches
@@ -560,4 +561,5 @@ def test_help_lists_each_registry_once_per_key(capsys):
         main(["--help"])
     text = capsys.readouterr().out
     assert text.count("policy.head.modes (") == 1  # the heads, under the first policy only
-    assert "as listed under [policy.name=bc_mlp] above" in text
+    first = sorted(POLICIES.configs)[0]  # policies are listed by name
+    assert f"as listed under [policy.name={first}] above" in text
