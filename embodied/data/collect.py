@@ -32,6 +32,7 @@ from embodied.errors import UserError
 from embodied.fileio import NO_ROOM
 from embodied.seeds import EVAL_SEED_START
 from embodied.sim import get_suite, image_key, load_suite, make_env
+from embodied.sim.meshes import MESH_DETAILS
 
 
 @dataclass
@@ -47,6 +48,11 @@ class CollectConfig:
     the suite's observer camera (Meta-World: corner; robosuite: agentview)."""
     image_size: int = 84
     """Side of the square camera images, in pixels."""
+    mesh_detail: str = "full"
+    """How the cameras draw meshes: ``full`` (the suite's own look) or ``low`` (large meshes
+    simplified: small frames 3-5x cheaper, about 1.2/255 off per pixel; ``embodied.sim.meshes``).
+    Recorded in each file's ``env_args.env_kwargs``, from which replay and evaluation rebuild
+    the environment."""
     seed: int = 0
     """First episode seed; episode i of a task uses seed + i."""
     out: str = ""
@@ -73,6 +79,10 @@ class CollectConfig:
             raise ValueError(f"episodes must be at least 1, got {self.episodes}")
         if self.image_size < 8:
             raise ValueError(f"image_size must be at least 8, got {self.image_size}")
+        if self.mesh_detail not in MESH_DETAILS:
+            raise ValueError(
+                f"mesh_detail must be one of {', '.join(MESH_DETAILS)}, got {self.mesh_detail!r}"
+            )
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
         if self.max_attempts < 1:
@@ -146,7 +156,12 @@ def collect_task(cfg: CollectConfig, task: str, path: Path, progress=None) -> di
     cfg = with_suite_defaults(cfg)
     spec = load_suite(cfg.suite).task(task)
     env = make_env(
-        cfg.suite, task, cameras=cfg.cameras, image_size=cfg.image_size, horizon=cfg.horizon or None
+        cfg.suite,
+        task,
+        cameras=cfg.cameras,
+        image_size=cfg.image_size,
+        horizon=cfg.horizon or None,
+        mesh_detail=cfg.mesh_detail,
     )
     expert = env.expert()
     env_args = env.env_args()

@@ -84,7 +84,7 @@ def env_args_of(f: h5py.File, where: str) -> dict:
 class FileEnv:
     """The environment a demonstration file was recorded in, from its ``env_args`` in either of
     the forms files come in: embodied's (``type`` the suite's name, ``env_kwargs`` make_env's
-    keywords: ``cameras``, ``image_size``, ``horizon``) or robomimic's (``type`` its EnvType
+    keywords: ``cameras``, ``image_size``, ``horizon``, ``mesh_detail``) or robomimic's (``type`` its EnvType
     number, robosuite 1; ``env_kwargs`` robosuite.make's: ``camera_names``, ``camera_heights``,
     ``horizon``). A field the file does not give is None (or no cameras)."""
 
@@ -93,6 +93,9 @@ class FileEnv:
     cameras: tuple[str, ...]
     image_size: int | None
     horizon: int | None
+    mesh_detail: str = "full"
+    """How its cameras drew meshes (:mod:`embodied.sim.meshes`); ``full`` where the file does
+    not say (files made before the setting, robomimic's)."""
 
     def require(self, where: str, why: str) -> tuple[str, str]:
         """(suite, task), or one line saying that ``env_args`` lacks them for ``why``."""
@@ -116,12 +119,14 @@ def file_env(f: h5py.File, where: str) -> FileEnv:
     size = kwargs.get("image_size", kwargs.get("camera_heights"))
     size = size[0] if isinstance(size, list) and size else size
     horizon = kwargs.get("horizon")
+    detail = kwargs.get("mesh_detail", "full")
     return FileEnv(
         suite=suite,
         task=task if isinstance(task, str) and task else None,
         cameras=(cameras,) if isinstance(cameras, str) else tuple(str(c) for c in cameras),
         image_size=int(size) if is_int(size) else None,
         horizon=int(horizon) if is_int(horizon) else None,
+        mesh_detail=detail if isinstance(detail, str) else "full",
     )
 
 

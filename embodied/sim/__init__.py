@@ -26,8 +26,11 @@ def make_env(
     horizon: int | None = None,
     render: RenderOptions = RenderOptions(),
     terminate_on_success: bool = True,
+    mesh_detail: str = "full",
 ) -> SuiteEnv:
-    """Build one environment of ``suite``; with ``seed`` it is reset once to that seed."""
+    """Build one environment of ``suite``; with ``seed`` it is reset once to that seed.
+    ``mesh_detail="low"`` draws large meshes simplified: cheaper small frames that differ a
+    little from the suite's own look (:mod:`embodied.sim.meshes`)."""
     env = get_suite(suite).env_class()(
         task=task,
         cameras=tuple(cameras),
@@ -35,6 +38,7 @@ def make_env(
         horizon=horizon,
         render=render,
         terminate_on_success=terminate_on_success,
+        mesh_detail=mesh_detail,
     )
     if seed is not None:
         env.reset(seed=seed)

@@ -4,7 +4,9 @@ What callers (collection, evaluation, replay, the tests) rely on, and nothing mo
 
 - **Construction** through :func:`embodied.sim.make_env` with the keywords ``task``,
   ``cameras``, ``image_size``, ``horizon`` (None: the task's default from the suite spec),
-  ``render`` (:class:`~embodied.sim.render.RenderOptions`), ``terminate_on_success`` and
+  ``render`` (:class:`~embodied.sim.render.RenderOptions`), ``mesh_detail`` (``full``: the
+  suite's own look; ``low``: large meshes drawn simplified, cheaper small frames, see
+  :mod:`embodied.sim.meshes`; recorded in :meth:`env_kwargs`), ``terminate_on_success`` and
   gymnasium's ``render_mode`` (``rgb_array`` or None); an unknown task or camera is a
   :class:`~embodied.errors.UserError` naming the known ones. Every task is also the gymnasium
   id ``embodied/<suite>-<task>``, made with the same keywords; the class's ``metadata`` gives
@@ -118,9 +120,13 @@ class SuiteEnv(gym.Env):
         horizon: int | None,
         terminate_on_success: bool,
         render_mode: str | None,
+        mesh_detail: str = "full",
     ) -> None:
         """The construction keywords every adapter takes, checked against the suite's spec."""
+        from embodied.sim.meshes import check_mesh_detail
+
         self.render_mode = check_render_mode(render_mode)
+        self.mesh_detail = check_mesh_detail(mesh_detail)
         spec = load_suite(self.suite)
         self.task = spec.task(task)
         self.cameras = spec.check_cameras(cameras)

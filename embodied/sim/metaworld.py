@@ -46,10 +46,11 @@ class MetaWorldEnv(MujocoSuiteEnv):
         render: RenderOptions = RenderOptions(),
         terminate_on_success: bool = True,
         render_mode: str | None = None,
+        mesh_detail: str = "full",
     ) -> None:
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
-        self._configure(task, cameras, image_size, horizon, terminate_on_success, render_mode)
+        self._configure(task, cameras, image_size, horizon, terminate_on_success, render_mode, mesh_detail)
 
         env = ALL_V3_ENVIRONMENTS[task]()
         env._partially_observable = False  # the goal is part of the observation

@@ -10,6 +10,7 @@ import numpy as np
 
 from embodied.errors import UserError
 from embodied.sim.base import SuiteEnv
+from embodied.sim.meshes import simplified_meshes
 from embodied.sim.render import CameraRenderer, RenderOptions
 from embodied.sim.spec import load_suite
 
@@ -27,8 +28,10 @@ class MujocoSuiteEnv(SuiteEnv):
 
     def _init_rendering(self, model: mujoco.MjModel, data: mujoco.MjData, render: RenderOptions) -> None:
         self._model, self._data, self._render_options = model, data, render
+        # A mesh the shipped table lacks is refused now, not at the first frame (in a worker).
+        simplified_meshes(model, self.mesh_detail)
         self._renderer = (
-            CameraRenderer(model, self.cameras, self.image_size, self.image_size, render)
+            CameraRenderer(model, self.cameras, self.image_size, self.image_size, render, self.mesh_detail)
             if self.cameras
             else None
         )
@@ -55,7 +58,9 @@ class MujocoSuiteEnv(SuiteEnv):
             if extra is not None:
                 extra.close()
             load_suite(self.suite).check_cameras(cameras)
-            self._extra_renderer = CameraRenderer(self._model, cameras, size, size, self._render_options)
+            self._extra_renderer = CameraRenderer(
+                self._model, cameras, size, size, self._render_options, self.mesh_detail
+            )
         return self._extra_renderer.render(self._data)
 
     def _close_renderers(self) -> None:
@@ -70,6 +75,7 @@ class MujocoSuiteEnv(SuiteEnv):
             "cameras": list(self.cameras),
             "image_size": self.image_size,
             "horizon": self.horizon,
+            "mesh_detail": self.mesh_detail,
         }
 
     def __reduce__(self):

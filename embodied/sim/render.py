@@ -2,7 +2,9 @@
 
 On a CPU (Mesa through EGL) shadows and multisampling dominate the cost of a small frame:
 switching them off before the renderer is created takes an 84 px frame from about 13 to
-about 95 renders/s (measured in ``tools/bench_collect.py``).
+about 95 renders/s (measured in ``tools/bench_collect.py``). What remains is mostly the mesh
+triangles in view: ``mesh_detail="low"`` draws large meshes simplified and primitives coarser
+(:mod:`embodied.sim.meshes`), 3-5x cheaper at 64 px (``tools/bench_render.py``).
 """
 
 from __future__ import annotations
@@ -69,7 +71,10 @@ class CameraRenderer:
         height: int,
         width: int,
         options: RenderOptions = RenderOptions(),
+        mesh_detail: str = "full",
     ) -> None:
+        from embodied.sim.meshes import check_mesh_detail
+
         if not options.shadows:
             model.vis.quality.shadowsize = 0
         if not options.multisample:
@@ -78,6 +83,7 @@ class CameraRenderer:
         model.vis.global_.offheight = max(model.vis.global_.offheight, height)
         self.cameras, self.height, self.width = cameras, height, width
         self._model = model
+        self.mesh_detail = check_mesh_detail(mesh_detail)
         # Made at the first render, not here: an environment built in one process and used in a
         # forked child (gymnasium's AsyncVectorEnv builds one in the parent) must not carry a GL
         # context across the fork.
@@ -86,8 +92,11 @@ class CameraRenderer:
     def render(self, data: mujoco.MjData) -> dict[str, np.ndarray]:
         """One (H, W, 3) uint8 image per camera, right side up."""
         if not self._renderers and self.cameras:
+            from embodied.sim.meshes import make_renderer
+
             self._renderers = {
-                cam: mujoco.Renderer(self._model, self.height, self.width) for cam in self.cameras
+                cam: make_renderer(self._model, self.height, self.width, self.mesh_detail)
+                for cam in self.cameras
             }
             _close_at_exit(self)
         frames = {}
@@ -95,6 +104,15 @@ class CameraRenderer:
             renderer.update_scene(data, camera=cam)
             frames[cam] = renderer.render()  # a fresh array each call
         return frames
+
+    def set_mesh_detail(self, mesh_detail: str) -> None:
+        """Draw at ``mesh_detail`` from now on, in the same renderers (the same GL contexts: what
+        ``tools/bench_render.py`` compares)."""
+        from embodied.sim.meshes import check_mesh_detail, redraw
+
+        self.mesh_detail = check_mesh_detail(mesh_detail)
+        for renderer in self._renderers.values():
+            redraw(renderer, self._model, self.mesh_detail)
 
     def close(self) -> None:
         for renderer in self._renderers.values():

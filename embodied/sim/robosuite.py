@@ -96,6 +96,7 @@ class RobosuiteEnv(MujocoSuiteEnv):
         render: RenderOptions = RenderOptions(),
         terminate_on_success: bool = True,
         render_mode: str | None = None,
+        mesh_detail: str = "full",
     ) -> None:
         import robosuite
 
@@ -103,7 +104,7 @@ class RobosuiteEnv(MujocoSuiteEnv):
         # import, which configures this logger.
         logging.getLogger("robosuite_logs").setLevel(logging.ERROR)
 
-        self._configure(task, cameras, image_size, horizon, terminate_on_success, render_mode)
+        self._configure(task, cameras, image_size, horizon, terminate_on_success, render_mode, mesh_detail)
         # Building draws from the same generator (Lift's cube and Stack's cubes get random sizes):
         # seeded, every process builds the same model, so that a seed's episode is the same in any
         # of them (collection workers, evaluation workers, a replay).
@@ -184,6 +185,8 @@ class RobosuiteEnv(MujocoSuiteEnv):
                 "camera_heights": self.image_size,
                 "camera_widths": self.image_size,
             }
+        if self.mesh_detail != "full":  # embodied's own keyword: robomimic's tools would refuse it
+            kwargs["mesh_detail"] = self.mesh_detail
         version = robosuite.__version__
         env_type = get_suite(self.suite).robomimic_type
         return {"env_name": self.task.name, "env_version": version, "type": env_type, "env_kwargs": kwargs}
