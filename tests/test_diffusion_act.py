@@ -16,9 +16,9 @@ from test_policies import STATS, TA, TINY_DIFFUSION, make_batch, make_config, ma
 from test_train import REPO, assert_same_training, make, write_task
 
 from embodied.config import load_config
+from embodied.data.spec import DataSpec
 from embodied.errors import UserError
 from embodied.keys import ACTION_MASK, ACTIONS, INSTRUCTION, OBS
-from embodied.models.common import DataSpec
 from embodied.policies import (
     ACTConfig,
     BCMLPConfig,

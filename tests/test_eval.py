@@ -37,7 +37,7 @@ S = EVAL_SEED_START
 
 # --------------------------------------------------------------------------- stand-ins
 def make_spec(classes=TASKS, instructions=INSTRUCTIONS, image_size=32):
-    from embodied.models.common import DataSpec
+    from embodied.data.spec import DataSpec
 
     return DataSpec(
         obs_shapes={"robot_state": [4], "object_state": [14], "goal": [3]},

@@ -17,9 +17,9 @@ from embodied.data import inspect
 from embodied.data import reader as reader_mod
 from embodied.data.reader import DemoDataset
 from embodied.data.schema import FORMAT_VERSION, DemoFileWriter, task_attrs
+from embodied.data.spec import DataSpec
 from embodied.errors import UserError
 from embodied.mirror.loss import positive_mask
-from embodied.models.common import DataSpec
 from embodied.sim import load_suite
 
 LOOKALIKE_CLASSES = {

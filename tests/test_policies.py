@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from embodied.config import field_docs, from_dict, to_dict
+from embodied.data.spec import DataSpec
 from embodied.errors import UserError
 from embodied.keys import ACTION_MASK, ACTIONS, EPISODE, INSTRUCTION, LABEL, OBS
-from embodied.models.common import DataSpec
 from embodied.policies import (
     HEADS,
     POLICIES,

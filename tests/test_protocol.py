@@ -134,8 +134,8 @@ def test_goals_are_metaworlds_own():
 
 
 def test_scripted_policy_matches_metaworlds_evaluator():
+    from embodied.data.spec import DataSpec
     from embodied.eval.rollout import evaluate_policy
-    from embodied.models.common import DataSpec
 
     episodes = 4
     policy = PerturbedExpert(TASKS, STRENGTH)

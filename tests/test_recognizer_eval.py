@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from embodied.data.schema import DemoFileWriter
+from embodied.data.spec import DataSpec
 from embodied.errors import UserError
 from embodied.eval.classify import classify_file, classify_frames, eval_video_region, read_video_file
 from embodied.eval.recognition import (
@@ -30,7 +31,6 @@ from embodied.eval.recognition import (
     report_table,
     write_report,
 )
-from embodied.models.common import DataSpec
 
 CLASSES = ["task-a", "task-b", "task-c"]
 INSTRUCTIONS = ["do a", "do a again", "do b", "do c"]  # 4 instructions for 3 classes: reported too

@@ -10,8 +10,8 @@ import torch
 
 from embodied import keys
 from embodied.config import field_docs, from_dict
+from embodied.data.spec import DataSpec
 from embodied.errors import UserError
-from embodied.models.common import DataSpec
 from embodied.recognizers import (
     RECOGNIZERS,
     Conv3DConfig,

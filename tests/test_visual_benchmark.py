@@ -12,9 +12,9 @@ import torch
 from embodied.bench.config import load_ablations, load_preset
 from embodied.bench.runner import check_comparable, train_config
 from embodied.config import load_config
+from embodied.data.spec import DataSpec
 from embodied.keys import INSTRUCTION, OBS
 from embodied.mirror import episode_means, gallery_retrieval, positive_mask
-from embodied.models.common import DataSpec
 from embodied.paths import resolve_resource
 from embodied.policies import build_policy
 from embodied.train.config import TrainConfig

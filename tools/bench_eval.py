@@ -68,10 +68,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from embodied.data.spec import DataSpec
 from embodied.eval.pool import EnvPool
 from embodied.eval.rollout import evaluate_policy
 from embodied.eval.settings import DEFAULT_ENVS_PER_WORKER, Videos
-from embodied.models.common import DataSpec
 from embodied.seeds import EVAL_SEED_START
 from embodied.sim import load_suite, make_env
 

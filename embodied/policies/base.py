@@ -30,9 +30,10 @@ import torch
 from torch import nn
 
 from embodied.config import Registry
+from embodied.data.spec import DataSpec
 from embodied.errors import UserError
 from embodied.keys import ACTION_MASK, ACTIONS, INSTRUCTION, OBS
-from embodied.models.common import DataSpec, FeatureTap, Normalizer
+from embodied.models.common import FeatureTap, Normalizer
 from embodied.policies.encoders import InstructionConditioning, ObsEncoder
 from embodied.policies.execution import ActionQueue, ObsHistory, TemporalEnsembler
 from embodied.policies.heads import DeterministicHeadConfig, HeadConfig, build_head

@@ -33,8 +33,8 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
+from embodied.data.spec import DataSpec
 from embodied.errors import UserError
-from embodied.models.common import DataSpec
 from embodied.policies.base import POLICIES, Policy, SequencePolicyConfig
 from embodied.policies.heads import HEADS, HeadConfig, masked_mean
 from embodied.policies.unet1d import ConditionalUnet1D

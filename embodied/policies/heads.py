@@ -24,7 +24,7 @@ from torch import distributions as D
 from torch import nn
 
 from embodied.config import Registry
-from embodied.models.common import DataSpec
+from embodied.data.spec import DataSpec
 
 HEADS = Registry("head")
 
