@@ -25,6 +25,7 @@ from embodied.config import apply_overrides, describe, from_dict, load_config
 from embodied.errors import Stopped, UserError, run_cli
 from embodied.paths import resolve_resource, resource_names
 from embodied.train.config import RESUME_FREE_KEYS, TrainConfig
+from embodied.train.objective import OBJECTIVES
 
 
 def train_configs() -> list[str]:
@@ -40,7 +41,11 @@ def train_configs() -> list[str]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="embodied-train",
-        description=__doc__ + "\nSettings (key: doc):\n  " + "\n  ".join(describe(TrainConfig)),
+        description=__doc__
+        + "\nObjectives (mode: what trains):\n"
+        + "\n".join(f"  {name}: {objective.summary}" for name, objective in OBJECTIVES.items())
+        + "\n\nSettings (key: doc):\n  "
+        + "\n  ".join(describe(TrainConfig)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
