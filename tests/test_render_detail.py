@@ -5,6 +5,7 @@ in every environment, recorded in collected files and used again by replay and e
 from __future__ import annotations
 
 import json
+import shutil
 
 import h5py
 import numpy as np
@@ -231,3 +232,31 @@ def test_eval_env_renders_at_the_given_detail(low_file):
             assert np.array_equal(obs[f"{CAMERA}_image"], stored) is same
         finally:
             env.close()
+
+
+def test_a_policy_is_evaluated_at_its_datas_detail(low_file, demo_file, tmp_path):
+    """The reader records the files' detail in the DataSpec (a checkpoint keeps it), the rollout
+    plan takes it from there, so the evaluation's environments draw what the policy saw; files
+    drawn differently are refused together where images are read."""
+    from embodied.data.reader import DemoDataset
+    from embodied.data.spec import DataSpec
+    from embodied.errors import UserError
+    from embodied.eval.plan import plan_rollouts, resolve_target
+    from embodied.eval.settings import EvalSettings
+
+    spec = DemoDataset(low_file, split="all", obs_keys=[f"{CAMERA}_image"]).data_spec()
+    assert spec.mesh_detail == "low"
+    assert DataSpec.from_json(spec.to_json()).mesh_detail == "low"  # as a checkpoint keeps it
+    assert DemoDataset(demo_file, split="all", obs_keys=["robot_state"]).data_spec().mesh_detail == "full"
+    settings = EvalSettings(episodes=1, workers=0)
+    plan = plan_rollouts(resolve_target(settings, spec), settings, (CAMERA,), SIZE, spec)
+    assert plan.mesh_detail == "low"  # make_env_pool builds every EvalEnv with it
+    full = tmp_path / "full.hdf5"  # the same file, said to be drawn at full detail
+    shutil.copyfile(low_file, full)
+    with h5py.File(full, "r+") as f:
+        env_args = json.loads(f["data"].attrs["env_args"])
+        env_args["env_kwargs"]["mesh_detail"] = "full"
+        f["data"].attrs["env_args"] = json.dumps(env_args)
+    with pytest.raises(UserError, match="drawn differently"):
+        DemoDataset([low_file, full], split="all", obs_keys=[f"{CAMERA}_image"])
+    assert DemoDataset([low_file, full], split="all", obs_keys=["robot_state"]).mesh_detail == "full"

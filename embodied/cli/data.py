@@ -43,6 +43,12 @@ def _collect_parser(sub) -> None:
     p.add_argument("--episodes", type=int, help="demonstrations per task")
     p.add_argument("--cameras", nargs="+", help="camera streams; the first is the observer camera")
     p.add_argument("--image-size", type=int, help="image side in pixels")
+    p.add_argument(
+        "--mesh-detail",
+        choices=["full", "low"],
+        help="how the cameras draw meshes: full (Meta-World's own look, the default) or low "
+        "(large meshes simplified: small frames several times cheaper, ~1/255 off per pixel)",
+    )
     p.add_argument("--seed", type=int, help="first episode seed")
     p.add_argument("--out", help="output folder")
     p.add_argument("--workers", type=int, help="worker processes")

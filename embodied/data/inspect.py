@@ -305,7 +305,7 @@ def _render_states(
         raise UserError(f"{path}: {demo}: attribute seed missing: the states cannot be rendered again")
     suite, task = recorded.require(str(path), "to render the states again")
     try:
-        env = make_env(suite, task, cameras=(camera,), image_size=size)
+        env = make_env(suite, task, cameras=(camera,), image_size=size, mesh_detail=recorded.mesh_detail)
     except UserError as err:
         raise UserError(f"{path}: /data: env_args: {err}") from None
     try:

@@ -124,10 +124,12 @@ class DemoDataset(torch.utils.data.Dataset):
         self._handles: list[h5py.File] = []
         shapes = Shapes()  # widths and image sizes must agree across all the files
         self.v1_files: list[Path] = []  # format_version 1: no class hierarchy
+        details: dict[str, Path] = {}  # how the files' cameras drew meshes -> a file that did so
         for fi, path in enumerate(self.files):
             f = self._open(path)
             if format_version(f) == 1:
                 self.v1_files.append(path)
+            details.setdefault(_mesh_detail(f), path)
             every = self._demos(f, path)
             env_name = env_name_of(f)
             demos = every[:max_demos] if max_demos else every  # the first N, in demo order
@@ -185,6 +187,10 @@ class DemoDataset(torch.utils.data.Dataset):
 
         self.obs_keys = [k for k in obs_keys if not k.endswith("_image")]
         self.image_obs_keys = [k for k in obs_keys if k.endswith("_image")]
+        if len(details) > 1 and (self.image_obs_keys or mode != "window"):
+            shown = "; ".join(f"{d} in {p}" for d, p in details.items())
+            raise UserError(f"the files' images are drawn differently (mesh_detail {shown}); collect alike")
+        self.mesh_detail = next(iter(details)) if len(details) == 1 else "full"
         self.camera = camera
         self.video_key = f"{camera}_image" if mode != "window" else None
         self.low_dim = {k: np.concatenate(v) for k, v in low_dim.items()}  # key -> (N, d)
@@ -383,6 +389,7 @@ class DemoDataset(torch.utils.data.Dataset):
             action_horizon=self.Ta,
             clip_len=self.clip_len,
             image_size=int(size),
+            mesh_detail=self.mesh_detail,
             classes=list(self.classes),
             instructions=list(self.instructions),
             tasks=list(self.tasks),
@@ -440,6 +447,14 @@ def _note_v1(files: list[Path]) -> None:
         "'embodied-data upgrade PATH...' adds the suite's classes",
         file=sys.stderr,
     )
+
+
+def _mesh_detail(f: h5py.File) -> str:
+    """How a file's cameras drew meshes (its ``env_args``; files without that say: ``full``)."""
+    try:
+        return file_env(f, str(f.filename)).mesh_detail
+    except UserError:
+        return "full"
 
 
 def _succeeded(g: h5py.Group) -> bool:

@@ -32,6 +32,9 @@ class DataSpec:
     """T: frames in an observation clip."""
     image_size: int = 84
     """Side of the observer camera's square frames."""
+    mesh_detail: str = "full"
+    """How the data's cameras drew meshes (``embodied.sim.meshes``): evaluation renders a policy's
+    observations the same way."""
     classes: list[str] = field(default_factory=list)
     """Name of each class label: the demos' ``class`` (``drawer``), or their task where the files
     have no class (format_version 1, robomimic's own files)."""

@@ -180,6 +180,8 @@ class RolloutPlan:
     """Episodes per task written as videos."""
     video_cameras: tuple[str, ...]
     """Their cameras (the target's observer unless the videos name others)."""
+    mesh_detail: str = "full"
+    """How the cameras draw meshes: as the policy's training data drew its frames."""
     position: dict[tuple[str, int], int] = field(init=False)
     """(task, seed) -> the episode's place in plan order (results are sorted by it)."""
 
@@ -259,6 +261,7 @@ def plan_rollouts(
         horizon=fixed.horizon,
         video_episodes=video_episodes,
         video_cameras=video_cameras,
+        mesh_detail=spec.mesh_detail,
     )
 
 

@@ -55,7 +55,15 @@ def make_env_pool(
     commands (the policy workers, :func:`~embodied.eval.waves.policy_commands`)."""
     fns = [
         functools.partial(
-            EvalEnv, suite, first, plan.cameras, plan.image_size, plan.horizon, True, env_fn=env_fn
+            EvalEnv,
+            suite,
+            first,
+            plan.cameras,
+            plan.image_size,
+            plan.horizon,
+            True,
+            env_fn=env_fn,
+            mesh_detail=plan.mesh_detail,
         )
         for first in plan.built
     ]
