@@ -241,6 +241,7 @@ SPEC_FIELDS = (
     "action_horizon",
     "clip_len",
     "image_size",
+    "mesh_detail",
     "classes",
     "instructions",
 )
