@@ -13,8 +13,15 @@ import torch
 
 from embodied import keys as K
 from embodied.data.spec import DataSpec
-from embodied.train.objective import Objective, prefixed, register
-from embodied.train.objectives.parts import as_trained, fresh_policy, frozen_model, mirror_head, read_sources
+from embodied.train.objective import Objective, register
+from embodied.train.objectives.parts import (
+    as_trained,
+    fresh_policy,
+    frozen_model,
+    mirror_head,
+    policy_aligned_to,
+    read_sources,
+)
 
 
 @register
@@ -49,11 +56,4 @@ class FrozenUObjective(Objective):
     def loss(self, models, batch):
         with torch.no_grad():
             f_u = models["recognizer"].features(batch[K.VIDEO])  # (B, D_u)
-        loss_e, part_e, f_e = models["policy"].loss_and_features(batch)  # (B, D_e)
-        mirror = models["mirror"]
-        loss_a, part_a = mirror(
-            f_u.float(), f_e.float(), batch[K.EPISODE], batch[K.INSTRUCTION], batch[K.LABEL]
-        )
-        weights = mirror.config
-        loss = weights.lambda_ee * loss_e + weights.weight * loss_a
-        return loss, prefixed("policy", part_e) | prefixed("mirror", part_a), (f_u, f_e.detach())
+        return policy_aligned_to(models, batch, f_u)

@@ -12,8 +12,8 @@ from torch import nn
 from embodied import keys as K
 from embodied.mirror import MirrorConfig
 from embodied.train.models import Part, build_model, register_part
-from embodied.train.objective import Objective, prefixed, register
-from embodied.train.objectives.parts import fresh_policy, mirror_head
+from embodied.train.objective import Objective, register
+from embodied.train.objectives.parts import fresh_policy, mirror_head, policy_aligned_to
 
 register_part(
     "label_embedding",
@@ -50,11 +50,4 @@ class LabelPartnerObjective(Objective):
 
     def loss(self, models, batch):
         f_u = models["label_embedding"](batch[K.INSTRUCTION])  # (B,) -> (B, mirror.dim)
-        loss_e, part_e, f_e = models["policy"].loss_and_features(batch)  # (B, D_e)
-        mirror = models["mirror"]
-        loss_a, part_a = mirror(
-            f_u.float(), f_e.float(), batch[K.EPISODE], batch[K.INSTRUCTION], batch[K.LABEL]
-        )
-        weights = mirror.config
-        loss = weights.lambda_ee * loss_e + weights.weight * loss_a
-        return loss, prefixed("policy", part_e) | prefixed("mirror", part_a), (f_u.detach(), f_e.detach())
+        return policy_aligned_to(models, batch, f_u)

@@ -8,9 +8,11 @@ import json
 
 from torch import nn
 
+from embodied import keys as K
 from embodied.data.spec import DataSpec
 from embodied.train import checkpoint as ckpt
 from embodied.train.models import build_model, rebuild
+from embodied.train.objective import prefixed
 
 
 def fresh_policy(cfg, spec: DataSpec, stats: dict, models: dict, made_with: dict) -> None:
@@ -72,3 +74,15 @@ def frozen_model(name: str, entry: dict, pretrained: bool, models: dict, made_wi
     model.requires_grad_(False)
     models[name], made_with[name] = model, (mcfg, mspec)
     return model
+
+
+def policy_aligned_to(models, batch: dict, f_u):
+    """The policy's loss plus the alignment of its tap with partner features ``f_u`` (B, D_u):
+    ``L = mirror.lambda_ee * L_EE + mirror.weight * L_align``, its metrics and the features, for
+    the objectives whose partner is not a recognizer trained on its own loss."""
+    loss_e, part_e, f_e = models["policy"].loss_and_features(batch)  # (B, D_e)
+    mirror = models["mirror"]
+    loss_a, part_a = mirror(f_u.float(), f_e.float(), batch[K.EPISODE], batch[K.INSTRUCTION], batch[K.LABEL])
+    weights = mirror.config
+    loss = weights.lambda_ee * loss_e + weights.weight * loss_a
+    return loss, prefixed("policy", part_e) | prefixed("mirror", part_a), (f_u.detach(), f_e.detach())
