@@ -4,6 +4,15 @@
 with WORLD_SIZE > 1 the process group is started (NCCL on GPUs, gloo on CPUs). Rank 0 alone
 writes files and logs.
 
+Under SLURM, ``srun embodied-train ...`` in a job of several tasks (one per GPU, as torchrun
+would start them; tools/slurm_train.sbatch) is the same: :func:`launch` reads SLURM's variables
+when torchrun's are not set (torchrun's win when both are): the rank is SLURM_PROCID, the world
+size SLURM_STEP_NUM_TASKS (the tasks of this srun: the batch script itself has SLURM_NTASKS and
+SLURM_PROCID=0 too, but no step, and a plain ``embodied-train`` there is one process), the local
+rank SLURM_LOCALID; the rendezvous is the first host of the step's nodes (``scontrol show
+hostnames $SLURM_STEP_NODELIST``) at port 10000 + job id % 20000 (below Linux's ephemeral
+ports), unless MASTER_ADDR / MASTER_PORT are set. :func:`start` exports them as torchrun's.
+
 Faults under torchrun: a process that fails alone while the others wait in a collective would
 leave them waiting (gloo's timeout is 30 minutes) or dying with the broken connection's
 traceback. So what one process may fail in alone (rank 0's writes, checks) runs inside
@@ -18,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -27,13 +37,56 @@ import torch.distributed as dist
 from embodied.errors import Stopped, UserError
 
 
+@dataclass(frozen=True)
+class Launch:
+    """How this process was started: its rank among ``world_size`` and on its node, and by whom."""
+
+    world_size: int = 1
+    rank: int = 0
+    local_rank: int = 0
+    by: str = "alone"  # "torchrun" or "slurm"
+
+
+def launch() -> Launch:
+    """torchrun's variables when set, else those of a SLURM step of several tasks (srun), else one
+    process alone."""
+    env = os.environ
+    if "WORLD_SIZE" in env:
+        return Launch(
+            int(env["WORLD_SIZE"]), int(env.get("RANK", "0")), int(env.get("LOCAL_RANK", "0")), "torchrun"
+        )
+    if int(env.get("SLURM_STEP_NUM_TASKS", "1")) > 1 and "SLURM_PROCID" in env:
+        tasks, rank = int(env["SLURM_STEP_NUM_TASKS"]), int(env["SLURM_PROCID"])
+        return Launch(tasks, rank, int(env.get("SLURM_LOCALID", "0")), "slurm")
+    return Launch()
+
+
+def slurm_rendezvous() -> tuple[str, int]:
+    """(MASTER_ADDR, MASTER_PORT) of this SLURM step: the first host of its nodes, a port from the
+    job id; MASTER_ADDR and MASTER_PORT when set."""
+    env = os.environ
+    port = int(env.get("MASTER_PORT") or 10000 + int(env.get("SLURM_JOB_ID", "0")) % 20000)
+    if env.get("MASTER_ADDR"):
+        return env["MASTER_ADDR"], port
+    nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST")
+    if not nodes:
+        raise UserError("srun started several tasks but SLURM_STEP_NODELIST is not set: set MASTER_ADDR")
+    try:
+        command = ["scontrol", "show", "hostnames", nodes]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise UserError(f"scontrol show hostnames {nodes} failed ({err}): set MASTER_ADDR") from None
+    return done.stdout.split()[0], port
+
+
 def _launched_together() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return launch().world_size > 1
 
 
 def launched_rank() -> int:
-    """This process's rank when torchrun started several (0 when it runs alone)."""
-    return int(os.environ.get("RANK", "0")) if _launched_together() else 0
+    """This process's rank when torchrun (or srun) started several (0 when it runs alone)."""
+    how = launch()
+    return how.rank if how.world_size > 1 else 0
 
 
 def stopping() -> None:
@@ -176,12 +229,22 @@ def start(device: str) -> Processes:
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("device=cuda but no CUDA device is available (use device=auto or cpu)")
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    how = launch()
+    world_size, rank, local_rank = how.world_size, how.rank, how.local_rank
+    if how.by == "slurm":  # as torchrun would have set them, for init_process_group and any child
+        addr, port = slurm_rendezvous()
+        os.environ.update(
+            WORLD_SIZE=str(world_size),
+            RANK=str(rank),
+            LOCAL_RANK=str(local_rank),
+            MASTER_ADDR=addr,
+            MASTER_PORT=str(port),
+        )
     if use_cuda:
-        torch.cuda.set_device(local_rank)
-        where = torch.device("cuda", local_rank)
+        # srun --gpus-per-task shows each task its own GPU alone, as device 0
+        index = 0 if how.by == "slurm" and torch.cuda.device_count() == 1 else local_rank
+        torch.cuda.set_device(index)
+        where = torch.device("cuda", index)
     else:
         where = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
