@@ -6,8 +6,11 @@ embodied-bench --preset mt10                        # MT10 on a CPU (about an ho
 embodied-bench --preset large device=cuda           # bigger models, more steps, for a GPU
 embodied-bench --preset quick --ablations           # also the paper's ablations (configs/ablations.yaml)
 embodied-bench --preset quick --report-only         # re-aggregate the finished runs only
-embodied-bench --preset visual --only-seeds 0 2 4 & embodied-bench --preset visual --only-seeds 1 3
-                                                    # two shards side by side (one core each)
+embodied-bench --preset visual --jobs 2             # two runs at once on this machine (cores / 2 each)
+embodied-bench --preset visual --launcher slurm --slurm-partition gpu --slurm-gpus-per-task 1
+                                                    # one SLURM job per run (submitit); waits, then reports
+embodied-bench --preset visual --launcher slurm --no-wait   # submit and return; the same command
+                                                    # again collects what finished, submits what failed
 
 For each training seed it trains the policy alone, the recognizer alone, both with the mirror
 head, and the probe of the first two (trained vs random init); rolls each policy out on
@@ -17,7 +20,11 @@ results.md (mean and 95 % interval per method, the paired difference mirror - ba
 task) and PNG plots. With --ablations, then trains and evaluates the joint run once per
 override set of the ablation file, for every seed, under <out>/ablation/<name>/seed<k>/, and
 reports each against the joint run. Run it again to resume: finished (method, seed) runs are
-skipped, a run stopped during training continues from its last checkpoint.
+skipped, a run stopped during training continues from its last checkpoint. The runs go one
+after another here, N at once (--jobs N), or to a SLURM cluster (--launcher slurm, or the
+preset's `launcher:` section); the report is the same. Several at once or on SLURM, a run that
+fails is reported (on SLURM with its job, log and the log's last lines), the others go on, and
+the command exits 1.
 
 PRESET is a YAML file or a name in configs/bench/; ``key.sub=value`` overrides any of its
 fields (values read as YAML).
@@ -29,7 +36,7 @@ import argparse
 import dataclasses
 import sys
 
-from embodied.errors import run_cli
+from embodied.errors import UserError, run_cli
 from embodied.paths import resource_names
 
 # Heavy modules (torch, the models) are imported inside main(): rollout worker processes
@@ -73,7 +80,75 @@ def parser() -> argparse.ArgumentParser:
         help="train and evaluate only these training seeds (shards: run one process per share of the "
         "seeds on one out folder, after the data exists; the results cover every finished run)",
     )
+    p.add_argument(
+        "--only-methods",
+        nargs="+",
+        metavar="METHOD",
+        help="train and evaluate only these methods (or ablation/<name> runs), a shard as --only-seeds",
+    )
+    where = p.add_argument_group("where the runs go (the preset's `launcher:` section; key: launcher.*)")
+    where.add_argument("--launcher", choices=("local", "slurm"), help="this machine or a SLURM cluster")
+    where.add_argument("--jobs", type=int, metavar="N", help="local: N runs at once (default 1)")
+    where.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="slurm: submit and return (the same command again collects what finished)",
+    )
+    for flag, key, kind, text in SLURM_FLAGS:
+        where.add_argument(flag, dest=key, type=kind, metavar=key.upper(), help=f"slurm: {text}")
+    where.add_argument(
+        "--slurm-additional",
+        action="append",
+        metavar="NAME=VALUE",
+        help="slurm: a further sbatch option, e.g. account=abc (repeat for more; "
+        "launcher.slurm_additional_parameters)",
+    )
     return p
+
+
+def minutes(text: str) -> int:
+    """``90``, ``1:30:00`` or ``1-00:00`` (sbatch's --time forms with hours) as whole minutes."""
+    if text.isdigit():
+        return int(text)
+    days, _, clock = text.rpartition("-")
+    parts = clock.split(":")
+    try:
+        if not days and len(parts) < 3:
+            raise ValueError
+        h, m, sec = ([int(x) for x in parts] + [0, 0])[:3]
+        return int(days or 0) * 24 * 60 + h * 60 + m + (1 if sec else 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not minutes or [D-]HH:MM[:SS]") from None
+
+
+SLURM_FLAGS = (
+    ("--slurm-partition", "slurm_partition", str, "the partition"),
+    ("--slurm-time", "timeout_min", minutes, "time limit per job, minutes or [D-]HH:MM[:SS]"),
+    ("--slurm-cpus-per-task", "cpus_per_task", int, "cores per job (its training threads)"),
+    ("--slurm-gpus-per-task", "gpus_per_task", int, "GPUs per job"),
+    ("--slurm-mem", "mem_gb", float, "memory per job in GB"),
+    ("--slurm-array-parallelism", "slurm_array_parallelism", int, "at most this many jobs at once"),
+)
+"""The launcher's SLURM settings as flags: (flag, launcher field (submitit's name), type, help)."""
+
+
+def launcher_overrides(args: argparse.Namespace) -> list[str]:
+    """The launcher flags as ``launcher.*`` overrides (checked as the preset's section is)."""
+    out = []
+    if args.launcher:
+        out.append(f"launcher.name={args.launcher}")
+    if args.jobs is not None:
+        out.append(f"launcher.jobs={args.jobs}")
+    for _, key, _, _ in SLURM_FLAGS:
+        value = getattr(args, key)
+        if value is not None:
+            out.append(f"launcher.{key}={value}")
+    for item in args.slurm_additional or ():
+        name, eq, value = item.partition("=")
+        if not eq or not name:
+            raise UserError(f"--slurm-additional takes NAME=VALUE, got {item!r}")
+        out.append(f"launcher.slurm_additional_parameters.{name}={value}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         from embodied.bench import load_preset, run_bench
         from embodied.fileio import check_writable
 
-        cfg = load_preset(args.preset, args.overrides)
+        cfg = load_preset(args.preset, [*args.overrides, *launcher_overrides(args)])
         if args.seeds is not None:
             cfg = dataclasses.replace(cfg, seeds=args.seeds)
         if args.out:
@@ -91,10 +166,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.ablations:
             cfg = dataclasses.replace(cfg, ablations=args.ablations)
         check_writable(cfg.out, "the benchmark's output folder (out)")  # before hours of training
-        result = run_bench(cfg, report_only=args.report_only, only_seeds=args.only_seeds)
+        result = run_bench(
+            cfg,
+            report_only=args.report_only,
+            only_seeds=args.only_seeds,
+            only_methods=args.only_methods,
+            wait=not args.no_wait,
+        )
         md = next((f for f in result["files"] if f.name == "results.md"), None)
         if md is not None:
             print(md.read_text())
+        if result["failed"]:
+            failed = result["failed"]
+            lines = [f"{len(failed)} run(s) did not finish (the same command again runs them again):"]
+            print("\n".join(lines + [f.report() for f in failed]), file=sys.stderr)
+            return 1
         return 0
 
     return run_cli(run)
