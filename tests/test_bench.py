@@ -212,6 +212,17 @@ def test_rerun_skips_finished_runs(tiny_bench):
     assert shard["results"]["summary"] == first["results"]["summary"]
 
 
+def test_a_shard_of_methods_touches_only_its_runs(tiny_bench):
+    from embodied.bench import run_bench
+
+    cfg, _, first = tiny_bench
+    shard = run_bench(cfg, only_methods=["probe", "joint"], only_seeds=[1])
+    assert shard["ran"] == [] and shard["skipped"] == [("joint", 1), ("probe", 1)]  # the bench's order
+    assert shard["results"]["summary"] == first["results"]["summary"]
+    with pytest.raises(UserError, match="method 'probes' is not one of the bench's runs"):
+        run_bench(cfg, only_methods=["probes"])
+
+
 def test_a_shard_names_seeds_of_the_preset(tiny_bench):
     from embodied.bench import run_bench
     from embodied.errors import UserError
