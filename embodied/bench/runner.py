@@ -12,10 +12,13 @@ Layout of ``cfg.out``::
 
 One seed after the other, its methods in the order of :data:`~embodied.bench.config.METHODS`
 (the probe needs that seed's policy and recognizer runs); then, with ``ablations``, every
-ablation run of every seed. Every method trains in this process through
-:func:`embodied.train.train` with the typed config: its own YAML and overrides, then
-``shared`` (policy, recognizer, joint), then an ablation's own overrides, then what the bench
-fixes (the data, the seed, the output folder, the device, no rollouts during training).
+ablation run of every seed. That is the default launcher; ``launcher.jobs: N`` runs N at once
+here and ``launcher.name: slurm`` each as a SLURM job (:mod:`embodied.bench.launchers`,
+:mod:`embodied.bench.slurm`), a run always after those whose checkpoints it reads. Every
+method trains through :func:`embodied.train.train` (:func:`run_one`) with the typed config:
+its own YAML and overrides, then ``shared`` (policy, recognizer, joint), then an ablation's
+own overrides, then what the bench fixes (the data, the seed, the output folder, the device,
+no rollouts during training).
 
 Evaluation of a finished run (:func:`evaluate_run`), from its ``checkpoints/last.pt``:
 
