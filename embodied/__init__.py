@@ -7,8 +7,8 @@ training -> evaluation -> ``cli`` (the console scripts).
 
 __version__ = "0.1.0"
 
-# Every task of every suite as a gymnasium id, embodied/<suite>-<task> (embodied.sim.registry):
+# Every task of every suite as a gymnasium id, embodied/<suite>-<task> (embodied.sim.gym_ids):
 # gymnasium.make reaches the adapters after `import embodied`, as Meta-World's and robosuite's do.
-from embodied.sim.registry import register_gym_ids  # noqa: E402
+from embodied.sim.gym_ids import register_gym_ids  # noqa: E402
 
 register_gym_ids()

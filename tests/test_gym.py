@@ -15,7 +15,7 @@ import embodied  # noqa: F401  (registers the ids)
 from embodied.errors import UserError
 from embodied.sim import SUITES, load_suite
 from embodied.sim.base import check_render_mode
-from embodied.sim.registry import gym_id
+from embodied.sim.gym_ids import gym_id
 
 
 def test_every_task_of_every_suite_has_an_id():

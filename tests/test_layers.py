@@ -71,3 +71,48 @@ def test_the_check_sees_an_upward_import(tmp_path):
     source = tmp_path / "m.py"
     source.write_text("def f():\n    from embodied.eval.rollout import evaluate_policy\n")
     assert imported_packages(source) == {"eval"}
+
+
+def _module_imports() -> dict[str, set[str]]:
+    """``{module: the embodied modules it imports}``, function-local imports included, those
+    under ``if TYPE_CHECKING:`` (annotations only) and packages' ``__init__`` left out."""
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        if path.name != "__init__.py":
+            modules[".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)] = path
+    edges = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(), str(path))
+        typing_only = {
+            id(n)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for n in ast.walk(node)
+        }
+        found = set()
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        edges[name] = {m for m in found if m in modules and m != name}
+    return edges
+
+
+def test_no_two_modules_import_each_other_even_through_others():
+    """No import cycle between modules, at any depth (function-local imports count)."""
+    edges = _module_imports()
+    cycles = []
+    for start in edges:  # a path from a module back to itself
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in edges[node]:
+                if nxt == start:
+                    cycles.append(" -> ".join([*path, start]))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*path, nxt]))
+    assert not cycles, "\n".join(sorted(set(cycles))[:5])

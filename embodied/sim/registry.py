@@ -20,11 +20,8 @@ Adding a suite: write ``embodied/sim/<suite>.py`` (the adapter) and ``envs/<suit
 spec), then one :func:`register_suite` call at the end of this module. Nothing else names a
 suite.
 
-Every task of every registered suite is also a gymnasium environment, ``embodied/<suite>-<task>``
-(:func:`gym_id`), registered when ``embodied`` is imported::
-
-    import embodied, gymnasium
-    env = gymnasium.make("embodied/metaworld-drawer-open-v3", cameras=("corner",), image_size=84)
+Every task of every registered suite is also a gymnasium environment, ``embodied/<suite>-<task>``,
+registered when ``embodied`` is imported (:mod:`embodied.sim.gym_ids`).
 """
 
 from __future__ import annotations
@@ -85,46 +82,12 @@ SUITES: dict[str, Suite] = {}
 
 
 def register_suite(suite: Suite) -> Suite:
-    """Add a suite to the registry (and its tasks' gymnasium ids once :func:`register_gym_ids`
-    has run); a name registered twice is a programming error."""
+    """Add a suite to the registry (its tasks' gymnasium ids: :func:`embodied.sim.gym_ids.register_gym_ids`);
+    a name registered twice is a programming error."""
     if suite.name in SUITES:
         raise ValueError(f"suite {suite.name!r} is registered twice")
     SUITES[suite.name] = suite
-    if _GYM_IDS:
-        _register_gym(suite)
     return suite
-
-
-GYM_NAMESPACE = "embodied"
-_GYM_IDS: list[str] = []
-
-
-def gym_id(suite: str, task: str) -> str:
-    """The gymnasium id of a task: ``embodied/<suite>-<task>``."""
-    return f"{GYM_NAMESPACE}/{suite}-{task}"
-
-
-def register_gym_ids() -> list[str]:
-    """Register every task of every suite with gymnasium (once); the ids. ``gymnasium.make``
-    passes its keywords to the adapter (``cameras``, ``image_size``, ``horizon``,
-    ``terminate_on_success``, ``render_mode="rgb_array"``); the adapter ends its episodes itself
-    (``truncated`` at the horizon), so no TimeLimit is added."""
-    if not _GYM_IDS:
-        for suite in SUITES.values():
-            _register_gym(suite)
-    return list(_GYM_IDS)
-
-
-def _register_gym(suite: Suite) -> None:
-    import gymnasium as gym
-
-    from embodied.sim.spec import load_suite
-
-    for task in load_suite(suite.spec).tasks:
-        env_id = gym_id(suite.name, task)
-        if env_id not in gym.registry:
-            gym.register(env_id, entry_point=suite.env, kwargs={"task": task})
-        _GYM_IDS.append(env_id)
 
 
 def get_suite(name: str) -> Suite:
