@@ -181,7 +181,7 @@ def test_slurm_no_wait_submits_and_a_rerun_collects_without_submitting_twice(slu
     """--no-wait submits and returns; the same command while the job is queued or running
     submits nothing; the same command after it finished collects it and writes the report."""
     from embodied.bench import run_bench
-    from embodied.bench.slurm import JOB_FILE, job_states
+    from embodied.bench.jobs import JOB_FILE, job_states
     from embodied.cli.bench import main
 
     out = tmp_path / "bench"
@@ -235,7 +235,7 @@ def test_local_jobs_2_gives_the_results_of_one_at_a_time(local_reference, demo_d
 
 def _cancel_when_running(cfg, key, found: dict) -> None:
     """Wait for ``key``'s job to run, then scancel it (in a thread, while the bench waits)."""
-    from embodied.bench.slurm import read_record
+    from embodied.bench.jobs import read_record
 
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -297,7 +297,7 @@ def test_slurm_probe_waits_for_its_policy_and_recognizer_jobs(slurm, demo_dir, t
     rerun submits both (the probe after the new policy job alone), and the numbers are the local
     run's."""
     from embodied.bench import run_bench
-    from embodied.bench.slurm import read_record
+    from embodied.bench.jobs import read_record
 
     methods = ["policy", "recognizer", "probe"]
     local = tmp_path / "local"
@@ -364,7 +364,7 @@ def test_slurm_job_at_its_time_limit_is_requeued_and_resumes_from_its_checkpoint
     once the run has a checkpoint: submitit requeues the job under the same id, and the run goes
     on from checkpoints/last.pt instead of starting again."""
     from embodied.bench import run_bench
-    from embodied.bench.slurm import read_record
+    from embodied.bench.jobs import read_record
 
     shared = "steps=600, data.batch_size=4, optim.warmup_steps=0, val_every=600, ckpt_every=10, log_every=10"
     cfg = tiny(demo_dir, tmp_path / "bench", *SLURM, f"shared=[{shared}]")

@@ -7,12 +7,14 @@ demonstrations; per method the mean over seeds with a 95 % interval, and per see
 difference mirror - baseline (design.md, "Benchmark protocol").
 
 - :mod:`.config`: :class:`BenchConfig`, the presets in ``configs/bench/``;
-- :mod:`.runner`: :func:`run_bench`, training and evaluation of every (method, seed), resumable;
+- :mod:`.grid`: :func:`run_bench`, every (method, seed) of a preset and the report, resumable;
+- :mod:`.runner`: one run: its training config, training and evaluation, its marker;
+- :mod:`.launchers`, :mod:`.slurm`: where the runs go (here, several at once, SLURM jobs);
 - :mod:`.aggregate`: means, intervals and paired differences;
 - :mod:`.report`, :mod:`.plots`: ``results.json``, ``results.md`` and the PNGs.
 """
 
 from embodied.bench.config import METHODS, BenchConfig, load_preset
-from embodied.bench.runner import run_bench
+from embodied.bench.grid import run_bench
 
 __all__ = ["METHODS", "BenchConfig", "load_preset", "run_bench"]

@@ -29,10 +29,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 
 from embodied.bench.config import BenchConfig, label
+from embodied.bench.jobs import JOB_FILE, alive_jobs
 from embodied.bench.runner import ablation_runs, finished_marker, log, run_dir, run_one, train_config
 from embodied.errors import UserError, one_line
 
-JOB_FILE = "slurm_job.json"
 """Beside a run submitted to SLURM (embodied.bench.slurm): its job id and logs."""
 
 
@@ -148,8 +148,6 @@ def sort_out(cfg: BenchConfig, runs: list[Run], data: dict, outcome: Outcome) ->
             todo.append(run)
     alive = {}
     if any((run_dir(cfg, *r.key) / JOB_FILE).is_file() for r in todo):  # some were sent to SLURM
-        from embodied.bench.slurm import alive_jobs
-
         alive = alive_jobs(cfg, [r.key for r in todo])
     for run in todo:
         if run.key in alive:
