@@ -20,3 +20,7 @@ INSTRUCTION = "instruction_id"
 """(B,) int64 instruction, contiguous over the dataset's instructions."""
 EPISODE = "episode_id"
 """(B,) int64 episode index over all files of the dataset."""
+
+IMAGE_SIZE = 84
+"""Side in pixels of a camera's square images where no setting and no data say otherwise (the
+common size of Meta-World's and robomimic's image observations): the one default."""

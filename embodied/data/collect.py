@@ -30,6 +30,7 @@ from tqdm import tqdm
 from embodied.data.schema import FORMAT_VERSION, format_version
 from embodied.errors import UserError
 from embodied.fileio import NO_ROOM
+from embodied.keys import IMAGE_SIZE
 from embodied.seeds import EVAL_SEED_START
 from embodied.sim import get_suite, image_key, load_suite, make_env
 from embodied.sim.meshes import MESH_DETAILS
@@ -46,7 +47,7 @@ class CollectConfig:
     cameras: list[str] = field(default_factory=list)
     """Camera streams to record; the first is the observer camera used for recognition. Empty:
     the suite's observer camera (Meta-World: corner; robosuite: agentview)."""
-    image_size: int = 84
+    image_size: int = IMAGE_SIZE
     """Side of the square camera images, in pixels."""
     mesh_detail: str = "full"
     """How the cameras draw meshes: ``full`` (the suite's own look) or ``low`` (large meshes

@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from embodied.keys import IMAGE_SIZE
+
 
 @dataclass
 class DataSpec:
@@ -30,7 +32,7 @@ class DataSpec:
     """Ta: actions in a chunk."""
     clip_len: int = 8
     """T: frames in an observation clip."""
-    image_size: int = 84
+    image_size: int = IMAGE_SIZE
     """Side of the observer camera's square frames."""
     mesh_detail: str = "full"
     """How the data's cameras drew meshes (``embodied.sim.meshes``): evaluation renders a policy's

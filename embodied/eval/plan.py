@@ -22,10 +22,8 @@ from embodied.eval.envs import EpisodePlan
 from embodied.eval.protocol import EpisodeSchedule, schedule
 from embodied.eval.settings import DEFAULT_ENVS_PER_WORKER, NO_VIDEOS, EvalSettings, Videos
 from embodied.eval.waves import env_key, place
+from embodied.keys import IMAGE_SIZE
 from embodied.sim import image_key, known_suites, load_suite
-
-DEFAULT_IMAGE_SIZE = 84
-"""Side of rendered images when neither the policy nor its data says one."""
 
 
 # --------------------------------------------------------------------------- the target
@@ -200,7 +198,7 @@ def plan_rollouts(
 ) -> RolloutPlan:
     """The plan of rolling out ``target`` with ``settings``. ``cameras``, ``policy_size``: what
     :func:`policy_cameras` says of the policy (its images' size, else the data's, else
-    :data:`DEFAULT_IMAGE_SIZE`, is every observation image's). The first ``videos.episodes``
+    :data:`embodied.keys.IMAGE_SIZE`, is every observation image's). The first ``videos.episodes``
     episodes of each task render ``videos.cameras`` (default: the target's observer); the first
     ``observer_episodes`` record the observer camera and the observations (the judge's)."""
     if target.schedule is None:
@@ -211,7 +209,7 @@ def plan_rollouts(
         raise ValueError("videos.episodes > 0 needs a videos.folder")
     if videos.cameras:  # the observer was checked with the target
         load_suite(target.suite).check_cameras(video_cameras)
-    image_size = int(policy_size or spec.image_size or DEFAULT_IMAGE_SIZE)
+    image_size = int(policy_size or spec.image_size or IMAGE_SIZE)
     fixed = target.schedule
     tasks, per_task, seed_start = target.tasks, settings.episodes, settings.seed_start
 

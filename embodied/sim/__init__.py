@@ -11,6 +11,7 @@ adapter module, its spec and one ``register_suite`` call; callers do not change.
 
 from __future__ import annotations
 
+from embodied.keys import IMAGE_SIZE
 from embodied.sim.base import SuiteEnv, image_key
 from embodied.sim.registry import SUITES, Suite, get_suite, known_suites, register_suite
 from embodied.sim.render import RenderOptions
@@ -22,7 +23,7 @@ def make_env(
     task: str,
     seed: int | None = None,
     cameras: tuple[str, ...] | list[str] = (),
-    image_size: int = 84,
+    image_size: int = IMAGE_SIZE,
     horizon: int | None = None,
     render: RenderOptions = RenderOptions(),
     terminate_on_success: bool = True,

@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from embodied.errors import UserError
+from embodied.keys import IMAGE_SIZE
 from embodied.sim.base import FixedEpisodes, image_key
 from embodied.sim.mujoco_env import MujocoSuiteEnv
 from embodied.sim.render import RenderOptions, upright_cameras
@@ -41,7 +42,7 @@ class MetaWorldEnv(MujocoSuiteEnv):
         self,
         task: str,
         cameras: tuple[str, ...] = (),
-        image_size: int = 84,
+        image_size: int = IMAGE_SIZE,
         horizon: int | None = None,
         render: RenderOptions = RenderOptions(),
         terminate_on_success: bool = True,

@@ -1,10 +1,10 @@
 """Headless camera rendering: one reused renderer per camera, images right side up.
 
-On a CPU (Mesa through EGL) shadows and multisampling dominate the cost of a small frame:
-switching them off before the renderer is created takes an 84 px frame from about 13 to
-about 95 renders/s (measured in ``tools/bench_collect.py``). What remains is mostly the mesh
-triangles in view: ``mesh_detail="low"`` draws large meshes simplified and primitives coarser
-(:mod:`embodied.sim.meshes`), 3-5x cheaper at 64 px (``tools/bench_render.py``).
+On a CPU (Mesa through EGL) shadows and multisampling dominate the cost of a small frame, so
+they are switched off before the renderer is created (``tools/bench_collect.py`` measures it).
+What remains is mostly the mesh triangles in view: ``mesh_detail="low"`` draws large meshes
+simplified and primitives coarser (:mod:`embodied.sim.meshes`; ``tools/bench_render.py``
+measures the frame at both details; figures in docs/speed.md).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from embodied.keys import IMAGE_SIZE
 from embodied.sim.base import image_key
 from embodied.sim.mujoco_env import STATE_SPEC, MujocoSuiteEnv
 from embodied.sim.registry import get_suite
@@ -91,7 +92,7 @@ class RobosuiteEnv(MujocoSuiteEnv):
         self,
         task: str,
         cameras: tuple[str, ...] = (),
-        image_size: int = 84,
+        image_size: int = IMAGE_SIZE,
         horizon: int | None = None,
         render: RenderOptions = RenderOptions(),
         terminate_on_success: bool = True,
