@@ -33,7 +33,13 @@ def plain_frame(env) -> np.ndarray:
         renderer.close()
 
 
-@pytest.mark.parametrize("task", TASKS)
+DEFAULT_TIER = ("drawer-open-v3", "button-press-topdown-v3")
+"""Two tasks (a look-alike one and a quick one) in the default tier; every task in the slow tier."""
+
+
+@pytest.mark.parametrize(
+    "task", [t if t in DEFAULT_TIER else pytest.param(t, marks=pytest.mark.slow) for t in TASKS]
+)
 def test_a_frame_per_task(task):
     """``full`` (the default) changes nothing: bit for bit the frame MuJoCo's own renderer makes.
     ``low`` differs from it by a little on average (about 1.2 of 255 per pixel), and at all (the
