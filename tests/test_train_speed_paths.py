@@ -190,6 +190,13 @@ def test_bf16_autocast_stays_close_to_fp32():
     for f32, f16 in zip(feats32, feats16, strict=True):
         cos = torch.nn.functional.cosine_similarity(f16.float(), f32, dim=-1)
         assert cos.min() > 0.98, cos
+    # every gradient is finite, and those that are exactly 0 in fp32 (the residual branches,
+    # whose last batch norm starts at zero scale) are exactly 0 in bf16: a kernel that multiplied
+    # memory it never wrote by zero would show here first (see test_bf16_padding_only_taps_...)
+    for name, g32 in grads32.items():
+        assert torch.isfinite(grads16[name]).all(), name
+        if not g32.any():
+            assert not grads16[name].any(), name
     # the gradients point the same way, model by model
     for model in ("policy", "recognizer", "mirror"):
         names = [n for n in grads32 if n.startswith(f"models.{model}.")]
@@ -204,6 +211,52 @@ def test_bf16_autocast_stays_close_to_fp32():
         torch.manual_seed(0)
         b = module.compute(batch)[0]
     assert torch.equal(a, b) and a.dtype == torch.float32
+
+
+def poison_heap() -> None:
+    """Leave freed heap blocks of many sizes full of NaN, so the next allocations hold NaN bytes."""
+    blocks = [torch.full((n,), float("nan")) for n in (256, 1024, 4096, 16384, 65536) for _ in range(4)]
+    del blocks
+
+
+def test_bf16_padding_only_taps_are_computed_in_fp32():
+    """oneDNN 3.12's bf16 backward-weights kernel on AMX gives the kernel taps of a strided
+    convolution that meet only padding a gradient from memory it never wrote (NaN after the
+    heap held NaN; tools/onednn_bf16_bwd_w_repro.py). The recognizer's Conv3d computes those
+    convolutions in fp32 under bf16 autocast; the others stay in bf16."""
+    from embodied.recognizers.conv3d import Conv3d, strided_padding_taps
+
+    spatial = ((1, 3, 3), (1, 2, 2), (0, 1, 1))
+    assert strided_padding_taps((2, 1, 1), *spatial)  # a 1-pixel input: columns 0 and 2 meet padding
+    assert not strided_padding_taps((2, 3, 3), *spatial)  # each tap meets the input somewhere
+    assert not strided_padding_taps((2, 1, 1), (1, 3, 3), (1, 1, 1), (0, 1, 1))  # stride 1: fine
+    assert strided_padding_taps((1, 4, 4), (3, 1, 1), (2, 1, 1), (1, 0, 0))  # one frame, strided
+    autocast, _ = precision(torch.device("cpu"), "bf16")
+    torch.manual_seed(0)
+    conv = Conv3d(16, 16, *spatial, bias=False)
+    for width in (1, 3):
+        for _ in range(5):
+            x = torch.relu(torch.randn(4, 16, 2, width, width)).requires_grad_()
+            with autocast():
+                y = conv(x)
+            assert y.dtype == (torch.float32 if width == 1 else torch.bfloat16)
+            conv.zero_grad()
+            poison_heap()
+            y.backward(torch.randn(y.shape))
+            assert torch.isfinite(conv.weight.grad).all()
+            if width == 1:  # the edge columns only ever met padding
+                assert not conv.weight.grad[..., [0, 2]].any()
+    # a recognizer whose last stage strides a 1-pixel input (16 px, depth 4) trains in bf16
+    cfg = joint_config(recognizer={"name": "conv3d", "width": 8, "depth": 4, "dropout": 0.0})
+    module, batch = build(cfg), make_batch()
+    _, _, grads32 = loss_and_grads(module, batch)
+    for _ in range(3):
+        poison_heap()
+        _, _, grads16 = loss_and_grads(module, batch, autocast=autocast)
+        for name, g32 in grads32.items():
+            assert torch.isfinite(grads16[name]).all(), name
+            if not g32.any():
+                assert not grads16[name].any(), name
 
 
 # --------------------------------------------------------------------------- torch.compile

@@ -17,6 +17,13 @@ space at once because on a 2-core CPU the convolutions at S/2 dominate the step 
 the defaults a 64 px, 8-frame clip ends at 2 x 2 x 1 (space x space x time) per 128 channels.
 
 Every inner activation is channels-first (B, C, T, H, W), so any layer can be tapped.
+
+bf16 on a CPU with AMX: every convolution here is a :class:`Conv3d`, which computes in fp32,
+under bf16 autocast, the few convolutions that stride over an input so small that some kernel
+taps meet only zero padding (a 3 x 3 stride-2 convolution of a 1-pixel-wide input, as the last
+stage sees on 16 px clips at depth 4): oneDNN 3.12's AMX backward-weights kernel (torch 2.13)
+computes those taps' gradient from scratch memory it never wrote, NaN or arbitrary values
+where it should give 0 (``tools/onednn_bf16_bwd_w_repro.py``).
 """
 
 from __future__ import annotations
@@ -59,6 +66,46 @@ class Conv3DConfig(RecognizerConfig):
                 raise ValueError(f"{key} must be a positive odd number, got {value}")
 
 
+def strided_padding_taps(
+    size: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...]
+) -> bool:
+    """Whether a convolution of an input of ``size`` (T, H, W) has, in a dimension it strides,
+    a kernel tap that meets only zero padding (no output's window puts it on the input)."""
+    for n, k, s, p in zip(size, kernel, stride, padding, strict=True):
+        if s == 1 or p == 0:
+            continue
+        out = (n + 2 * p - k) // s + 1
+        if any(all(not 0 <= j * s + i - p < n for j in range(out)) for i in range(k)):
+            return True
+    return False
+
+
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` that runs in fp32 under CPU bf16 autocast where oneDNN's bf16 gradient fails.
+
+    oneDNN 3.12 (torch 2.13's), on a CPU with AMX, computes the weight gradient of a bf16
+    convolution that strides over an input so small that some kernel taps meet only zero
+    padding (a 3 x 3, stride-2 convolution of a 1-pixel-wide input) from scratch memory it never
+    wrote: those taps, whose gradient is 0, get NaN or arbitrary values, depending on what the
+    heap held (``tools/onednn_bf16_bwd_w_repro.py``; the forward pass and the input gradient are
+    right). Such a convolution (:func:`strided_padding_taps`) runs in fp32 here, in and out: it
+    is tiny, since its input is. Every other call, and every call outside bf16 autocast on a CPU,
+    is ``nn.Conv3d``'s. Parameters, state-dict keys and checkpoints are nn.Conv3d's.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, Cin, T, H, W) -> (B, Cout, T', H', W')
+        if (
+            x.device.type == "cpu"
+            and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16
+            and not isinstance(self.padding, str)
+            and strided_padding_taps(tuple(x.shape[-3:]), self.kernel_size, self.stride, self.padding)
+        ):
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float())
+        return super().forward(x)
+
+
 class Conv2Plus1D(nn.Sequential):
     """1 x k x k spatial conv -> BN -> ReLU -> k_t x 1 x 1 temporal conv.
 
@@ -72,12 +119,10 @@ class Conv2Plus1D(nn.Sequential):
         self, cin: int, cout: int, k: int, kt: int, stride: int = 1, temporal_stride: int = 1
     ) -> None:
         super().__init__(
-            nn.Conv3d(
-                cin, cout, (1, k, k), stride=(1, stride, stride), padding=(0, k // 2, k // 2), bias=False
-            ),
+            Conv3d(cin, cout, (1, k, k), stride=(1, stride, stride), padding=(0, k // 2, k // 2), bias=False),
             nn.BatchNorm3d(cout),
             nn.ReLU(),  # not in place: a tapped layer's output must not be overwritten afterwards
-            nn.Conv3d(
+            Conv3d(
                 cout, cout, (kt, 1, 1), stride=(temporal_stride, 1, 1), padding=(kt // 2, 0, 0), bias=False
             ),
         )
@@ -100,7 +145,7 @@ class ResBlock(nn.Module):
             nn.Identity()
             if stride == 1 and temporal_stride == 1 and cin == cout
             else nn.Sequential(
-                nn.Conv3d(cin, cout, 1, stride=(temporal_stride, stride, stride), bias=False),
+                Conv3d(cin, cout, 1, stride=(temporal_stride, stride, stride), bias=False),
                 nn.BatchNorm3d(cout),
             )
         )
@@ -117,7 +162,7 @@ class R2Plus1DBackbone(nn.Module):
         c = config
         k = c.stem_kernel
         self.stem = nn.Sequential(
-            nn.Conv3d(3, c.width, (1, k, k), stride=(1, 2, 2), padding=(0, k // 2, k // 2), bias=False),
+            Conv3d(3, c.width, (1, k, k), stride=(1, 2, 2), padding=(0, k // 2, k // 2), bias=False),
             nn.BatchNorm3d(c.width),
             nn.ReLU(),
         )
