@@ -89,8 +89,11 @@ class Conv3d(nn.Conv3d):
     wrote: those taps, whose gradient is 0, get NaN or arbitrary values, depending on what the
     heap held (``tools/onednn_bf16_bwd_w_repro.py``; the forward pass and the input gradient are
     right). Such a convolution (:func:`strided_padding_taps`) runs in fp32 here, in and out: it
-    is tiny, since its input is. Every other call, and every call outside bf16 autocast on a CPU,
-    is ``nn.Conv3d``'s. Parameters, state-dict keys and checkpoints are nn.Conv3d's.
+    is tiny, since its input is. The wrong taps were found in width only (a scan of strides,
+    kernels and sizes); height and time are included as a precaution, at no measurable cost
+    (joint_visual: three convolutions of the last two stages, on 2 x 2 x 2 inputs and smaller).
+    Every other call, and every call outside bf16 autocast on a CPU, is ``nn.Conv3d``'s.
+    Parameters, state-dict keys and checkpoints are nn.Conv3d's.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, Cin, T, H, W) -> (B, Cout, T', H', W')
