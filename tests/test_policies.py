@@ -129,14 +129,19 @@ STATS = {
     for key, shape in LOW_DIM.items()
 }
 
-CASES = [
-    pytest.param(p, h, False, id=f"{p}-{h}")
-    for p in sorted(POLICIES.configs)
-    for h in sorted(HEADS.configs)
-    if takes(p, h)
-]
+
+def case(policy: str, head: str, images: bool):
+    """One (policy, head, images) case. The diffusion head's denoiser is the heaviest model here:
+    beside its own policy on low-dim data it stays in the default tier (tests/test_diffusion_act.py
+    covers what it learns); on the other trunks and on images it joins the slow tier."""
+    slow = head == "diffusion" and (policy, images) != ("diffusion", False)
+    name = f"{policy}-{head}" + ("-image" if images else "")
+    return pytest.param(policy, head, images, id=name, marks=[pytest.mark.slow] if slow else [])
+
+
+CASES = [case(p, h, False) for p in sorted(POLICIES.configs) for h in sorted(HEADS.configs) if takes(p, h)]
 IMAGE_HEADS = {p: "chunk" if takes(p, "chunk") else default_head(p) for p in sorted(POLICIES.configs)}
-CASES += [pytest.param(p, h, True, id=f"{p}-{h}-image") for p, h in IMAGE_HEADS.items()]
+CASES += [case(p, h, True) for p, h in IMAGE_HEADS.items()]
 CASES += [pytest.param("bc_mlp", "gmm", True, id="bc_mlp-gmm-image")]
 
 
