@@ -508,7 +508,7 @@ def test_policy_keeps_the_observations_it_was_given():
 
 
 def _spec(tasks):
-    from embodied.models.common import DataSpec
+    from embodied.data.spec import DataSpec
     from embodied.sim import load_suite
 
     suite = load_suite("metaworld")

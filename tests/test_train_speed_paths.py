@@ -24,8 +24,8 @@ import torch
 
 from embodied import keys as K
 from embodied.config import from_dict
+from embodied.data.spec import DataSpec
 from embodied.errors import UserError
-from embodied.models.common import DataSpec
 from embodied.policies.encoders import crop
 from embodied.train import TrainConfig
 from embodied.train.config import RESUME_FREE_KEYS

@@ -201,7 +201,7 @@ def synthetic_data(cfg, count: int, seed: int = 0):
     import torch
 
     from embodied import keys as K
-    from embodied.models.common import DataSpec
+    from embodied.data.spec import DataSpec
 
     g = torch.Generator().manual_seed(seed)
     d, b, size, tasks = cfg.data, cfg.data.batch_size, 64, 10

@@ -13,8 +13,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from embodied.data.spec import DataSpec  # noqa: F401  (models build from it; one home, in data)
-
 
 class Normalizer(nn.Module):
     """x -> (x - shift) / scale per key; statistics live in buffers (saved with the weights).

@@ -33,8 +33,9 @@ from torch import nn
 
 from embodied import keys
 from embodied.config import Registry, from_dict, to_dict
+from embodied.data.spec import DataSpec
 from embodied.errors import UserError
-from embodied.models.common import DataSpec, FeatureTap
+from embodied.models.common import FeatureTap
 from embodied.recognizers.augment import prepare_video
 
 RECOGNIZERS = Registry("recognizer")

@@ -34,7 +34,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from embodied.models.common import DataSpec
+from embodied.data.spec import DataSpec
 from embodied.recognizers.base import RECOGNIZERS, Recognizer, RecognizerConfig
 
 
