@@ -450,6 +450,20 @@ def test_existing_output_folder_needs_resume_or_overwrite(capsys, data, tmp_path
     assert "no checkpoints/last.pt" in one_line_error(capsys, ["--resume", str(tmp_path / "nothing")])
 
 
+def test_a_resumed_runs_total_wall_time_counts_the_processes_before(data, tmp_path):
+    out = tmp_path / "out"
+    cfg = config_dict("policy", data, out, steps=4, val_every=0, ckpt_every=2)
+    assert main([str(write_config(tmp_path / "c.yaml", cfg))]) == 0
+    before = read_checkpoint(out)["train"]["wall_s"]
+    first = json.loads((out / "summary.json").read_text())
+    assert 0 < before <= first["total_wall_time_s"] == first["wall_time_s"]
+    assert main(["--resume", str(out), "steps=6"]) == 0
+    second = json.loads((out / "summary.json").read_text())
+    assert second["resumed_from"] == 4
+    assert second["total_wall_time_s"] == pytest.approx(before + second["wall_time_s"], abs=0.02)
+    assert read_checkpoint(out)["train"]["wall_s"] > before
+
+
 def test_resume_on_other_data_is_refused(capsys, data, tmp_path):
     out = tmp_path / "out"
     cfg = config_dict("policy", data, out, steps=2, val_every=0)

@@ -357,8 +357,9 @@ def run_one(cfg: BenchConfig, method: str, seed: int, data: dict) -> tuple[dict,
     resume = checkpoint_path(folder).is_file()
     log(f"{name}: {'resuming' if resume else 'training'} ({tcfg.steps} steps) in {folder}")
     started = time.perf_counter()
-    train(tcfg, resume=resume, overwrite=not resume)
-    train_s = time.perf_counter() - started
+    summary = train(tcfg, resume=resume, overwrite=not resume)
+    # a resumed run's total, the processes before this one included (to their last checkpoint)
+    train_s = summary.get("total_wall_time_s") or (time.perf_counter() - started)
     log(f"{name}: evaluating")
     started = time.perf_counter()
     metrics, details = evaluate_run(cfg, method, folder)

@@ -339,6 +339,7 @@ def training_state(
     best: dict,
     last: dict,
     rngs: list[dict],
+    wall_s: float = 0.0,
 ) -> dict:
     """last.pt's ``train`` entry: everything an exact resume needs beyond the models. With EMA
     the models hold the averaged weights, so the trained ones are kept here too."""
@@ -358,14 +359,16 @@ def training_state(
         "best": best,
         "last": last,
         "rng": rngs,
+        # training wall time up to this step, across resumes (the summary's total)
+        "wall_s": wall_s,
     }
 
 
 def restore_training(
     saved: dict, module, optimizer, scheduler, scaler, ema, sampler, rank: int, world_size: int
-) -> tuple[int, dict, dict]:
+) -> tuple[int, dict, dict, float]:
     """Load a last.pt's training state (:func:`training_state`) into the run's objects; returns
-    (step, best, last metrics). A different number of processes or train split is an error."""
+    (step, best, last metrics, training wall time so far; 0 from checkpoints older than it). A different number of processes or train split is an error."""
     state = saved["train"]
     if state["world_size"] != world_size:
         raise UserError(
@@ -389,4 +392,4 @@ def restore_training(
     if scaler is not None and state["scaler"]:
         scaler.load_state_dict(state["scaler"])
     set_rng_state(state["rng"][rank])
-    return int(state["step"]), dict(state["best"]), dict(state["last"])
+    return int(state["step"]), dict(state["best"]), dict(state["last"]), float(state.get("wall_s", 0.0))

@@ -62,6 +62,7 @@ class Checkpoints:
                 best=run.state.best,
                 last=run.state.last,
                 rngs=rngs,
+                wall_s=run.state.wall_s,
             )
         ckpt.save_checkpoint(run.out / "checkpoints" / f"{kind}.pt", payload)
 

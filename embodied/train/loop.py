@@ -47,7 +47,7 @@ from embodied.train.config import TrainConfig
 from embodied.train.distributed import Processes, lost_peer, same_everywhere, start, stopping
 from embodied.train.hooks import Checkpoints, Rollouts, Validation
 from embodied.train.runlog import Averager, RunLog, clear_outputs, format_summary, nan_to_none
-from embodied.train.sampling import train_loader
+from embodied.train.sampling import batches_of, train_loader
 from embodied.train.setup import Run, build_run
 from embodied.train.step import native_bf16, precision_name, to_device, update_step
 
@@ -123,11 +123,12 @@ def _train(cfg: TrainConfig, procs: Processes, resume: bool, overwrite: bool, ev
 
     global_batch = cfg.data.batch_size * procs.world_size
     avg, started, tick = Averager(), time.time(), time.time()
+    state.started = started
     first = state.step
     threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    batches = iter(train_loader(run.train_ds, run.sampler, cfg.data.num_workers))
+    batches = batches_of(train_loader(run.train_ds, run.sampler, cfg.data.num_workers))
     try:
         while state.step < cfg.steps:
             batch = to_device(next(batches), procs.device)
@@ -235,6 +236,8 @@ def write_summary(run: Run, first: int, wall: float) -> dict:
         "resumed_from": first or None,
         "out": str(out),
         "wall_time_s": round(wall, 2),
+        # with the processes before this one when resumed (to their last checkpoint)
+        "total_wall_time_s": round(state.wall_before + wall, 2),
         "samples_per_s": round(global_batch * (state.step - first) / max(wall, 1e-9), 1),
         "processes": procs.world_size,
         "device": str(procs.device),

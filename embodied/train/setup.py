@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,16 @@ class TrainState:
     """The lowest validation loss and its step (best.pt)."""
     last: dict[str, dict] = field(default_factory=dict)
     """The latest ``train``, ``val`` and ``rollout`` metrics (the summary's)."""
+    wall_before: float = 0.0
+    """Seconds the processes before this one (a resumed run's) trained, up to the checkpoint this
+    one resumed from: what they ran after it is lost with the steps it made."""
+    started: float = field(default_factory=time.time)
+    """When this process began training (the loop sets it)."""
+
+    @property
+    def wall_s(self) -> float:
+        """Seconds of training that made the run's steps so far, across resumes."""
+        return self.wall_before + (time.time() - self.started)
 
 
 @dataclass
@@ -185,7 +196,7 @@ def build_run(cfg: TrainConfig, procs: Processes, resume: bool, overwrite: bool)
             )
         state = TrainState()
         if saved:
-            state.step, state.best, state.last = ckpt.restore_training(
+            state.step, state.best, state.last, state.wall_before = ckpt.restore_training(
                 saved, module, optimizer, scheduler, scaler, ema, sampler, procs.rank, procs.world_size
             )
         sampler.start = state.step
