@@ -368,7 +368,8 @@ def restore_training(
     saved: dict, module, optimizer, scheduler, scaler, ema, sampler, rank: int, world_size: int
 ) -> tuple[int, dict, dict, float]:
     """Load a last.pt's training state (:func:`training_state`) into the run's objects; returns
-    (step, best, last metrics, training wall time so far; 0 from checkpoints older than it). A different number of processes or train split is an error."""
+    (step, best, last metrics, training wall time so far; 0 from checkpoints older than it). A
+    different number of processes or train split is an error."""
     state = saved["train"]
     if state["world_size"] != world_size:
         raise UserError(
