@@ -4,8 +4,8 @@ export MUJOCO_GL ?= egl
 
 .PHONY: setup quickstart test test-all lint
 
-setup:  ## install torch (the CPU wheel first, so nothing pulls a CUDA build), the project, test tools
-	$(PY) -m pip install -q torch==2.13.0
+setup:  ## install torch (its CPU wheel where there is no NVIDIA GPU and PyTorch's index answers: tools/install_torch.sh), the project, test tools
+	PY=$(PY) bash tools/install_torch.sh
 	$(PY) -m pip install -q -e ".[test]"
 	$(PY) -m pip install -q --no-deps robomimic==0.3.0  # only its dataset reader, for the compatibility test
 
