@@ -20,7 +20,9 @@ exit 0
 """
 
 
-def run_setup(tmp_path: Path, gpu: bool, cpu_index_down: bool = False, have: str = "") -> tuple[str, list[str]]:
+def run_setup(
+    tmp_path: Path, gpu: bool, cpu_index_down: bool = False, have: str = ""
+) -> tuple[str, list[str]]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / "python").write_text(FAKE_PYTHON)
