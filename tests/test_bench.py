@@ -327,7 +327,7 @@ def test_ablations_run_as_overrides_of_the_joint_run(tiny_bench, tmp_path):
     bench = tmp_path / "bench"
     shutil.copytree(out, bench)  # the comparison is finished: only the ablations train
     ablations = tmp_path / "abl.yaml"
-    ablations.write_text("runs:\n  default: {}\n  tau0.2: {mirror.temperature: 0.2}\n")
+    ablations.write_text("title: Controls\nruns:\n  default: {}\n  tau0.2: {mirror.temperature: 0.2}\n")
     cfg = dataclasses.replace(cfg, out=str(bench), ablations=str(ablations))
     result = run_bench(cfg)
     assert result["ran"] == [("ablation/tau0.2", 0), ("ablation/tau0.2", 1)]  # `default` is the joint run
@@ -347,9 +347,17 @@ def test_ablations_run_as_overrides_of_the_joint_run(tiny_bench, tmp_path):
         for s in ("0", "1")
     ]
     assert a["paired"]["success"]["overall"]["values"] == pytest.approx(diffs)
+    over_policy = [
+        runs["ablation/tau0.2"][s]["metrics"]["success"]["overall"]
+        - runs["policy"][s]["metrics"]["success"]["overall"]
+        for s in ("0", "1")
+    ]
+    assert a["paired_policy"]["success"]["overall"]["values"] == pytest.approx(over_policy)
     assert a["summary"]["recognition"]["video"]["n"] == 2
     md = (bench / "results.md").read_text()
-    assert "## Ablations of the mirror head" in md and "| tau0.2 | `mirror.temperature=0.2` |" in md
+    assert data["ablation_title"] == "Controls" and "## Controls\n" in md
+    assert "| tau0.2 | `mirror.temperature=0.2` |" in md
+    assert "| run | overrides | success | Δ vs policy alone |" in md
     assert (bench / "ablations.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert run_bench(cfg)["ran"] == []  # resumable like the rest
 

@@ -128,21 +128,33 @@ def paired(runs: Mapping[str, Mapping[int, Mapping]]) -> dict:
 def ablations(runs: Mapping[str, Mapping[int, Mapping]], baseline: str = "joint") -> dict:
     """The ablation runs (``ablation/<name>``, the joint run with one override set) against the
     joint run: ``{method: {"summary": {family: {key: interval}}, "paired": {family: {key:
-    interval of the per-seed differences ablation - joint}}}}`` for success and recognition,
-    on the seeds both finished, in the order of ``runs``."""
+    interval of the per-seed differences ablation - joint}}, "paired_policy": {"success": {key:
+    interval of ablation - policy alone}}}}`` for success and recognition, on the seeds both
+    finished, in the order of ``runs``. Against the policy alone too: a control that explains the
+    mirror's gain gains as much over the policy as the mirror does."""
     out: dict[str, dict] = {}
     for method, by_seed in runs.items():
         if not method.startswith(ABLATION):
             continue
-        summary, diffs = {}, {}
+        summary, diffs, over_policy = {}, {}, {}
         for family in ("success", "recognition"):
-            mine, base = _by_seed(by_seed, family), _by_seed(runs.get(baseline, {}), family)
+            mine = _by_seed(by_seed, family)
             for key in dict.fromkeys(k for numbers in mine.values() for k in numbers):
                 seeds = [s for s, numbers in mine.items() if key in numbers]
                 summary.setdefault(family, {})[key] = interval([mine[s][key] for s in seeds], seeds)
-                both = [s for s in seeds if key in base.get(s, {})]
-                if both:
-                    d = [mine[s][key] - base[s][key] for s in both]
-                    diffs.setdefault(family, {})[key] = interval(d, both, difference=True)
-        out[method] = {"summary": summary, "paired": diffs}
+            diffs |= _differences(mine, _by_seed(runs.get(baseline, {}), family), family)
+            if family == "success":
+                over_policy |= _differences(mine, _by_seed(runs.get("policy", {}), family), family)
+        out[method] = {"summary": summary, "paired": diffs, "paired_policy": over_policy}
     return out
+
+
+def _differences(mine: dict[int, dict], base: dict[int, dict], family: str) -> dict:
+    """``{family: {key: interval of mine - base}}`` over the seeds both have the key on."""
+    diffs = {}
+    for key in dict.fromkeys(k for numbers in mine.values() for k in numbers):
+        both = [s for s, numbers in mine.items() if key in numbers and key in base.get(s, {})]
+        if both:
+            d = [mine[s][key] - base[s][key] for s in both]
+            diffs[key] = interval(d, both, difference=True)
+    return {family: diffs} if diffs else {}

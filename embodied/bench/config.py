@@ -222,6 +222,12 @@ def load_ablations(source: str) -> dict[str, list[str]]:
     return out
 
 
+def ablation_title(source: str) -> str | None:
+    """The ablation file's ``title:`` (the report's heading of its runs, e.g. "Controls"), or None."""
+    title = load_yaml(resolve_resource(source, "configs")).get("title")
+    return None if title is None else str(title)
+
+
 def _yaml_scalar(value) -> str:
     """A value as the text of a ``key=value`` override (read back as YAML)."""
     import yaml

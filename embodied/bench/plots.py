@@ -173,8 +173,10 @@ def write_plots(payload: dict, out: Path) -> list[Path]:
             )
         )
     if payload.get("ablations"):
+        # the policy alone too: a control is read against both ends of the mirror's gain
         stats = {
-            "joint": {f"{f}/{k}": v for f, by in summary.items() for k, v in by.get("joint", {}).items()}
+            m: {f"{f}/{k}": v for f, by in summary.items() for k, v in by.get(m, {}).items()}
+            for m in ("policy", "joint")
         }
         for method, a in payload["ablations"].items():
             stats[method] = {f"{f}/{k}": v for f, by in a["summary"].items() for k, v in by.items()}
@@ -187,7 +189,8 @@ def write_plots(payload: dict, out: Path) -> list[Path]:
                 keys,
                 list(stats),
                 "rate",
-                "ablations of the mirror head (mean over seeds, 95 % CI)",
+                f"{(payload.get('ablation_title') or 'ablations of the mirror head').lower()} "
+                "(mean over seeds, 95 % CI)",
             )
         )
     return written

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from embodied.bench.aggregate import PAIRS, ablations, aggregate, paired
-from embodied.bench.config import ABLATION, LABELS, BenchConfig, label, load_ablations
+from embodied.bench.config import ABLATION, LABELS, BenchConfig, ablation_title, label, load_ablations
 from embodied.config import to_dict
 from embodied.fileio import json_safe, write_text
 
@@ -88,6 +88,7 @@ def results_payload(cfg: BenchConfig, runs: dict[str, dict[int, dict]], wall_s: 
             },
             "summary": aggregate(metrics),
             "paired": paired(metrics),
+            "ablation_title": ablation_title(cfg.ablations) if cfg.ablations else None,
             "ablations": {
                 m: {"overrides": overrides[m[len(ABLATION) :]], **numbers}
                 for m, numbers in ablations(metrics).items()
@@ -239,37 +240,95 @@ def _headline(payload: dict) -> list[str]:
 
 
 def _ablation_section(payload: dict) -> list[str]:
-    """The ablation runs against the joint run: overall success, recognition and their Δ."""
+    """The ablation (or control) runs: overall success against the policy alone and the joint
+    run, each paired difference with the half-width its seeds resolve; then recognition against
+    the joint run for the runs that have a recognizer."""
     if not payload.get("ablations"):
         return []
-    # the earliest point of the early-recognition curve: where recognition is least saturated
-    early = early_keys(a["summary"].get("recognition", {}) for a in payload["ablations"].values())[:1]
-    cols = [("success", "overall", "success"), ("recognition", "video", "recognition (video)")]
-    cols += [("recognition", "clip", "recognition (clip)")]
-    cols += [("recognition", k, f"recognition after {seen}") for k, seen in early]
-    joint = payload["summary"]
-    header = ["run", "overrides"] + [c for _, _, name in cols for c in (name, "Δ vs mirror (joint)")]
-    rows = [
-        ["mirror (joint)", "–"]
-        + [c for family, key, _ in cols for c in (fmt(joint.get(family, {}).get("joint", {}).get(key)), "")]
+    runs = payload["ablations"]
+    joint, pairs = payload["summary"], payload["paired"]
+
+    def name(method: str) -> str:
+        return label(method).removeprefix("ablation ")
+
+    def overrides(a: dict) -> str:
+        return ", ".join(f"`{o}`" for o in a["overrides"])
+
+    success = [
+        ["policy alone", "–", fmt(joint.get("success", {}).get("policy", {}).get("overall")), "", "", "", ""],
+        [
+            "mirror (joint)",
+            "–",
+            fmt(joint.get("success", {}).get("joint", {}).get("overall")),
+            fmt(pairs.get("success", {}).get("metrics", {}).get("overall"), signed=True),
+            half_width(pairs.get("success", {}).get("metrics", {}).get("overall")),
+            "",
+            "",
+        ],
     ]
-    for method, a in payload["ablations"].items():
-        row = [label(method).removeprefix("ablation "), ", ".join(f"`{o}`" for o in a["overrides"])]
-        for family, key, _ in cols:
-            row += [
-                fmt(a["summary"].get(family, {}).get(key)),
-                fmt(a["paired"].get(family, {}).get(key), signed=True),
+    for method, a in runs.items():
+        vs_policy = a.get("paired_policy", {}).get("success", {}).get("overall")
+        vs_joint = a["paired"].get("success", {}).get("overall")
+        success.append(
+            [
+                name(method),
+                overrides(a),
+                fmt(a["summary"].get("success", {}).get("overall")),
+                fmt(vs_policy, signed=True),
+                half_width(vs_policy),
+                fmt(vs_joint, signed=True),
+                half_width(vs_joint),
             ]
-        rows.append(row)
-    return [
-        "## Ablations of the mirror head",
+        )
+    header = [
+        "run",
+        "overrides",
+        "success",
+        "Δ vs policy alone",
+        "95 % half-width",
+        "Δ vs mirror",
+        "95 % half-width",
+    ]
+    lines = [
+        f"## {payload.get('ablation_title') or 'Ablations of the mirror head'}",
         "",
         "The joint run with one override set each (the preset's `ablations`), every training seed; "
-        "Δ: the per-seed paired difference against the joint run of the same seed.",
+        "Δ: the per-seed paired difference against the policy alone and against the joint run of the "
+        "same seed, with the half-width of its 95 % interval (the smallest difference these seeds "
+        "tell from zero).",
         "",
-        *_table(header, rows),
+        *_table(header, success),
         "",
     ]
+    # the earliest point of the early-recognition curve: where recognition is least saturated
+    early = early_keys(a["summary"].get("recognition", {}) for a in runs.values())[:1]
+    cols = [("video", "recognition (video)"), ("clip", "recognition (clip)")]
+    cols += [(k, f"recognition after {seen}") for k, seen in early]
+    recognizing = {m: a for m, a in runs.items() if a["summary"].get("recognition")}
+    if recognizing:
+        rows = [
+            ["mirror (joint)", "–"]
+            + [
+                c
+                for key, _ in cols
+                for c in (fmt(joint.get("recognition", {}).get("joint", {}).get(key)), "")
+            ]
+        ]
+        for method, a in recognizing.items():
+            rows.append(
+                [name(method), overrides(a)]
+                + [
+                    c
+                    for key, _ in cols
+                    for c in (
+                        fmt(a["summary"]["recognition"].get(key)),
+                        fmt(a["paired"].get("recognition", {}).get(key), signed=True),
+                    )
+                ]
+            )
+        header = ["run", "overrides"] + [c for _, title in cols for c in (title, "Δ vs mirror (joint)")]
+        lines += ["Recognition, for the runs with a recognizer:", "", *_table(header, rows), ""]
+    return lines
 
 
 def _alignment_section(payload: dict) -> list[str]:
