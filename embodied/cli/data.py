@@ -5,6 +5,7 @@ embodied-data collect --tasks mt10 --episodes 50 --out datasets/mt10
 embodied-data info datasets/quick
 embodied-data validate datasets/quick/drawer-open-v3.hdf5
 embodied-data upgrade datasets/old                  # format_version 1 -> 2 (class hierarchy), in place
+embodied-data upgrade datasets/old --checksums      # and Fletcher-32 checksums on every dataset
 embodied-data replay datasets/quick/drawer-open-v3.hdf5 --demo demo_0
 embodied-data video datasets/quick/drawer-open-v3.hdf5 --demo demo_0 --out demo0.mp4
 embodied-data video datasets/quick/drawer-open-v3.hdf5 --demo demo_0 --out demo0.mp4 --size 256
@@ -96,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         help="rewrite format_version 1 files as version 2 (classes and instruction ids from the suite spec)",
     )
     p.add_argument("paths", nargs="+", help="HDF5 files or folders of them")
+    p.add_argument(
+        "--checksums",
+        action="store_true",
+        help="also rewrite every dataset with HDF5's Fletcher-32 checksum (files written before them)",
+    )
     p = sub.add_parser("replay", help="re-simulate a demo from its states and actions")
     p.add_argument("path")
     p.add_argument("--demo", required=True, help="demo name, e.g. demo_0")
@@ -163,9 +169,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"{path}: robomimic's core schema; embodied's extensions absent (format_version, "
                     "suite, each demo's task, instruction, class and success): tasks from env_args.env_name"
                 )
+            for note in inspect.checksum_notes(args.paths):
+                print(note)
             return 0
         if args.verb == "upgrade":
-            for line in inspect.upgrade(args.paths):
+            for line in inspect.upgrade(args.paths, checksums=args.checksums):
                 print(line)
             return 0
         if args.verb == "replay":

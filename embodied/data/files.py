@@ -13,7 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from embodied.data.schema import demo_sort_key
+from embodied.data.schema import READ_ERRORS, demo_sort_key, read_failure
 from embodied.errors import UserError, one_line
 
 DAMAGE = (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError)
@@ -184,5 +184,5 @@ def read_dataset(group: h5py.Group, key: str, where: str) -> np.ndarray:
         raise UserError(f"{where}/{key}: missing")
     try:
         return group[key][()]
-    except (OSError, ValueError, RuntimeError) as err:
-        raise UserError(f"{where}/{key}: unreadable ({one_line(err)})") from None
+    except READ_ERRORS as err:
+        raise UserError(f"{where}/{key}: {read_failure(group[key], err)}") from None

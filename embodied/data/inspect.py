@@ -48,13 +48,14 @@ from embodied.data.schema import (
     is_image_key,
 )
 from embodied.data.upgrade import upgrade
-from embodied.data.validate import core_schema_files, validate, validate_file
+from embodied.data.validate import checksum_notes, core_schema_files, validate, validate_file
 from embodied.errors import UserError
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
 __all__ = [
     "ReplayResult",
+    "checksum_notes",
     "core_schema_files",
     "export_video",
     "image_streams",

@@ -58,6 +58,7 @@ from embodied.data.schema import (
     expand_paths,
     format_version,
     merge_stats,
+    read_refusing,
     refuse_in,
     running_stats,
 )
@@ -284,7 +285,7 @@ class DemoDataset(torch.utils.data.Dataset):
         self.images_in_memory = total <= limit
         if self.images_in_memory:  # stored channels-first once, so a batch is a single gather
             return {
-                k: np.concatenate([rearrange(ds[()], "n h w c -> n c h w") for ds in dss])
+                k: np.concatenate([rearrange(read_refusing(ds), "n h w c -> n c h w") for ds in dss])
                 for k, dss in images.items()
             }
         return images  # per-episode h5py datasets, read per sample
@@ -366,7 +367,8 @@ class DemoDataset(torch.utils.data.Dataset):
         out = []
         for e, ts in zip(ep, frame_t, strict=True):
             lo, hi = int(ts.min()), int(ts.max()) + 1
-            span = self.images[key][e][lo:hi]  # one contiguous read (whole chunks), (n, H, W, 3)
+            # one contiguous read (whole chunks), (n, H, W, 3); a checksum failure names demo and key
+            span = read_refusing(self.images[key][e], slice(lo, hi))
             out.append(span[ts - lo])
         return np.ascontiguousarray(rearrange(np.stack(out), "b t h w c -> b t c h w"))
 

@@ -67,6 +67,14 @@ HIERARCHY_VERSION = 2
 """The first format version whose demos carry ``class`` and ``instruction_id``."""
 IMAGE_SUFFIX = "_image"
 IMAGE_CHUNK = 16  # frames per HDF5 chunk of an image stream: clips read whole chunks
+CHECKSUMS = {"fletcher32": True}
+"""How every dataset is written: with HDF5's Fletcher-32 filter, a checksum per chunk that the
+HDF5 library verifies on every read, so that a changed byte in actions, states or frames is an
+error naming the demo and key rather than a silently different number. A standard filter that
+every HDF5 library has built in: h5py and robomimic read the files unchanged. Files written
+before (and robomimic's) have none; ``embodied-data upgrade --checksums`` adds them."""
+CHECKSUM_FAILURE = "filter returned failure"
+"""What HDF5 says (h5py's OSError) when a chunk's filter, Fletcher-32 here, refuses its bytes."""
 
 DEMO_NAME = re.compile(r"demo_\d+")
 """robomimic sorts demos by ``int(name[5:])``: every group under /data must be named so."""
@@ -156,13 +164,69 @@ def _per_step(key: str, shape: tuple[int, ...]) -> str:
     return f"{shape[0]}x{shape[1]} frames" if is_image_key(key) else f"width {shape[0]}"
 
 
+READ_ERRORS = (OSError, ValueError, RuntimeError)
+"""What h5py raises when a dataset's bytes cannot be read."""
+
+
+def read_failure(ds: h5py.Dataset, err: BaseException) -> str:
+    """What is wrong when reading ``ds`` raised ``err``: a checksum mismatch where the dataset has
+    one (:data:`CHECKSUMS`) and its filter refused the bytes, else the error itself."""
+    if ds.fletcher32 and CHECKSUM_FAILURE in str(err):
+        return (
+            "checksum mismatch (HDF5 Fletcher-32): its bytes changed after it was written "
+            "(a damaged copy or disk); restore or collect the file again"
+        )
+    return f"unreadable ({one_line(err)})"
+
+
+def dataset_where(ds: h5py.Dataset) -> str:
+    """``<file>: <demo>/<key>`` of a dataset of a demonstration file, for a message."""
+    name = ds.name.removeprefix("/").removeprefix("data/")
+    return f"{ds.file.filename}: {name}"
+
+
 def read_array(ds: h5py.Dataset, where: str, problem: Problem) -> np.ndarray | None:
     """A whole dataset, or None (and a problem) when its bytes cannot be read."""
     try:
         return ds[()]
-    except (OSError, ValueError, RuntimeError) as err:
-        problem(where, f"unreadable ({one_line(err)})")
+    except READ_ERRORS as err:
+        problem(where, read_failure(ds, err))
         return None
+
+
+def read_refusing(ds: h5py.Dataset, selection=()) -> np.ndarray:
+    """``ds[selection]``; a failed read (a checksum mismatch) is a UserError naming the file, the
+    demo and the key."""
+    try:
+        return ds[selection]
+    except READ_ERRORS as err:
+        raise UserError(f"{dataset_where(ds)}: {read_failure(ds, err)}") from None
+
+
+def check_bytes(ds: h5py.Dataset, where: str, problem: Problem) -> bool:
+    """Read ``ds`` a chunk's worth of rows at a time (an image stream need not fit in memory)
+    so that the HDF5 library verifies every chunk's checksum; a problem names the rows of the
+    first chunk that fails and how many do. True when every chunk reads."""
+    rows = ds.chunks[0] if ds.chunks else max(1, len(ds))
+    failed, first = 0, None
+    for lo in range(0, len(ds), rows):
+        try:
+            ds[lo : lo + rows]
+        except READ_ERRORS as err:
+            failed += 1
+            first = first or (lo, min(lo + rows, len(ds)) - 1, read_failure(ds, err))
+    if first is not None:
+        lo, hi, what = first
+        more = f" and {failed - 1} more chunk(s) of {-(-len(ds) // rows)}" if failed > 1 else ""
+        problem(where, f"steps {lo}-{hi}{more}: {what}")
+    return first is None
+
+
+def checksummed(f: h5py.File) -> tuple[int, int]:
+    """(datasets with a checksum, datasets) in an open file."""
+    found = []
+    f.visititems(lambda _, item: found.append(item.fletcher32) if isinstance(item, h5py.Dataset) else None)
+    return sum(found), len(found)
 
 
 def count_not_finite(x: np.ndarray | None) -> int:
@@ -302,19 +366,20 @@ class DemoFileWriter:
         name = f"demo_{len(self.names)}"
         grp = self._data.create_group(name)
         n = len(arrays["actions"])
-        grp.create_dataset("actions", data=np.asarray(arrays["actions"], dtype=np.float32))
-        grp.create_dataset("rewards", data=np.asarray(arrays["rewards"], dtype=np.float32))
-        grp.create_dataset("dones", data=np.asarray(arrays["dones"], dtype=np.int64))
-        grp.create_dataset("states", data=np.asarray(arrays["states"], dtype=np.float64))
+        put = lambda group, key, x, **kw: group.create_dataset(key, data=x, **kw, **CHECKSUMS)  # noqa: E731
+        put(grp, "actions", np.asarray(arrays["actions"], dtype=np.float32))
+        put(grp, "rewards", np.asarray(arrays["rewards"], dtype=np.float32))
+        put(grp, "dones", np.asarray(arrays["dones"], dtype=np.int64))
+        put(grp, "states", np.asarray(arrays["states"], dtype=np.float64))
         og = grp.create_group("obs")
         nog = grp.create_group("next_obs") if any(k.startswith("next/") for k in obs) else None
         for full_key, value in obs.items():
             group, key = (nog, full_key[5:]) if full_key.startswith("next/") else (og, full_key)
             if is_image_key(key):
                 chunks = (min(IMAGE_CHUNK, n), *value.shape[1:])
-                group.create_dataset(key, data=np.asarray(value, dtype=np.uint8), chunks=chunks)
+                put(group, key, np.asarray(value, dtype=np.uint8), chunks=chunks)
             else:
-                group.create_dataset(key, data=np.asarray(value, dtype=np.float32))
+                put(group, key, np.asarray(value, dtype=np.float32))
                 if group is og:
                     self.low_dim.setdefault(key, []).append(np.asarray(value, dtype=np.float32))
         self.low_dim.setdefault("actions", []).append(np.asarray(arrays["actions"], dtype=np.float32))
@@ -330,7 +395,7 @@ class DemoFileWriter:
         assert self._file is not None
         masks = split_masks(self.names, valid_fraction, split_seed)
         for split, names in masks.items():
-            self._file.create_dataset(f"mask/{split}", data=np.array(names, dtype="S"))
+            self._file.create_dataset(f"mask/{split}", data=np.array(names, dtype="S"), **CHECKSUMS)
         train = {int(n.split("_")[1]) for n in masks["train"]} or set(range(len(self.names)))
         stats = self._file.create_group("stats")
         for key, arrays in self.low_dim.items():

@@ -17,10 +17,13 @@ from embodied.data.files import (
     text_of,
 )
 from embodied.data.schema import (
+    CHECKSUMS,
     FORMAT_VERSION,
     HIERARCHY_ATTRS,
     HIERARCHY_VERSION,
+    checksummed,
     expand_paths,
+    read_refusing,
     task_attrs,
 )
 from embodied.errors import UserError, one_line
@@ -73,23 +76,67 @@ def _upgrade_plan(path: Path) -> dict[str, dict] | None:
     return plan
 
 
-def upgrade(paths: list[str]) -> list[str]:
+def _unchecked(path: Path) -> bool:
+    """True when some dataset of ``path`` has no checksum (:data:`CHECKSUMS`)."""
+    with open_file(path) as f, reading(path):
+        have, total = checksummed(f)
+    return have < total
+
+
+def copy_with_checksums(src: h5py.Group, dst: h5py.Group) -> None:
+    """Every attribute, group and dataset of ``src`` into ``dst``, each dataset written with
+    :data:`CHECKSUMS` (keeping its chunks and compression; HDF5 cannot add a filter to a dataset
+    in place) and read a chunk's rows at a time, so that an image stream need not fit in memory.
+    A read that fails (damaged bytes) is a UserError naming the demo and key."""
+    for key in src.attrs:  # with their stored types (a fixed-length string stays one)
+        dst.attrs.create(key, src.attrs[key], dtype=src.attrs.get_id(key).dtype)
+    for key, item in src.items():
+        if isinstance(item, h5py.Group):
+            copy_with_checksums(item, dst.create_group(key))
+            continue
+        if not item.shape:  # a scalar cannot be chunked, so it cannot carry a checksum
+            src.copy(item, dst, name=key)
+            continue
+        ds = dst.create_dataset(
+            key,
+            shape=item.shape,
+            dtype=item.dtype,
+            chunks=item.chunks or True,
+            compression=item.compression,
+            compression_opts=item.compression_opts,
+            shuffle=item.shuffle,
+            **CHECKSUMS,
+        )
+        rows = ds.chunks[0]
+        for lo in range(0, len(item), rows):
+            ds[lo : lo + rows] = read_refusing(item, slice(lo, lo + rows))
+        for attr in item.attrs:
+            ds.attrs.create(attr, item.attrs[attr], dtype=item.attrs.get_id(attr).dtype)
+
+
+def upgrade(paths: list[str], checksums: bool = False) -> list[str]:
     """Rewrite format_version 1 files as version 2, in place: each demo gets its task's
-    ``class``, ``label`` (class id) and ``instruction_id`` from the suite spec. Every file is
-    checked before any is changed; each is rewritten atomically (a copy, edited, renamed over
-    it). Returns one line per file."""
+    ``class``, ``label`` (class id) and ``instruction_id`` from the suite spec; with
+    ``checksums``, every dataset without a checksum gets one (:func:`copy_with_checksums`).
+    Every file is checked before any is changed; each is rewritten atomically (a copy, edited,
+    renamed over it). Returns one line per file."""
     import shutil
 
     files = expand_paths(paths)
     plans = [(path, _upgrade_plan(path)) for path in files]  # refuse before writing anything
     out = []
     for path, plan in plans:
-        if plan is None:
+        add_sums = checksums and _unchecked(path)
+        if plan is None and not add_sums:
             out.append(f"{path}: already format_version {FORMAT_VERSION}, unchanged")
             continue
 
-        def rewrite(tmp: Path, path=path, plan=plan) -> None:  # a copy, edited
-            shutil.copy2(path, tmp)
+        def rewrite(tmp: Path, path=path, plan=plan or {}, add_sums=add_sums) -> None:  # a copy, edited
+            if add_sums:
+                with open_file(path) as src, h5py.File(tmp, "w") as dst:
+                    copy_with_checksums(src, dst)
+            else:
+                shutil.copy2(path, tmp)
             with h5py.File(tmp, "r+") as f:
                 for name, attrs in plan.items():
                     for key, value in attrs.items():
@@ -100,9 +147,13 @@ def upgrade(paths: list[str]) -> list[str]:
             replace_atomically(path, rewrite)
         except OSError as err:
             raise UserError(f"{path}: cannot rewrite ({one_line(err)}); the file is unchanged") from None
+        sums = "checksums (Fletcher-32) on every dataset"
+        if plan is None:
+            out.append(f"{path}: rewritten with {sums}")
+            continue
         classes = list(dict.fromkeys(a["class"] for a in plan.values()))
         out.append(
             f"{path}: upgraded to format_version {FORMAT_VERSION} ({len(plan)} demos; "
-            f"class {', '.join(classes)})"
+            f"class {', '.join(classes)})" + (f", with {sums}" if add_sums else "")
         )
     return out

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from embodied.data.reader import DemoDataset
+from embodied.errors import UserError
 
 
 def _seed(*parts: int) -> int:
@@ -93,6 +94,23 @@ def train_loader(
         generator=torch.Generator().manual_seed(sampler.seed),
         persistent_workers=False,
     )
+
+
+def batches_of(loader: torch.utils.data.DataLoader) -> Iterator[dict]:
+    """The loader's batches. A :class:`UserError` that a worker process raised while reading (a
+    checksum failure) keeps its one line: torch re-raises it in this process with the worker's
+    whole traceback in the message."""
+    it = iter(loader)
+    while True:
+        try:
+            yield next(it)
+        except StopIteration:
+            return
+        except UserError as err:
+            text = str(err).rstrip()
+            if "Original Traceback" not in text:
+                raise
+            raise UserError(text.splitlines()[-1].partition("UserError: ")[2] or text) from None
 
 
 def fixed_subset(num_samples: int, count: int, seed: int) -> np.ndarray:
