@@ -43,3 +43,10 @@ def resolve_resource(path: str | Path, folder: str, suffix: str = ".yaml") -> Pa
 def resource_names(folder: str, suffix: str = ".yaml") -> list[str]:
     """The names a command accepts for ``folder`` (``configs``: ``policy_quick``, ...), sorted."""
     return sorted(p.stem for p in resource_dir(folder).glob(f"*{suffix}"))
+
+
+def checkpoint_path(path: str | Path, name: str = "last.pt") -> Path:
+    """A .pt file as given, or ``<run folder>/checkpoints/<name>``. Here, with no torch, so that
+    the commands can say a checkpoint is missing before they import torch."""
+    path = Path(path)
+    return path / "checkpoints" / name if path.is_dir() else path

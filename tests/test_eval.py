@@ -211,6 +211,30 @@ def test_evaluate_policy_results_are_well_formed(in_process):
     assert policy.instructions == [[0] * 16] * steps_per_task[0] + [[1] * 16] * steps_per_task[1]
 
 
+def test_progress_counts_steps_before_the_first_episode_ends(monkeypatch):
+    """The progress bar moves while a wave runs (its steps, about once a second; here every
+    step), not only when its episodes end together, and ends at every episode's step limit."""
+    from embodied.eval import waves
+    from embodied.eval.results import Collector
+    from embodied.eval.rollout import evaluate_policy
+
+    monkeypatch.setattr(waves, "STEPS_EVERY_S", 0.0)
+    events = []
+    monkeypatch.setattr(Collector, "steps", lambda self, n: events.append(("steps", n)))
+    evaluate_policy(
+        GoalPolicy(),
+        make_spec(),
+        ["reach-v3"],
+        2,
+        workers=0,
+        horizon=HORIZON,
+        on_episode=lambda r, _: events.append(("episode", r.length)),
+    )
+    first_end = events.index(("episode", HORIZON))
+    assert events[:first_end] == [("steps", 1)] * HORIZON  # one environment in process: a step at a time
+    assert sum(n for kind, n in events if kind == "steps") == 2 * HORIZON
+
+
 def test_recordings_and_videos(in_process):
     from embodied.video import frame_shape
 
@@ -535,8 +559,11 @@ def test_end_to_end_train_then_eval(trained_run, capsys):
     capsys.readouterr()
     argv = [str(run), "--episodes", "2", "--horizon", "12", "--videos", "1", "--workers", "2"]
     assert eval_main(argv) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "| **overall** |" in printed and "results.json" in printed
+    # The progress bar counts the workers' steps and each early end's unused steps: 4 x 12 in all.
+    assert "rollouts: 100%" in captured.err and "48/48" in captured.err and "episodes=4/4" in captured.err
     assert f"wrote 2 video(s) into {run / 'eval' / 'videos'}" in printed  # every run lists its videos
 
     out = run / "eval"
@@ -626,10 +653,10 @@ def test_ctrl_c_in_a_terminal_writes_the_finished_episodes(trained_run, tmp_path
     )
     seen, progressed = [], threading.Event()
 
-    def watch() -> None:  # tqdm's progress bar: "| k/40 [" once k episodes have finished
+    def watch() -> None:  # tqdm's progress bar: "episodes=k/40" once k episodes have finished
         for chunk in iter(lambda: proc.stderr.read1(4096), b""):
             seen.append(chunk.decode(errors="replace"))
-            if re.search(r"\| [1-9]\d*/40 \[", "".join(seen)):
+            if re.search(r"episodes=[1-9]\d*/40", "".join(seen)):
                 progressed.set()
 
     threading.Thread(target=watch, daemon=True).start()

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from embodied.errors import UserError, run_cli
 from embodied.fileio import check_writable
+from embodied.paths import checkpoint_path
 
 # Heavy modules (torch, the models) are imported inside main(): worker processes started by
 # `spawn` or the forkserver import the console script's module, and should not pay for them.
@@ -174,7 +175,6 @@ def parse_crop(text: str):
 def classify_videos(args: argparse.Namespace, path: Path, kind: str, recognizer, spec, config) -> int:
     """--classify: each video's predicted task and instruction, with probabilities and the top 5."""
     from embodied.eval.classify import classify_file
-    from embodied.train.checkpoint import checkpoint_path
 
     if recognizer is None:
         raise UserError(f"{checkpoint_path(path)}: a {kind} checkpoint holds no recognizer to classify with")
@@ -200,14 +200,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from embodied.eval.checkpoint import checkpoint_target, evaluate_checkpoint
-    from embodied.eval.recognition import REPORT_FILES
-    from embodied.eval.report import results_payload, success_table, write_results
-    from embodied.eval.settings import Videos, make_settings
-    from embodied.seeds import EVAL_SEED_START
-    from embodied.sim import load_suite
-    from embodied.train.checkpoint import checkpoint_path, load_model
-
     minimum = {
         "episodes": 1,
         "fps": 1,
@@ -224,7 +216,17 @@ def evaluate(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < low:
             raise UserError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
+    if not checkpoint_path(args.checkpoint).is_file():  # said before torch is imported (seconds)
+        raise UserError(f"{checkpoint_path(args.checkpoint)}: no such checkpoint")
     import torch
+
+    from embodied.eval.checkpoint import checkpoint_target, evaluate_checkpoint
+    from embodied.eval.recognition import REPORT_FILES
+    from embodied.eval.report import results_payload, success_table, write_results
+    from embodied.eval.settings import Videos, make_settings
+    from embodied.seeds import EVAL_SEED_START
+    from embodied.sim import load_suite
+    from embodied.train.checkpoint import load_model
 
     try:
         device = torch.device(args.device)

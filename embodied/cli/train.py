@@ -18,14 +18,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from embodied.config import apply_overrides, describe, from_dict, load_config
 from embodied.errors import Stopped, UserError, run_cli
-from embodied.paths import resolve_resource, resource_names
-from embodied.train.config import RESUME_FREE_KEYS, TrainConfig
-from embodied.train.objective import OBJECTIVES
+from embodied.paths import checkpoint_path, resolve_resource, resource_names
+
+if TYPE_CHECKING:
+    from embodied.train.config import TrainConfig
+
+# The training config and the objectives are imported where they are used: they import torch
+# and the models (seconds), which parsing a command line and finding its CONFIG must not wait for.
 
 
 def train_configs() -> list[str]:
@@ -38,15 +44,33 @@ def train_configs() -> list[str]:
     ]
 
 
+RESUME_HELP = "continue the run in DIR from checkpoints/last.pt; may change only: "
+
+
+class _Parser(argparse.ArgumentParser):
+    """Writes its long help (every objective and every setting, read from the training config and
+    the objectives, so torch too) only when it is asked for."""
+
+    def format_help(self) -> str:
+        from embodied.train.config import RESUME_FREE_KEYS, TrainConfig
+        from embodied.train.objective import OBJECTIVES
+
+        self.description = (
+            __doc__
+            + "\nObjectives (mode: what trains):\n"
+            + "\n".join(f"  {name}: {objective.summary}" for name, objective in OBJECTIVES.items())
+            + "\n\nSettings (key: doc):\n  "
+            + "\n  ".join(describe(TrainConfig))
+        )
+        for action in self._actions:
+            if action.dest == "resume":
+                action.help = RESUME_HELP + ", ".join(RESUME_FREE_KEYS)
+        return super().format_help()
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="embodied-train",
-        description=__doc__
-        + "\nObjectives (mode: what trains):\n"
-        + "\n".join(f"  {name}: {objective.summary}" for name, objective in OBJECTIVES.items())
-        + "\n\nSettings (key: doc):\n  "
-        + "\n  ".join(describe(TrainConfig)),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = _Parser(
+        prog="embodied-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
         "config",
@@ -58,8 +82,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume",
         metavar="DIR",
-        help="continue the run in DIR from checkpoints/last.pt; may change only: "
-        + ", ".join(RESUME_FREE_KEYS),
+        help=RESUME_HELP + "(the settings listed by --help)",
     )
     p.add_argument(
         "--overwrite", action="store_true", help="replace the outputs of an earlier run in the folder"
@@ -68,7 +91,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def train_config(args: argparse.Namespace) -> TrainConfig:
+def command_line(args: argparse.Namespace) -> tuple[Path | None, list[str]]:
+    """The CONFIG file (None: the stored one of --resume) and the overrides, checked as far as
+    can be without torch: the file exists, the run to resume has a checkpoint."""
     overrides = list(args.overrides)
     config = args.config
     if config is not None and "=" in config and not Path(config).exists():
@@ -77,27 +102,43 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     if args.resume:
         if args.out:
             raise UserError("--out and --resume exclude each other (a resumed run stays in its folder)")
-        if config is not None:
-            cfg = load_config(TrainConfig, resolve_resource(config, "configs"), overrides)
-        else:
-            from embodied.train.checkpoint import checkpoint_path, read_checkpoint
+        if config is None and not checkpoint_path(args.resume).is_file():
+            raise UserError(f"{args.resume}: no checkpoints/last.pt to resume from")
+    elif config is None:
+        raise UserError("a CONFIG (a YAML file or a name in configs/) is needed, or --resume DIR")
+    return (resolve_resource(config, "configs") if config is not None else None), overrides
 
-            if not checkpoint_path(args.resume).is_file():
-                raise UserError(f"{args.resume}: no checkpoints/last.pt to resume from")
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    from embodied.train.config import TrainConfig
+
+    path, overrides = command_line(args)
+    if args.resume:
+        if path is not None:
+            cfg = load_config(TrainConfig, path, overrides)
+        else:
+            from embodied.train.checkpoint import read_checkpoint
+
             payload = read_checkpoint(args.resume)
             raw = apply_overrides(json.loads(payload["config"]), overrides)
             cfg = from_dict(TrainConfig, raw, f"{args.resume} (stored config)")
         return dataclasses.replace(cfg, out=str(args.resume))
-    if config is None:
-        raise UserError("a CONFIG (a YAML file or a name in configs/) is needed, or --resume DIR")
-    cfg = load_config(TrainConfig, resolve_resource(config, "configs"), overrides)
+    cfg = load_config(TrainConfig, path, overrides)
     return dataclasses.replace(cfg, out=args.out) if args.out else cfg
+
+
+def _alone() -> bool:
+    """No launcher started this process among others (torchrun sets WORLD_SIZE, srun a step's
+    task count), so an error of the command line is this process's to report."""
+    return os.environ.get("WORLD_SIZE", "1") == "1" and os.environ.get("SLURM_STEP_NUM_TASKS", "1") == "1"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_intermixed_args(argv)  # flags may follow the overrides
 
     def run() -> int:
+        if _alone():  # a missing CONFIG or run is reported before torch is imported
+            command_line(args)
         from embodied.train.distributed import launched_rank, same_everywhere
         from embodied.train.loop import train
 

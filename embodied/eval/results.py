@@ -222,19 +222,36 @@ class Collector:
         self.policy_in_workers = False
         self.bar = None
 
+    def budget(self, task: str) -> int:
+        """The most steps an episode of ``task`` can take: the protocol's limit or the task's horizon."""
+        from embodied.sim.spec import load_suite
+
+        return self.plan.horizon or load_suite(self.target.suite).tasks[task].horizon
+
     def show_progress(self) -> None:
-        """A progress bar of the episodes on stderr, after a line on the start-up."""
+        """A progress bar on stderr, after a line on the start-up. It counts environment steps
+        against every episode's step limit (an episode that ends early counts its unused steps
+        as done), since the episodes of a wave run side by side and end together, tens of seconds
+        after they start: counted in episodes, the bar sat at 0 % and then took its ETA from the
+        first one (25 minutes for a job that ended at 71 s)."""
         import sys
 
         from tqdm import tqdm
 
         plan = self.plan
-        # Start-up is its own phase, so the rate and ETA count episodes only; smoothing 0: the
-        # average since the start, since episodes come back a wave at a time.
+        # Start-up is its own phase, so the rate and ETA count rollouts only; smoothing 0: the
+        # average since the start, as steps come in bursts a second apart.
         where = f"{plan.processes} worker(s)" if plan.processes else "this process"
         ready = f"rollouts: {plan.num_envs} environment(s) in {where} ready in {self.startup_s:.1f} s"
         print(ready, file=sys.stderr)
-        self.bar = tqdm(total=len(plan.episodes), desc="episodes", unit="ep", dynamic_ncols=True, smoothing=0)
+        total = sum(self.budget(p.task) for p in plan.episodes)
+        self.bar = tqdm(total=total, desc="rollouts", unit="step", dynamic_ncols=True, smoothing=0)
+        self.bar.set_postfix(episodes=f"0/{len(plan.episodes)}", refresh=False)
+
+    def steps(self, n: int) -> None:
+        """``n`` more environment steps were taken (:func:`~embodied.eval.waves.run_wave`)."""
+        if self.bar is not None:
+            self.bar.update(n)
 
     def __call__(self, record: EpisodeRecord, recording: Recording | None) -> None:
         offset = record.seed - self.settings.seed_start
@@ -255,10 +272,11 @@ class Collector:
         if self.on_episode is not None:
             self.on_episode(record, recording)
         self.records.append(record)
-        if self.bar is not None:  # the counter first: update() redraws, with this episode counted
+        if self.bar is not None:  # the counters first: update() redraws, with this episode counted
             done = [r.success for r in self.records]
-            self.bar.set_postfix(success=f"{sum(done)}/{len(done)}", refresh=False)
-            self.bar.update(1)
+            episodes = f"{len(done)}/{len(self.plan.episodes)}"
+            self.bar.set_postfix(episodes=episodes, success=f"{sum(done)}/{len(done)}", refresh=False)
+            self.bar.update(max(self.budget(record.task) - record.length, 0))  # its steps not taken
 
     def close(self) -> None:
         if self.bar is not None:

@@ -185,9 +185,9 @@ def evaluate_policy(
             collector.show_progress()
         # The runners: every episode goes to the collector as it ends.
         if blob is not None:
-            run_in_workers(envs, plan, instructions, collector)
+            run_in_workers(envs, plan, instructions, collector, collector.steps)
         else:
-            run_lockstep(policy, envs, plan, instructions, device, collector)
+            run_lockstep(policy, envs, plan, instructions, device, collector, collector.steps)
         # Stop the clock before closing: waiting for the workers to exit is not evaluation.
         wall_s = time.perf_counter() - started
     except KeyboardInterrupt:

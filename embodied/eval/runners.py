@@ -91,9 +91,16 @@ def _ids(instructions: dict[str, int], plans: Sequence[EpisodePlan | None]) -> l
     return [instructions[p.task] if p is not None else 0 for p in plans]
 
 
-def run_in_workers(envs: EnvPool, plan: RolloutPlan, instructions: dict[str, int], finish: Finish) -> None:
+def run_in_workers(
+    envs: EnvPool,
+    plan: RolloutPlan,
+    instructions: dict[str, int],
+    finish: Finish,
+    on_steps: Callable[[int], None] | None = None,
+) -> None:
     """Each worker runs its share of every wave with its own copy of the policy, at its own pace;
-    the episodes come back as they end."""
+    the episodes come back as they end, and ``on_steps(n)`` hears of their steps about once a
+    second (:func:`~embodied.eval.waves.run_wave`)."""
     busy = []
     for w in range(envs.workers):
         share = envs.share(w)
@@ -112,6 +119,9 @@ def run_in_workers(envs: EnvPool, plan: RolloutPlan, instructions: dict[str, int
             status, data = envs.receive(w)
             if status == "episode":
                 finish(*data)
+            elif status == "steps":
+                if on_steps is not None:
+                    on_steps(data)
             else:  # "ok": that worker has run all its episodes
                 busy.remove(w)
 
@@ -123,11 +133,12 @@ def run_lockstep(
     instructions: dict[str, int],
     device: torch.device,
     finish: Finish,
+    on_steps: Callable[[int], None] | None = None,
 ) -> None:
     """This process acts for every environment at once, wave after wave."""
     for plans, in_run_order in plan.waves:
         instruction = torch.tensor(_ids(instructions, plans), dtype=torch.long, device=device)  # (N,)
-        for record, recording in run_wave(policy, envs, plans, in_run_order, instruction, device):
+        for record, recording in run_wave(policy, envs, plans, in_run_order, instruction, device, on_steps):
             finish(record, recording)
 
 

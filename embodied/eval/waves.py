@@ -5,6 +5,8 @@ input, each episode's bookkeeping until it ends."""
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 import gymnasium as gym
@@ -134,6 +136,13 @@ class _Wave:
         )
 
 
+STEPS_EVERY_S = 1.0
+"""How often a wave reports the environment steps it has taken (``on_steps``): the episodes of a
+wave run side by side and end together, tens of seconds after they start, so a progress bar of
+episodes alone sits at 0 % and then guesses its ETA from one episode; one message a second from
+each worker is nothing beside its steps."""
+
+
 def run_wave(
     policy,
     envs: EnvPool,
@@ -141,10 +150,14 @@ def run_wave(
     in_run_order: Sequence[int],
     instruction: torch.Tensor,
     device: torch.device,
+    on_steps: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[EpisodeRecord, Recording | None]]:
     """One lock-step wave (module doc): environment ``i`` of ``envs`` runs ``plans[i]`` (None:
-    it sits out) with ``instruction[i]``; yields every episode as it ends, with its recording."""
+    it sits out) with ``instruction[i]``; yields every episode as it ends, with its recording.
+    ``on_steps(n)``: the environment steps taken since its last call, about every
+    :data:`STEPS_EVERY_S` and at the wave's end (together, every step of the wave)."""
     wave = _Wave(plans, in_run_order)
+    unreported, last_report = 0, time.monotonic()
     obs, infos = envs.reset([{"options": {"plan": p}} for p in plans])
     wave.start(infos)
     policy.reset()
@@ -166,6 +179,10 @@ def run_wave(
         for key, value in stepped.items():
             obs[key][running] = value
         wave.update(running, reward, terminated, truncated, infos)
+        unreported += len(running)
+        if on_steps is not None and (wave.done.all() or time.monotonic() - last_report >= STEPS_EVERY_S):
+            on_steps(unreported)
+            unreported, last_report = 0, time.monotonic()
         yield from wave.ended(envs)
 
 
@@ -176,7 +193,8 @@ Job = tuple[list[EpisodePlan | None], list[int], list[int]]
 def policy_commands(policy_blob: bytes, threads: int | None, envs: list[gym.Env]) -> dict:
     """The extension (:data:`~embodied.eval.pool.Extension`) of a policy worker: ``run`` a list of
     :data:`Job` s with the worker's own copy of the policy, sending ``("episode", (record,
-    recording))`` as each episode ends."""
+    recording))`` as each episode ends and ``("steps", n)`` as its environments step (the
+    progress bar's)."""
     import pickle
 
     if threads is not None:
@@ -188,12 +206,17 @@ def policy_commands(policy_blob: bytes, threads: int | None, envs: list[gym.Env]
         count = 0
         for plans, in_run_order, ids in jobs:
             instruction = torch.tensor(ids, dtype=torch.long)
-            for episode in run_wave(policy, pool, plans, in_run_order, instruction, cpu):
+            steps = functools.partial(_send_steps, send)
+            for episode in run_wave(policy, pool, plans, in_run_order, instruction, cpu, steps):
                 send(("episode", episode))
                 count += 1
         return count
 
     return {"run": run}
+
+
+def _send_steps(send: Callable[[tuple], None], n: int) -> None:
+    send(("steps", n))
 
 
 def pickled_policy(policy, required: bool) -> bytes | None:

@@ -48,6 +48,7 @@ from embodied.config import from_dict, to_dict
 from embodied.data.spec import DataSpec
 from embodied.errors import UserError
 from embodied.fileio import replace_atomically
+from embodied.paths import checkpoint_path
 from embodied.train.config import TrainConfig
 from embodied.train.models import rebuild
 from embodied.train.objective import checkpoint_objective
@@ -113,12 +114,6 @@ def verify_hash(payload: dict, path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- files
-def checkpoint_path(path: str | Path, name: str = "last.pt") -> Path:
-    """A .pt file as given, or ``<run folder>/checkpoints/<name>``."""
-    path = Path(path)
-    return path / "checkpoints" / name if path.is_dir() else path
-
-
 def save_checkpoint(path: Path, payload: dict) -> None:
     """Write ``payload`` with its content hash, atomically: a temporary file beside the
     target, then one rename. ``payload`` itself is not changed."""
