@@ -49,7 +49,7 @@ def write_task(path, task: str, demos: int, version: int = FORMAT_VERSION):
                 "corner_image": np.full((n, 8, 8, 3), d, np.uint8),
             }
             arrays = {
-                "actions": np.zeros((n, 2), np.float32),
+                "actions": np.zeros((n, 4), np.float32),
                 "rewards": np.zeros(n),
                 "dones": np.zeros(n),
                 "states": np.zeros((n, 3)),

@@ -29,7 +29,7 @@ def write_file(path, task, lengths, offset=0.0, image=True, valid_fraction=0.0):
                     ((10 * d + t) % 256).astype(np.uint8)[:, None, None, None], (n, H, H, 3)
                 ).copy()
             arrays = {
-                "actions": np.repeat(((t % 10) / 10)[:, None], 2, 1),
+                "actions": np.repeat(((t % 10) / 10)[:, None], 4, 1),  # Meta-World takes 4
                 "rewards": np.zeros(n),
                 "dones": np.zeros(n),
                 "states": np.zeros((n, 3)),

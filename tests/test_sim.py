@@ -136,6 +136,7 @@ def test_api(suite, task):
     env = cached_env(suite, task)
     assert env.horizon == load_suite(suite).tasks[task].horizon  # the default comes from the spec
     (dim,) = env.action_space.shape
+    assert dim == get_suite(suite).action_size  # what validate, training and replay hold files to
     np.testing.assert_array_equal(env.action_space.low, -1.0)
     np.testing.assert_array_equal(env.action_space.high, 1.0)
 

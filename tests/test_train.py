@@ -49,10 +49,10 @@ MIRROR = {"dim": 16}
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def write_task(path: Path, task: int, action_dim: int = ACTION_DIM) -> None:
+def write_task(path: Path, task: int, action_dim: int = ACTION_DIM, suite: str = "metaworld") -> None:
     rng = np.random.default_rng(task)
     env_args = {"env_name": TASKS[task], "type": 1, "env_kwargs": {"cameras": ["corner"]}}
-    with DemoFileWriter(path, env_args, "metaworld") as w:
+    with DemoFileWriter(path, env_args, suite) as w:
         for demo in range(3):
             t = np.linspace(0, 1, STEPS, dtype=np.float32)[:, None]
             robot = np.concatenate([t + task, t * demo, np.sin(t), np.cos(t)], 1).astype(np.float32)  # (T, 4)
@@ -471,7 +471,8 @@ def test_resume_on_other_data_is_refused(capsys, data, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     for task in range(len(TASKS)):
-        write_task(other / f"{TASKS[task]}.hdf5", task, action_dim=ACTION_DIM + 1)
+        # a suite that fixes no action width, else the data's own check refuses them first
+        write_task(other / f"{TASKS[task]}.hdf5", task, action_dim=ACTION_DIM + 1, suite="other")
     line = one_line_error(capsys, ["--resume", str(out), f"data.paths=[{other}]", "steps=4"])
     assert "action_dim 5, the checkpoint's 4" in line
 

@@ -130,13 +130,22 @@ def file_env(f: h5py.File, where: str) -> FileEnv:
     )
 
 
+def file_suite_of(f: h5py.File) -> str | None:
+    """The suite an open demonstration file records; None where it names none (or its
+    ``env_args`` is missing or not JSON, which validate reports on its own)."""
+    try:
+        return file_env(f, str(f.filename)).suite
+    except UserError:
+        return None
+
+
 def file_suite(path: str | os.PathLike) -> str | None:
     """The suite a demonstration file records (its ``suite`` attribute, else what
     ``env_args.type`` names); None for a file that names none or cannot be read."""
     try:
         with h5py.File(path, "r") as f:
-            return file_env(f, str(path)).suite
-    except (*DAMAGE, UserError):
+            return file_suite_of(f)
+    except DAMAGE:
         return None
 
 

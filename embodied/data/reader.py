@@ -49,7 +49,7 @@ import torch
 from einops import rearrange
 
 from embodied import keys as K
-from embodied.data.files import demo_identity, env_name_of, file_env
+from embodied.data.files import demo_identity, env_name_of, file_env, file_suite_of
 from embodied.data.schema import (
     Shapes,
     check_actions,
@@ -147,11 +147,12 @@ class DemoDataset(torch.utils.data.Dataset):
             # stream read twice would be stored twice and shift every later episode's frames
             wanted = list(dict.fromkeys(wanted))
             refuse = refuse_in(path)
+            suite = file_suite_of(f)  # actions must have the width its robot takes
             acting = 0  # action demos of this file so far
             for demo in demos:
                 g = f["data"][demo]
                 # the schema's checks (those of embodied-data validate), on the arrays read here anyway
-                actions = check_actions(g, demo, refuse, shapes, f"{path}: {demo}")
+                actions = check_actions(g, demo, refuse, shapes, f"{path}: {demo}", suite)
                 n = len(actions)
                 who = demo_identity(g, env_name, path)
                 og = g.get("obs")

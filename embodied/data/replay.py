@@ -87,7 +87,8 @@ def replay_demo(path: str | os.PathLike, demo: str, tolerance: float = 1e-6) -> 
         recorded = file_env(f, str(path))
         states = read_dataset(g, "states", f"{path}: {demo}")
         refuse = refuse_in(path)
-        actions = check_actions(g, demo, refuse)  # the schema's checks, as validate and training
+        # the schema's checks, as validate and training (the width the suite's robot takes too)
+        actions = check_actions(g, demo, refuse, suite=recorded.suite)
         rewards = read_dataset(g, "rewards", f"{path}: {demo}") if "rewards" in g else None
         og = g.get("obs")
         obs = (

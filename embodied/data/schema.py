@@ -38,6 +38,7 @@ import h5py
 import numpy as np
 
 from embodied.errors import UserError, one_line
+from embodied.sim.registry import action_size_of
 
 
 def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
@@ -234,11 +235,18 @@ def count_not_finite(x: np.ndarray | None) -> int:
 
 
 def check_actions(
-    g: h5py.Group, demo: str, problem: Problem, shapes: Shapes | None = None, origin: str = ""
+    g: h5py.Group,
+    demo: str,
+    problem: Problem,
+    shapes: Shapes | None = None,
+    origin: str = "",
+    suite: str | None = None,
 ) -> np.ndarray | None:
-    """Check a demo's ``actions``: (T, A) with T > 0, real numbers, finite, in [-1, 1], the same
-    A as ``shapes`` saw first (``origin``: this demo's file and name, for a later message).
-    Returns the array as stored (None when it cannot be read)."""
+    """Check a demo's ``actions``: (T, A) with T > 0, real numbers, finite, in [-1, 1], A the
+    width the file's ``suite`` takes (where the registry fixes one: a robot given other actions
+    fails every step) and the same A as ``shapes`` saw first (``origin``: this demo's file and
+    name, for a later message). Returns the array as stored (None when it cannot be read)."""
+
     ds = g.get("actions")
     where = f"{demo}/actions"
     if not isinstance(ds, h5py.Dataset):
@@ -252,6 +260,9 @@ def check_actions(
         return None
     if ds.shape[0] == 0:
         problem(demo, "empty demo (0 samples)")
+    width = action_size_of(suite)
+    if width is not None and ds.shape[1] != width:
+        problem(where, f"width {ds.shape[1]}, but the {suite} suite's robot takes actions of width {width}")
     if shapes is not None:
         shapes.agree("actions", ds.shape[1:], origin or demo, where, problem)
     x = read_array(ds, where, problem)

@@ -13,6 +13,7 @@ import numpy as np
 
 from embodied.data.files import (
     DAMAGE,
+    file_suite_of,
     is_int,
     mask_names,
     open_file,
@@ -135,6 +136,7 @@ def _check_file(f: h5py.File, add, path: Path, shapes: Shapes) -> None:
             named = suite_of_env_type(env_type)
             if suite is not None and named is not None and named != suite:
                 add("/data", f"attribute suite {suite!r} differs from env_args.type {env_type!r} ({named})")
+    action_suite = file_suite_of(f)  # whose robot the actions must fit
     hierarchy = False
     if "format_version" in attrs:
         version = attrs["format_version"]
@@ -158,7 +160,9 @@ def _check_file(f: h5py.File, add, path: Path, shapes: Shapes) -> None:
     names.sort(key=demo_sort_key)
     if not names:
         add("/data", "holds no demos")
-    samples = sum(_check_demo(data[name], name, add, path, shapes, hierarchy, embodied) for name in names)
+    samples = sum(
+        _check_demo(data[name], name, add, path, shapes, hierarchy, embodied, action_suite) for name in names
+    )
     _check_same_streams(data, names, add)
     if "total" in attrs:
         total = attrs["total"]
@@ -189,7 +193,14 @@ def _check_same_streams(data: h5py.Group, names: list[str], add) -> None:
 
 
 def _check_demo(
-    g: h5py.Group, name: str, add, path: Path, shapes: Shapes, hierarchy: bool = False, embodied: bool = True
+    g: h5py.Group,
+    name: str,
+    add,
+    path: Path,
+    shapes: Shapes,
+    hierarchy: bool = False,
+    embodied: bool = True,
+    suite: str | None = None,
 ) -> int:
     """Check one demo (with ``hierarchy``, format_version 2's attributes too; without
     ``embodied``, robomimic's core schema, embodied's attributes only where present); returns
@@ -216,7 +227,7 @@ def _check_demo(
             datasets[key] = item
     origin = f"{path}: {name}"
     actions = g.get("actions")
-    check_actions(g, name, add, shapes, origin)  # the readers' own checks
+    check_actions(g, name, add, shapes, origin, suite)  # the readers' own checks
     if isinstance(actions, h5py.Dataset) and actions.ndim >= 1:
         length = actions.shape[0]
     elif "num_samples" in g.attrs and is_int(g.attrs["num_samples"]):

@@ -69,11 +69,21 @@ def checkpoint_target(loaded: tuple, settings: EvalSettings) -> Target:
     (the run's ``data.camera``, else the suite's observer), and, when the checkpoint holds a
     policy, the protocol's episodes (a suite's protocol draws its goals here, before the long
     work)."""
+    from embodied.sim.registry import action_size_of
+
     _, models, spec, config = loaded
+    suite = checkpoint_suite(config, spec)
+    width = action_size_of(suite)
+    if models.get("policy") is not None and width is not None and spec.action_dim != width:
+        # every episode would fail on its first step
+        raise UserError(
+            f"the checkpoint's policy gives actions of width {spec.action_dim}, but the {suite} "
+            f"suite's robot takes {width}"
+        )
     return resolve_target(
         settings,
         spec,
-        suite=checkpoint_suite(config, spec),
+        suite=suite,
         camera=config.data.camera,
         rollouts=models.get("policy") is not None,
     )

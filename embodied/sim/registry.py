@@ -56,6 +56,9 @@ class Suite:
     robomimic_type: int | None = None
     """robomimic's ``EnvType`` number for this suite (1 robosuite, 2 gym, 3 iGibson), where it has
     one: its files' ``env_args.type``."""
+    action_size: int | None = None
+    """The width of the actions its robot takes (the adapter's ``action_space``), which
+    demonstration files of the suite must have; None where it depends on the task."""
 
     def env_class(self) -> type:
         module, _, attr = self.env.partition(":")
@@ -109,6 +112,13 @@ def suite_of_env_type(env_type) -> str | None:
     return next((s.name for s in SUITES.values() if s.robomimic_type == env_type), None)
 
 
+def action_size_of(suite: str | None) -> int | None:
+    """The action width suite ``suite`` takes; None for a suite that is not registered or does
+    not fix one."""
+    found = SUITES.get(suite) if suite is not None else None
+    return found.action_size if found is not None else None
+
+
 def known_suites() -> list[str]:
     """Names of the registered suites."""
     return list(SUITES)
@@ -121,6 +131,7 @@ register_suite(
         spec="metaworld",
         has_expert=True,
         protocols=(("metaworld", "embodied.sim.metaworld:protocol_episodes"),),
+        action_size=4,  # end-effector xyz and gripper
     )
 )
 register_suite(
@@ -130,5 +141,6 @@ register_suite(
         spec="robosuite",
         has_expert=True,
         robomimic_type=1,
+        action_size=7,  # the Panda's OSC_POSE: end-effector xyz, axis-angle rotation, gripper
     )
 )
