@@ -19,14 +19,16 @@ import inspect
 import textwrap
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 
-from embodied.errors import UserError
+from embodied.errors import UserError, close_names, did_you_mean
 
 T = TypeVar("T")
+_NONE: Mapping[str, str] = types.MappingProxyType({})
 
 
 class Registry:
@@ -51,7 +53,9 @@ class Registry:
 
     def config_class(self, name: str) -> type:
         if name not in self.configs:
-            raise UserError(f"unknown {self.kind} {name!r}; registered: {', '.join(sorted(self.configs))}")
+            raise UserError(
+                f"unknown {self.kind} {name!r}; {did_you_mean(name, sorted(self.configs), 'registered')}"
+            )
         return self.configs[name]
 
     def build(self, config, *args, **kwargs):
@@ -106,13 +110,32 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     raw = load_yaml(path) if path else {}
     apply_overrides(raw, list(overrides))
     where = str(path) if path else "config"
-    return from_dict(cls, raw, where)
+    return from_dict(cls, raw, where, given=overridden(overrides))
 
 
-def from_dict(cls: type[T], raw: dict, where: str = "config", prefix: str = "") -> T:
-    """Build dataclass ``cls`` from a dict, checking every key and value."""
+def overridden(overrides: list[str]) -> dict[str, str]:
+    """Dotted key -> the command line's override of it, for errors to blame the command line."""
+    return {item.split("=", 1)[0].strip(): item for item in overrides if "=" in item}
+
+
+def _origin(where: str, key: str, given: Mapping[str, str]) -> str:
+    """What set ``key``: the command line's override of it or of a section above it, else ``where``
+    (the YAML file), so that a typo on the command line is not blamed on the file."""
+    for k, item in given.items():
+        if key == k or key.startswith((k + ".", k + "[")):
+            return f"command line {item!r}"
+    return where
+
+
+def from_dict(
+    cls: type[T], raw: dict, where: str = "config", prefix: str = "", *, given: Mapping[str, str] = _NONE
+) -> T:
+    """Build dataclass ``cls`` from a dict, checking every key and value. ``given``: the keys the
+    command line set (:func:`overridden`), whose errors name the command line, not ``where``."""
     if not isinstance(raw, dict):
-        raise UserError(f"{where}: {prefix or 'config'} must be a mapping, got {raw!r}")
+        raise UserError(
+            f"{_origin(where, prefix[:-1], given)}: {prefix or 'config'} must be a mapping, got {raw!r}"
+        )
     registry = _registry_of(cls)
     if registry is not None:
         name = raw.get("name")
@@ -120,7 +143,10 @@ def from_dict(cls: type[T], raw: dict, where: str = "config", prefix: str = "") 
             raise UserError(
                 f"{where}: {prefix}name is required; one of {', '.join(sorted(registry.configs))}"
             )
-        cls = registry.config_class(name)
+        try:
+            cls = registry.config_class(name)
+        except UserError as err:
+            raise UserError(f"{_origin(where, prefix + 'name', given)}: {prefix}name: {err}") from None
     upgrade = getattr(cls, "upgrade_raw", None)  # keys a class has moved since older files were written
     if upgrade is not None:
         raw = upgrade(raw, where)
@@ -129,17 +155,26 @@ def from_dict(cls: type[T], raw: dict, where: str = "config", prefix: str = "") 
     unknown = [k for k in raw if k not in fields]
     if unknown:
         scope = f" of {prefix[:-1]}" if prefix else ""
-        valid = ", ".join(fields)
-        raise UserError(f"{where}: unknown key {prefix + unknown[0]!r}; valid keys{scope}: {valid}")
+        close = close_names(unknown[0], fields)
+        hint = (
+            f"did you mean {' or '.join(repr(prefix + c) for c in close)}?"
+            if close
+            else f"valid keys{scope}: {', '.join(fields)}"
+        )
+        raise UserError(
+            f"{_origin(where, prefix + unknown[0], given)}: unknown key {prefix + unknown[0]!r}; {hint}"
+        )
     for k, v in raw.items():  # `head.modes=3` alone keeps the default head's name
         default = _default(fields[k])
         if isinstance(v, dict) and "name" not in v and _registry_of(type(default)) is not None:
             raw[k] = {"name": default.name, **v}
-    kwargs = {k: _convert(hints[k], v, where, f"{prefix}{k}") for k, v in raw.items()}
+    kwargs = {k: _convert(hints[k], v, where, f"{prefix}{k}", given) for k, v in raw.items()}
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as err:
-        raise UserError(f"{where}: {prefix[:-1] or 'config'}: {err}") from None
+        mine = [item for k, item in given.items() if k.startswith(prefix)]
+        context = f"{where} with the command line's {', '.join(mine)}" if mine else where
+        raise UserError(f"{context}: {prefix[:-1] or 'config'}: {err}") from None
 
 
 def _default(f: dataclasses.Field):
@@ -150,7 +185,7 @@ def _default(f: dataclasses.Field):
     return None
 
 
-def _convert(tp, value, where: str, key: str):
+def _convert(tp, value, where: str, key: str, given: Mapping[str, str] = _NONE):
     origin, args = get_origin(tp), get_args(tp)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -160,26 +195,31 @@ def _convert(tp, value, where: str, key: str):
             if arg is type(None):
                 continue
             try:
-                return _convert(arg, value, where, key)
+                return _convert(arg, value, where, key, given)
             except UserError as err:
                 errors.append(err)
         raise errors[0]
     if origin is Literal:
         if value not in args:
-            raise UserError(f"{where}: {key} must be one of {', '.join(map(repr, args))}, got {value!r}")
+            close = close_names(value, args) if isinstance(value, str) else []
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            choices = ", ".join(map(repr, args))
+            raise UserError(
+                f"{_origin(where, key, given)}: {key} must be one of {choices}, got {value!r}{hint}"
+            )
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             value = [value]  # a scalar where a list is expected means a list of one
         inner = args[0] if args else Any
-        items = [_convert(inner, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
+        items = [_convert(inner, v, where, f"{key}[{i}]", given) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
-            raise UserError(f"{where}: {key} must be a mapping, got {value!r}")
+            raise UserError(f"{_origin(where, key, given)}: {key} must be a mapping, got {value!r}")
         return dict(value)
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value if value is not None else {}, where, f"{key}.")
+        return from_dict(tp, value if value is not None else {}, where, f"{key}.", given=given)
     if tp is Any:
         return value
     if tp is bool:
@@ -199,7 +239,9 @@ def _convert(tp, value, where: str, key: str):
             return Path(value)
     else:
         return value
-    raise UserError(f"{where}: {key} must be {getattr(tp, '__name__', tp)}, got {value!r}")
+    raise UserError(
+        f"{_origin(where, key, given)}: {key} must be {getattr(tp, '__name__', tp)}, got {value!r}"
+    )
 
 
 @functools.cache

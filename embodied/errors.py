@@ -7,8 +7,9 @@ caught and keep their traceback.
 
 from __future__ import annotations
 
+import difflib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 
 class UserError(Exception):
@@ -32,6 +33,28 @@ def one_line(err: BaseException, typed: bool = False, limit: int | None = None) 
     if not text:
         return type(err).__name__
     return f"{type(err).__name__}: {text}" if typed else text
+
+
+def did_you_mean(
+    name: str, known: Iterable[str], listing: str = "known", otherwise: str | None = None
+) -> str:
+    """What a message says after an unknown ``name``: the names of ``known`` close to it (a typo:
+    ``did you mean 'drawer-open-v3'?``, by difflib's ratio), else ``otherwise``, by default all of
+    them (``<listing>: a, b, ...``)."""
+    known = list(known)
+    close = close_names(name, known)
+    if close:
+        return f"did you mean {' or '.join(map(repr, close))}?"
+    return otherwise if otherwise is not None else f"{listing}: {', '.join(known) or 'none'}"
+
+
+def close_names(name: str, known: Iterable[str]) -> list[str]:
+    """The names of ``known`` that ``name`` is likely a typo of: those as close as the closest
+    (difflib's ratio at least 0.6, within 0.05 of the best; at most 3), closest first."""
+    scored = [(difflib.SequenceMatcher(None, name, k).ratio(), k) for k in known]
+    best = max((r for r, _ in scored), default=0.0)
+    close = [(r, k) for r, k in scored if r >= 0.6 and r >= best - 0.05]
+    return [k for _, k in sorted(close, key=lambda rk: -rk[0])][:3]
 
 
 def run_cli(main: Callable[[], int | None]) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from embodied.errors import UserError
+from embodied.errors import UserError, did_you_mean
 
 _PACKAGE = Path(__file__).resolve().parent
 _CHECKOUT = _PACKAGE.parent
@@ -36,8 +36,8 @@ def resolve_resource(path: str | Path, folder: str, suffix: str = ".yaml") -> Pa
     for candidate in (base / path, base / path.with_suffix(suffix), base / (path.name + suffix)):
         if candidate.is_file():
             return candidate
-    known = ", ".join(resource_names(folder, suffix)) or "none"
-    raise UserError(f"{path}: not found, as a file or as a name in {folder}/ (names there: {known})")
+    known = did_you_mean(path.stem, resource_names(folder, suffix), "names there")
+    raise UserError(f"{path}: not found, as a file or as a name in {folder}/ ({known})")
 
 
 def resource_names(folder: str, suffix: str = ".yaml") -> list[str]:

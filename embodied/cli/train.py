@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from embodied.config import apply_overrides, describe, from_dict, load_config
+from embodied.config import apply_overrides, describe, from_dict, load_config, overridden
 from embodied.errors import Stopped, UserError, run_cli
 from embodied.paths import checkpoint_path, resolve_resource, resource_names
 
@@ -121,7 +121,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
             payload = read_checkpoint(args.resume)
             raw = apply_overrides(json.loads(payload["config"]), overrides)
-            cfg = from_dict(TrainConfig, raw, f"{args.resume} (stored config)")
+            cfg = from_dict(TrainConfig, raw, f"{args.resume} (stored config)", given=overridden(overrides))
         return dataclasses.replace(cfg, out=str(args.resume))
     cfg = load_config(TrainConfig, path, overrides)
     return dataclasses.replace(cfg, out=args.out) if args.out else cfg

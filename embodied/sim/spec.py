@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from embodied.errors import UserError
+from embodied.errors import UserError, did_you_mean
 from embodied.paths import resource_dir
 from embodied.sim.registry import get_suite
 
@@ -60,10 +60,9 @@ class SuiteSpec:
         try:
             return self.tasks[name]
         except KeyError:
-            raise UserError(
-                f"unknown {self.suite} task {name!r}; known tasks: {', '.join(self.tasks)}"
-                f"; task sets: {', '.join(self.task_sets)}"
-            ) from None
+            listing = f"known tasks: {', '.join(self.tasks)}; task sets: {', '.join(self.task_sets)}"
+            hint = did_you_mean(name, [*self.tasks, *self.task_sets], otherwise=listing)
+            raise UserError(f"unknown {self.suite} task {name!r}; {hint}") from None
 
     def resolve_tasks(self, names: str | Iterable[str]) -> list[str]:
         """Expand task names and set names (``mt10``) into an ordered list without repeats."""
@@ -84,7 +83,9 @@ class SuiteSpec:
         cameras = tuple(cameras)
         for cam in cameras:
             if cam not in self.cameras:
-                raise UserError(f"unknown {self.suite} camera {cam!r}; cameras: {', '.join(self.cameras)}")
+                raise UserError(
+                    f"unknown {self.suite} camera {cam!r}; {did_you_mean(cam, self.cameras, 'cameras')}"
+                )
         return cameras
 
 

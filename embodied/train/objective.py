@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 import torch
 from torch import nn
 
-from embodied.errors import UserError
+from embodied.errors import UserError, did_you_mean
 
 if TYPE_CHECKING:
     from embodied.data.spec import DataSpec
@@ -137,7 +137,7 @@ def get_objective(name: str) -> Objective:
     try:
         return OBJECTIVES[name]
     except KeyError:
-        raise ValueError(f"unknown mode {name!r}; known: {', '.join(OBJECTIVES)}") from None
+        raise ValueError(f"unknown mode {name!r}; {did_you_mean(name, OBJECTIVES)}") from None
 
 
 def checkpoint_objective(kind: str, where: str) -> Objective:
