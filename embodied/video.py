@@ -11,7 +11,8 @@ neighbour, so pixels stay sharp) until they are at least :data:`MIN_SIDE` pixels
     +---------------------+--------------------+
 
 The caption's text grows with the camera images (1/16 of their height, at least the 11 px of
-Pillow's bitmap font), so a 256 px rendering gets a legible caption too; it is drawn with
+Pillow's bitmap font), so a 256 px rendering gets a legible caption too, and shrinks where a line
+would be wider than the frame (a long task name over one camera); it is drawn with
 Pillow's default font (no font files needed). MP4 (H.264, yuv420p, so
 frame sides are padded to even numbers) or GIF; the file is written to a temporary name
 beside the target and renamed, so a video is there whole or not at all.
@@ -79,7 +80,7 @@ Segment = tuple[str, tuple[int, int, int]]
 
 def compose_frame(images: Sequence[np.ndarray], lines: Sequence[Sequence[Segment]]) -> np.ndarray:
     """Camera images (H, W, 3) uint8 side by side under caption lines of coloured segments -> (H', W', 3)."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     h = images[0].shape[0]
     s = scale_for(h)
@@ -91,19 +92,35 @@ def compose_frame(images: Sequence[np.ndarray], lines: Sequence[Sequence[Segment
     canvas[top : top + row.shape[0], : row.shape[1]] = row
     pil = Image.fromarray(canvas)
     draw = ImageDraw.Draw(pil)
-    size = font_size(h * s)
-    try:  # a scalable font where Pillow has FreeType (Pillow >= 10.1); else its 11 px bitmap font
-        font = ImageFont.load_default(size=size)
-    except (TypeError, ImportError, OSError):
-        font = ImageFont.load_default()
     y = 3
     for segments in lines:
+        font = _font(draw, "".join(text for text, _ in segments), font_size(h * s), out_w - 8)
         x = 4
         for text, colour in segments:
             draw.text((x, y), text, fill=colour, font=font)
             x += int(draw.textlength(text, font=font))
         y += (top - 4) // 2
     return np.asarray(pil)
+
+
+MIN_FONT = 7
+"""The smallest caption text a line is shrunk to so that it fits the frame's width."""
+
+
+def _font(draw, text: str, size: int, width: int):
+    """Pillow's default font at ``size``, or smaller, down to :data:`MIN_FONT`, where ``text`` would
+    run past ``width`` pixels: a long task name (``button-press-topdown-v3  seed 1000010``) over
+    one camera was cut. Without FreeType, Pillow's one 11 px bitmap font."""
+    from PIL import ImageFont
+
+    try:  # a scalable font where Pillow has FreeType (Pillow >= 10.1)
+        font = ImageFont.load_default(size=size)
+    except (TypeError, ImportError, OSError):
+        return ImageFont.load_default()
+    while size > MIN_FONT and draw.textlength(text, font=font) > width:
+        size -= 1
+        font = ImageFont.load_default(size=size)
+    return font
 
 
 def episode_frames(

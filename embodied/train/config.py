@@ -166,6 +166,9 @@ class TrainConfig:
     """Steps between policy rollouts in the simulator (needs embodied.eval); 0 = never."""
     rollout_episodes: int = 10
     """Rollout episodes per task at each rollout."""
+    rollout_videos: int = 1
+    """Episodes per task written as captioned GIF videos at each rollout (videos/step_<N>/) and shown
+    in TensorBoard and W&B (rollout/video/<task>_seed<S>); 0: none."""
     seed: int = 0
     """Seed of the weights, the data order and every random draw of training."""
     out: str = "runs/train"
@@ -228,6 +231,8 @@ class TrainConfig:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
         if self.val_batches < 1 or self.rollout_episodes < 1:
             raise ValueError("val_batches and rollout_episodes must be at least 1")
+        if self.rollout_videos < 0:
+            raise ValueError(f"rollout_videos must be >= 0, got {self.rollout_videos}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0 (0: torch's default), got {self.threads}")
 
@@ -245,6 +250,7 @@ RESUME_FREE_KEYS = (
     "ckpt_every",
     "rollout_every",
     "rollout_episodes",
+    "rollout_videos",
     "out",
     "device",
     "channels_last",

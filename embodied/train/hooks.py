@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 
+from embodied.eval.settings import Videos
 from embodied.train import checkpoint as ckpt
 from embodied.train.models import model_entry
 from embodied.train.rollouts import rollout_metrics
@@ -113,9 +114,15 @@ class Rollouts:
 
     def __call__(self, final: bool) -> None:
         run = self.run
+        videos = None
+        if run.cfg.rollout_videos:  # GIFs, which TensorBoard plays (RunLog.videos)
+            folder = run.out / "videos" / f"step_{run.state.step}"
+            videos = Videos(episodes=run.cfg.rollout_videos, folder=folder, gif=True, size=0)
         with _averaged(run):  # rollout_metrics puts the policy in eval mode and forks the random state
             metrics = rollout_metrics(
-                self.evaluator, run.models["policy"], run.spec, run.cfg.rollout_episodes
+                self.evaluator, run.models["policy"], run.spec, run.cfg.rollout_episodes, videos
             )
         run.state.last["rollout"] = metrics
         self.log.event("rollout", run.state.step, metrics)
+        if videos is not None and videos.folder.is_dir():
+            self.log.videos("rollout", run.state.step, sorted(videos.folder.glob("*.gif")))

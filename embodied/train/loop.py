@@ -46,7 +46,7 @@ from embodied.train import checkpoint as ckpt
 from embodied.train.config import TrainConfig
 from embodied.train.distributed import Processes, lost_peer, same_everywhere, start, stopping
 from embodied.train.hooks import Checkpoints, Rollouts, Validation
-from embodied.train.runlog import Averager, RunLog, clear_outputs, format_summary, nan_to_none
+from embodied.train.runlog import Averager, RunLog, clear_outputs, format_summary, nan_to_none, sample_frames
 from embodied.train.sampling import batches_of, train_loader
 from embodied.train.setup import Run, build_run
 from embodied.train.step import native_bf16, precision_name, to_device, update_step
@@ -131,7 +131,10 @@ def _train(cfg: TrainConfig, procs: Processes, resume: bool, overwrite: bool, ev
     batches = batches_of(train_loader(run.train_ds, run.sampler, cfg.data.num_workers))
     try:
         while state.step < cfg.steps:
-            batch = to_device(next(batches), procs.device)
+            batch = next(batches)
+            if state.step == 0 and procs.is_main:  # what the data look like, beside the curves
+                log.images(0, sample_frames(batch))
+            batch = to_device(batch, procs.device)
             metrics = update_step(
                 model,
                 batch,

@@ -20,7 +20,7 @@ from torch import nn
 from embodied.data.spec import DataSpec
 from embodied.eval.results import EvalResults
 from embodied.eval.rollout import evaluate_policy
-from embodied.eval.settings import EvalSettings
+from embodied.eval.settings import EvalSettings, Videos
 
 
 class PolicyEvaluator(Protocol):
@@ -35,18 +35,26 @@ def simulator_rollouts(policy: nn.Module, spec: DataSpec, settings: EvalSettings
 
 
 def rollout_metrics(
-    evaluator: PolicyEvaluator | None, policy: nn.Module, spec: DataSpec, episodes: int
+    evaluator: PolicyEvaluator | None,
+    policy: nn.Module,
+    spec: DataSpec,
+    episodes: int,
+    videos: Videos | None = None,
 ) -> dict[str, float]:
     """The numbers of ``evaluator`` (None: :func:`simulator_rollouts`) rolling ``policy`` out for
     ``episodes`` episodes of every task of ``spec.task_names`` from the held-out seed start, for
-    the metrics log. The policy runs in eval mode; its mode and torch's random state are as they
-    were after, so that rollouts do not change the training that follows them."""
+    the metrics log; ``videos``: the rollout videos the simulator's rollouts write (an injected
+    evaluator writes none). The policy runs in eval mode; its mode and torch's random state are
+    as they were after, so that rollouts do not change the training that follows them."""
     settings = EvalSettings(tasks=list(spec.task_names), episodes=episodes)
     was_training = policy.training
     with torch.random.fork_rng(devices=[]):
         policy.eval()
         try:
-            result = (evaluator or simulator_rollouts)(policy, spec, settings)
+            if evaluator is None and videos is not None:
+                result = evaluate_policy(policy, spec, settings=settings, videos=videos)
+            else:
+                result = (evaluator or simulator_rollouts)(policy, spec, settings)
         finally:
             policy.train(was_training)
     return numeric_results(result)

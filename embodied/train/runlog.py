@@ -11,8 +11,11 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
+from embodied import keys as K
+from embodied.data.schema import IMAGE_SUFFIX
 from embodied.errors import UserError
 from embodied.fileio import check_writable, replace_atomically
 from embodied.train import checkpoint as ckpt
@@ -35,7 +38,16 @@ def check_wandb(cfg: WandbConfig) -> None:
         ) from None
 
 
-OUTPUTS = ("config.yaml", "metrics.jsonl", "summary.json", "tsne.png", "checkpoints", "wandb", WANDB_ID)
+OUTPUTS = (
+    "config.yaml",
+    "metrics.jsonl",
+    "summary.json",
+    "tsne.png",
+    "checkpoints",
+    "videos",
+    "wandb",
+    WANDB_ID,
+)
 """What a run writes in its folder, besides TensorBoard's events.out.tfevents.* files."""
 
 
@@ -108,6 +120,42 @@ class RunLog:
             self.tb.add_scalar(k, v, step)
         if self.wandb is not None:
             self.wandb.log(scalars, step=step)
+
+    def videos(self, kind: str, step: int, paths: list[Path]) -> None:
+        """GIF videos (training's rollouts) into TensorBoard and W&B, where users look first, as
+        ``<kind>/video/<file name>``. TensorBoard's image panel plays an animated GIF: the summary
+        torch's ``add_video`` writes, made here from the file, as ``add_video`` needs moviepy (and
+        moviepy 2 lacks the ``moviepy.editor`` it imports)."""
+        if self.tb is None or not paths:
+            return
+        from PIL import Image
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        for path in paths:
+            with Image.open(path) as gif:
+                width, height = gif.size
+            image = Summary.Image(
+                height=height, width=width, colorspace=3, encoded_image_string=path.read_bytes()
+            )
+            summary = Summary(value=[Summary.Value(tag=f"{kind}/video/{path.stem}", image=image)])
+            self.tb._get_file_writer().add_summary(summary, step)  # as SummaryWriter.add_video does
+        if self.wandb is not None:
+            import wandb
+
+            self.wandb.log(
+                {f"{kind}/video/{p.stem}": wandb.Video(str(p), format="gif") for p in paths}, step=step
+            )
+
+    def images(self, step: int, images: dict[str, np.ndarray]) -> None:
+        """(H, W, 3) uint8 images (sample frames of the training data) into TensorBoard and W&B."""
+        if self.tb is None or not images:
+            return
+        for tag, image in images.items():
+            self.tb.add_image(tag, image, step, dataformats="HWC")
+        if self.wandb is not None:
+            import wandb
+
+            self.wandb.log({tag: wandb.Image(image) for tag, image in images.items()}, step=step)
 
     def note(self, text: str) -> None:
         if self.out is not None:
@@ -248,3 +296,23 @@ def _fmt(value: float | None) -> str:
 
 def nan_to_none(metrics: dict) -> dict:
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in metrics.items()}
+
+
+def sample_frames(batch: dict, rows: int = 4) -> dict[str, np.ndarray]:
+    """What the first training batch shows, as images for TensorBoard and W&B: the observer
+    camera's clips (``samples/clip``: a row per sample, its frames left to right) and each image
+    observation (``samples/<key>``: a row per sample, its window's frames), for ``rows`` samples."""
+    streams = {}
+    if batch.get(K.VIDEO) is not None:
+        streams["samples/clip"] = batch[K.VIDEO]  # (B, T, 3, H, W) uint8
+    for key, value in (batch.get(K.OBS) or {}).items():
+        if key.endswith(IMAGE_SUFFIX):
+            streams[f"samples/{key}"] = value  # (B, To, 3, H, W)
+    out = {}
+    for tag, value in streams.items():
+        x = value[:rows].detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value[:rows])
+        if x.ndim != 5 or x.dtype != np.uint8:
+            continue
+        b, t, c, h, w = x.shape
+        out[tag] = x.transpose(0, 3, 1, 4, 2).reshape(b * h, t * w, c)  # (B, T, 3, H, W) -> (B*H, T*W, 3)
+    return out
