@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "--size",
         type=int,
         default=0,
-        help="render every stored state again at this many pixels, for watching (e.g. 256); "
+        help="render every stored state again at this many pixels (8 to 1024), for watching (e.g. 256); "
         "default 0: the stored frames, enlarged",
     )
     p.add_argument("--raw", action="store_true", help="the stored frames exactly, without captions")

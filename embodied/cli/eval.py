@@ -44,6 +44,7 @@ from pathlib import Path
 
 from embodied.errors import UserError, run_cli
 from embodied.fileio import check_writable
+from embodied.limits import MAX_FPS, check_image_side, check_range
 from embodied.paths import checkpoint_path
 
 # Heavy modules (torch, the models) are imported inside main(): worker processes started by
@@ -95,7 +96,10 @@ def parser() -> argparse.ArgumentParser:
         "documentation)",
     )
     p.add_argument(
-        "--videos", type=int, default=0, metavar="K", help="write the first K episodes of each task as videos"
+        "--videos",
+        type=int,
+        metavar="K",
+        help="write the first K episodes of each task as videos (default 0; with --videos-only 1)",
     )
     p.add_argument(
         "--cameras", nargs="+", help="cameras of the videos, side by side (default: the observer camera)"
@@ -216,6 +220,14 @@ def evaluate(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < low:
             raise UserError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
+    try:  # the upper ends too, before the checkpoint is loaded (embodied.limits)
+        check_image_side("--video-size (0: the observations' size)", args.video_size, zero_ok=True)
+        check_range("--fps", args.fps, 1, MAX_FPS)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if args.videos_only and args.videos == 0:
+        raise UserError("--videos-only --videos 0 would render nothing; give --videos K (K >= 1)")
+    parse_crop(args.crop)  # a malformed --crop is refused with or without --classify
     if not checkpoint_path(args.checkpoint).is_file():  # said before torch is imported (seconds)
         raise UserError(f"{checkpoint_path(args.checkpoint)}: no such checkpoint")
     import torch
@@ -251,7 +263,7 @@ def evaluate(args: argparse.Namespace) -> int:
     settings = make_settings(
         tasks=args.tasks,
         suite=args.suite,
-        episodes=(args.videos or 1) if args.videos_only else args.episodes,
+        episodes=(args.videos or 1) if args.videos_only else args.episodes,  # --videos 0 refused above
         seed_start=args.seed_start,
         horizon=args.horizon or None,  # --horizon 0: each task's default
         protocol=args.protocol,
@@ -271,7 +283,7 @@ def evaluate(args: argparse.Namespace) -> int:
     target = checkpoint_target(loaded, settings)
     cameras = load_suite(target.suite).check_cameras(args.cameras or (target.observer,))
     videos = Videos(
-        episodes=settings.episodes if args.videos_only else min(args.videos, settings.episodes),
+        episodes=settings.episodes if args.videos_only else min(args.videos or 0, settings.episodes),
         folder=out / "videos",
         cameras=cameras,
         gif=args.gif,

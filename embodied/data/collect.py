@@ -31,6 +31,7 @@ from embodied.data.schema import FORMAT_VERSION, format_version
 from embodied.errors import UserError
 from embodied.fileio import NO_ROOM
 from embodied.keys import IMAGE_SIZE
+from embodied.limits import MAX_EPISODE_STEPS, MAX_WORKERS, check_image_side, check_range
 from embodied.seeds import EVAL_SEED_START
 from embodied.sim import get_suite, image_key, load_suite, make_env
 from embodied.sim.meshes import MESH_DETAILS
@@ -48,7 +49,7 @@ class CollectConfig:
     """Camera streams to record; the first is the observer camera used for recognition. Empty:
     the suite's observer camera (Meta-World: corner; robosuite: agentview)."""
     image_size: int = IMAGE_SIZE
-    """Side of the square camera images, in pixels."""
+    """Side of the square camera images, in pixels (8 to 1024)."""
     mesh_detail: str = "full"
     """How the cameras draw meshes: ``full`` (the suite's own look) or ``low`` (large meshes
     simplified: small frames 3-5x cheaper, about 1.2/255 off per pixel; ``embodied.sim.meshes``).
@@ -59,7 +60,7 @@ class CollectConfig:
     out: str = ""
     """Output folder; one <task>.hdf5 per task. Empty: datasets/<suite>."""
     workers: int = 2
-    """Worker processes (one task per worker at a time)."""
+    """Worker processes (one task per worker at a time; 1 to 256)."""
     keep_failures: bool = False
     """Also keep episodes where the expert failed (marked success=0)."""
     next_obs: bool = False
@@ -73,25 +74,22 @@ class CollectConfig:
     valid_fraction: float = 0.1
     """Share of demos in mask/valid."""
     horizon: int = 0
-    """Episode step limit; 0 uses the task's default horizon from the suite spec."""
+    """Episode step limit (at most 10000); 0 uses the task's default horizon from the suite spec."""
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ValueError(f"episodes must be at least 1, got {self.episodes}")
-        if self.image_size < 8:
-            raise ValueError(f"image_size must be at least 8, got {self.image_size}")
+        check_image_side("image_size", self.image_size)
         if self.mesh_detail not in MESH_DETAILS:
             raise ValueError(
                 f"mesh_detail must be one of {', '.join(MESH_DETAILS)}, got {self.mesh_detail!r}"
             )
-        if self.workers < 1:
-            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        check_range("workers", self.workers, 1, MAX_WORKERS)
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
         if not 0.0 <= self.action_noise < float("inf"):  # NaN fails too
             raise ValueError(f"action_noise must be a finite number >= 0, got {self.action_noise}")
-        if self.horizon < 0:
-            raise ValueError(f"horizon must be >= 0 (0: the task's default), got {self.horizon}")
+        check_range("horizon (0: the task's default)", self.horizon, 0, MAX_EPISODE_STEPS)
         if not 0.0 <= self.valid_fraction < 1.0:
             raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
         if self.seed < 0 or self.seed + self.episodes * self.max_attempts > EVAL_SEED_START:

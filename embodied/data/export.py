@@ -61,6 +61,7 @@ from embodied.data.files import (
 from embodied.data.schema import IMAGE_SUFFIX, expand_paths, is_image_key
 from embodied.data.validate import validate_file
 from embodied.errors import UserError
+from embodied.limits import MAX_FPS
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000
@@ -163,8 +164,8 @@ def _demos(files: list[Path]) -> tuple[list[_Demo], list[_Demo]]:
 
 def _fps(files: list[Path], fps: int | None) -> int:
     if fps is not None:
-        if fps < 1:
-            raise UserError(f"--fps must be at least 1, got {fps}")
+        if not 1 <= fps <= MAX_FPS:
+            raise UserError(f"--fps must be in [1, {MAX_FPS}], got {fps}")
         return fps
     rates = set()
     for path in files:

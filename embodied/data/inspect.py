@@ -50,6 +50,7 @@ from embodied.data.schema import (
 from embodied.data.upgrade import upgrade
 from embodied.data.validate import checksum_notes, core_schema_files, validate, validate_file
 from embodied.errors import UserError
+from embodied.limits import MAX_FPS, check_image_side, check_range
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
@@ -228,10 +229,11 @@ def export_video(
         raise UserError(
             f"{out_path}: unknown video type {suffix or '(none)'}; use {' or '.join(VIDEO_SUFFIXES)}"
         )
-    if fps <= 0:
-        raise UserError(f"fps must be positive, got {fps}")
-    if size < 0:
-        raise UserError(f"size must be at least 0, got {size}")
+    try:  # embodied.limits: a huge side ends in an EGL error or a MemoryError far away
+        check_range("--fps", fps, 1, MAX_FPS)
+        check_image_side("--size (0: the stored frames)", size, zero_ok=True)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     with open_file(path) as f, reading(path):
         g = get_demo(f, path, demo)
         streams = image_streams(g)

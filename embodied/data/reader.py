@@ -31,8 +31,8 @@ The window and clip arithmetic (with its timeline) is :mod:`embodied.data.window
 
 Speed: low-dim streams and actions are held in memory as one array per key and gathered
 for a whole batch with one fancy index (``__getitems__``); image streams are held in memory
-when they fit under ``image_cache_bytes``, else read from HDF5 one contiguous span per sample
-(whole chunks, never one call per frame).
+when they fit under ``image_cache_bytes`` and in half the machine's free memory, else read
+from HDF5 one contiguous span per sample (whole chunks, never one call per frame).
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ from embodied.data.windows import (
     observation_steps,
 )
 from embodied.errors import UserError
+from embodied.limits import available_memory
 
 Mode = Literal["window", "clip", "paired"]
 Split = Literal["train", "valid", "all"]
@@ -283,7 +284,9 @@ class DemoDataset(torch.utils.data.Dataset):
 
     def _load_images(self, images: dict[str, list], limit: int) -> dict:
         total = sum(int(np.prod(ds.shape)) for dss in images.values() for ds in dss)
-        self.images_in_memory = total <= limit
+        free = available_memory()
+        # in memory only where they leave half the machine's free memory to the run, else from disk
+        self.images_in_memory = total <= limit and (free is None or total <= free // 2)
         if self.images_in_memory:  # stored channels-first once, so a batch is a single gather
             return {
                 k: np.concatenate([rearrange(read_refusing(ds), "n h w c -> n c h w") for ds in dss])
@@ -410,6 +413,11 @@ class DemoDataset(torch.utils.data.Dataset):
     def normalization_stats(self) -> dict[str, dict[str, np.ndarray]]:
         """``{key: {"mean", "std"}}`` for low-dim obs keys and actions (training split)."""
         return {k: {"mean": v["mean"], "std": v["std"]} for k, v in self.stats.items()}
+
+    def memory_bytes(self) -> int:
+        """Bytes of the data this reader holds in memory (low-dim arrays, cached image streams)."""
+        arrays = list(self.low_dim.values()) + (list(self.images.values()) if self.images_in_memory else [])
+        return sum(a.nbytes for a in arrays)
 
     def close(self) -> None:
         for f in self._handles:

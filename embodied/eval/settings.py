@@ -23,6 +23,14 @@ from pathlib import Path
 
 from embodied.errors import UserError
 from embodied.eval.protocol import EMBODIED
+from embodied.limits import (
+    MAX_ENVS_PER_WORKER,
+    MAX_EPISODE_STEPS,
+    MAX_FPS,
+    MAX_WORKERS,
+    check_image_side,
+    check_range,
+)
 from embodied.seeds import EVAL_SEED_START
 
 DEFAULT_ENVS_PER_WORKER = 16
@@ -47,16 +55,16 @@ class EvalSettings:
     """Seed of each task's first episode (episode i: seed_start + i); the default is above every
     demonstration seed."""
     horizon: int | None = None
-    """Episode step limit; None: each task's default (or the protocol's)."""
+    """Episode step limit (1 to 10000); None: each task's default (or the protocol's)."""
     protocol: str = EMBODIED
     """Which episodes run (:mod:`embodied.eval.protocol`): ``embodied`` (seeds from
     ``seed_start``) or a suite's own, e.g. ``metaworld`` (Meta-World's goals, 500 steps)."""
     protocol_seed: int | None = None
     """The seed a suite's own protocol draws its goals from; None: its default."""
     workers: int = 2
-    """Worker processes stepping the environments; 0 or 1: none, all in this process."""
+    """Worker processes stepping the environments (0 to 256); 0 or 1: none, all in this process."""
     envs_per_worker: int | None = None
-    """Environments each worker steps; None: DEFAULT_ENVS_PER_WORKER with workers, 1 in process.
+    """Environments each worker steps (1 to 256); None: DEFAULT_ENVS_PER_WORKER with workers, 1 in process.
     The results depend on neither this nor ``workers``: every episode is fixed by its seed."""
     policy_in_workers: bool | None = None
     """Run a copy of the policy in each worker (the rollout module's doc); False: in this process for
@@ -80,12 +88,11 @@ class EvalSettings:
             raise ValueError(f"episodes must be at least 1, got {self.episodes}")
         if self.seed_start < 0:
             raise ValueError(f"seed_start must be at least 0, got {self.seed_start}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be at least 0, got {self.workers}")
-        for key in ("horizon", "envs_per_worker"):
+        check_range("workers", self.workers, 0, MAX_WORKERS)
+        for key, most in (("horizon", MAX_EPISODE_STEPS), ("envs_per_worker", MAX_ENVS_PER_WORKER)):
             value = getattr(self, key)
-            if value is not None and value < 1:
-                raise ValueError(f"{key} must be at least 1 (None: the default), got {value}")
+            if value is not None:
+                check_range(f"{key} (None: the default)", value, 1, most)
         if self.protocol_seed is not None and self.protocol_seed < 0:
             raise ValueError(f"protocol_seed must be at least 0, got {self.protocol_seed}")
         if not self.protocol:
@@ -116,10 +123,17 @@ class Videos:
     gif: bool = False
     """GIF instead of MP4."""
     fps: int = 20
-    """Frames per second."""
+    """Frames per second (1 to 1000)."""
     size: int = 256
-    """Side of each camera's frames in pixels, rendered for watching apart from the policy's
-    observations (which keep their size); 0: the observations' size, scaled up by whole factors."""
+    """Side of each camera's frames in pixels (8 to 1024), rendered for watching apart from the
+    policy's observations (which keep their size); 0: the observations' size, scaled up by whole
+    factors."""
+
+    def __post_init__(self) -> None:
+        if self.episodes < 0:
+            raise ValueError(f"videos must be at least 0, got {self.episodes}")
+        check_range("video fps", self.fps, 1, MAX_FPS)
+        check_image_side("video size (0: the observations' size)", self.size, zero_ok=True)
 
 
 NO_VIDEOS = Videos()

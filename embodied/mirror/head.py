@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from embodied.limits import MAX_WIDTH, check_range
 from embodied.mirror.loss import LEVELS, contrastive_rows, info_nce, positive_mask
 from embodied.mirror.metrics import positive_negative_cosine, recall_at_k
 
@@ -29,7 +30,7 @@ TEMPERATURE_MAX = 1.0
 @dataclass
 class MirrorConfig:
     dim: int = 1024
-    """Width of the shared space Z that T_u and T_e map into (paper: 1024)."""
+    """Width of the shared space Z that T_u and T_e map into (1 to 8192; paper: 1024)."""
     temperature: float = 0.1
     """Softmax temperature tau over cosine similarities (paper: 0.1); the initial value if learnable."""
     learnable_temperature: bool = False
@@ -45,8 +46,7 @@ class MirrorConfig:
     """Learning rate of T_u, T_e (and the temperature) (paper: 1e-4)."""
 
     def __post_init__(self) -> None:
-        if self.dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {self.dim}")
+        check_range("dim", self.dim, 1, MAX_WIDTH)
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.learnable_temperature and not TEMPERATURE_MIN <= self.temperature <= TEMPERATURE_MAX:

@@ -33,6 +33,7 @@ from embodied.config import Registry
 from embodied.data.spec import DataSpec
 from embodied.errors import UserError
 from embodied.keys import ACTION_MASK, ACTIONS, INSTRUCTION, OBS
+from embodied.limits import MAX_DEPTH, MAX_HORIZON_STEPS, MAX_WIDTH, check_range
 from embodied.models.common import FeatureTap, Normalizer
 from embodied.policies.encoders import InstructionConditioning, ObsEncoder
 from embodied.policies.execution import ActionQueue, ObsHistory, TemporalEnsembler
@@ -59,9 +60,10 @@ class PolicyConfig:
     head: HeadConfig = field(default_factory=DeterministicHeadConfig)
     """Action head, picked by head.name."""
     hidden_dim: int = 256
-    """Width of the trunk; its output (B, hidden_dim) is what the head reads."""
+    """Width of the trunk; its output (B, hidden_dim) is what the head reads. Widths here and below:
+    1 to 8192."""
     num_layers: int = 2
-    """Depth of the trunk: MLP layers, LSTM layers or transformer blocks."""
+    """Depth of the trunk: MLP layers, LSTM layers or transformer blocks (1 to 64)."""
     dropout: float = 0.0
     """Dropout inside the trunk."""
     conditioning: Literal["none", "concat", "film"] = "concat"
@@ -101,11 +103,16 @@ class PolicyConfig:
             raise ValueError(
                 f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {self.conditioning!r}"
             )
-        for key in ("hidden_dim", "num_layers", "instruction_dim", "low_dim_embed", "image_embed"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
-        if self.image_channels < 1 or self.image_keypoints < 1:
-            raise ValueError("image_channels and image_keypoints must be at least 1")
+        for key in (
+            "hidden_dim",
+            "instruction_dim",
+            "low_dim_embed",
+            "image_embed",
+            "image_channels",
+            "image_keypoints",
+        ):
+            check_range(key, getattr(self, key), 1, MAX_WIDTH)
+        check_range("num_layers", self.num_layers, 1, MAX_DEPTH)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.crop_fraction <= 1.0:
@@ -117,7 +124,8 @@ class SequencePolicyConfig(PolicyConfig):
     """A policy whose trunk reads a window of past observations (bc_rnn, bc_transformer)."""
 
     history: int = 10
-    """Observation steps the trunk reads, the current one included (robomimic's sequence length is 10)."""
+    """Observation steps the trunk reads, the current one included (1 to 256; robomimic's sequence
+    length is 10)."""
 
     @property
     def obs_steps(self) -> int:
@@ -125,8 +133,7 @@ class SequencePolicyConfig(PolicyConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.history < 1:
-            raise ValueError(f"history must be at least 1, got {self.history}")
+        check_range("history", self.history, 1, MAX_HORIZON_STEPS)
 
 
 class Policy(nn.Module):

@@ -35,6 +35,7 @@ from embodied import keys
 from embodied.config import Registry, from_dict, to_dict
 from embodied.data.spec import DataSpec
 from embodied.errors import UserError
+from embodied.limits import check_image_side
 from embodied.models.common import FeatureTap
 from embodied.recognizers.augment import prepare_video
 
@@ -58,8 +59,9 @@ class RecognizerConfig:
     instruction_loss_weight: float = 0.5
     """Weight of the instruction cross-entropy beside the class cross-entropy; 0 = head not trained."""
     input_size: int = 0
-    """Side of the frames the backbone reads, resampled from the data's (after the crop); 0 = the
-    data's own size. Smaller frames cost less and leave less detail for the scene to give away."""
+    """Side of the frames the backbone reads (8 to 1024), resampled from the data's (after the
+    crop); 0 = the data's own size. Smaller frames cost less and leave less detail for the scene
+    to give away."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout < 1.0:
@@ -70,8 +72,7 @@ class RecognizerConfig:
             raise ValueError(f"color_jitter must be in [0, 1), got {self.color_jitter}")
         if self.instruction_loss_weight < 0.0:
             raise ValueError(f"instruction_loss_weight must be >= 0, got {self.instruction_loss_weight}")
-        if self.input_size < 0:
-            raise ValueError(f"input_size must be >= 0, got {self.input_size}")
+        check_image_side("input_size (0: the data's size)", self.input_size, zero_ok=True)
 
 
 class Recognizer(nn.Module):

@@ -35,6 +35,7 @@ from einops import rearrange
 from torch import nn
 
 from embodied.data.spec import DataSpec
+from embodied.limits import MAX_CONV3D_DEPTH, MAX_DEPTH, MAX_WIDTH, check_range
 from embodied.recognizers.base import RECOGNIZERS, Recognizer, RecognizerConfig
 
 
@@ -43,11 +44,11 @@ class Conv3DConfig(RecognizerConfig):
     name: str = "conv3d"
     """Registered recognizer: conv3d or video_transformer."""
     width: int = 16
-    """Channels of the first stage; each later stage doubles them."""
+    """Channels of the first stage (1 to 8192); each later stage doubles them."""
     depth: int = 4
-    """Stages; each halves space, and each after the first halves time too."""
+    """Stages (1 to 8); each halves space, and each after the first halves time too."""
     blocks: int = 2
-    """Residual blocks per stage."""
+    """Residual blocks per stage (1 to 64)."""
     kernel_size: int = 3
     """Side k of the 1 x k x k spatial convolutions (odd)."""
     temporal_kernel: int = 3
@@ -57,9 +58,9 @@ class Conv3DConfig(RecognizerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("width", "depth", "blocks"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        check_range("width", self.width, 1, MAX_WIDTH)
+        check_range("depth", self.depth, 1, MAX_CONV3D_DEPTH)
+        check_range("blocks", self.blocks, 1, MAX_DEPTH)
         for key in ("kernel_size", "temporal_kernel", "stem_kernel"):
             value = getattr(self, key)
             if value < 1 or value % 2 == 0:

@@ -30,6 +30,7 @@ from einops import rearrange
 from torch import nn
 
 from embodied.data.spec import DataSpec
+from embodied.limits import MAX_CLIP_LEN, MAX_DEPTH, MAX_IMAGE_SIDE, MAX_WIDTH, check_range
 from embodied.recognizers.base import RECOGNIZERS, Recognizer, RecognizerConfig
 
 
@@ -38,23 +39,25 @@ class VideoTransformerConfig(RecognizerConfig):
     name: str = "video_transformer"
     """Registered recognizer: conv3d or video_transformer."""
     width: int = 96
-    """Token dimension D."""
+    """Token dimension D (1 to 8192)."""
     depth: int = 4
-    """Divided space-time blocks."""
+    """Divided space-time blocks (1 to 64)."""
     heads: int = 4
     """Attention heads; must divide width."""
     mlp_ratio: float = 2.0
     """Hidden size of each block's MLP as a multiple of width."""
     patch_size: int = 8
-    """Side p of a tubelet in pixels; the frame side is rounded to a multiple of it."""
+    """Side p of a tubelet in pixels (1 to 1024); the frame side is rounded to a multiple of it."""
     tubelet_frames: int = 2
-    """Frames pt in a tubelet."""
+    """Frames pt in a tubelet (1 to 256)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("width", "depth", "heads", "patch_size", "tubelet_frames"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        check_range("width", self.width, 1, MAX_WIDTH)
+        check_range("depth", self.depth, 1, MAX_DEPTH)
+        check_range("heads", self.heads, 1, self.width)
+        check_range("patch_size", self.patch_size, 1, MAX_IMAGE_SIDE)
+        check_range("tubelet_frames", self.tubelet_frames, 1, MAX_CLIP_LEN)
         if self.width % self.heads:
             raise ValueError(f"heads ({self.heads}) must divide width ({self.width})")
         if self.mlp_ratio <= 0:

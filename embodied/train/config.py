@@ -14,6 +14,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from embodied.errors import UserError
+from embodied.limits import (
+    MAX_BATCH,
+    MAX_CLIP_LEN,
+    MAX_HORIZON_STEPS,
+    MAX_STRIDE,
+    MAX_WORKERS,
+    check_range,
+)
 from embodied.mirror import MirrorConfig
 from embodied.policies import PolicyConfig
 from embodied.recognizers import RecognizerConfig
@@ -36,17 +44,18 @@ class DataConfig:
     LeRobot derives its dataset window from the policy. A value given must agree (older configs
     set it)."""
     action_horizon: int = 1
-    """Ta: actions in an execution window's chunk."""
+    """Ta: actions in an execution window's chunk (1 to 256)."""
     clip_len: int = 8
-    """T: frames in an observation clip."""
+    """T: frames in an observation clip (1 to 256)."""
     clip_stride: int = 2
-    """Steps between the frames of a clip."""
+    """Steps between the frames of a clip (1 to 64)."""
     camera: str | None = None
     """Observer camera of the clips; None: the dataset's first camera."""
     batch_size: int = 64
-    """Samples per step and per process (with torchrun the global batch is this times the processes)."""
+    """Samples per step and per process (1 to 65536; with torchrun the global batch is this times
+    the processes)."""
     num_workers: int = 0
-    """DataLoader worker processes; 0 loads in the training process."""
+    """DataLoader worker processes (0 to 256); 0 loads in the training process."""
     image_cache_bytes: int = 4 << 30
     """Hold image streams in memory when they fit under this many bytes; else read spans from HDF5."""
     max_demos: int = 0
@@ -60,13 +69,13 @@ class DataConfig:
     def __post_init__(self) -> None:
         if not self.paths:
             raise ValueError("paths must name at least one file or folder")
-        for key in ("action_horizon", "clip_len", "clip_stride", "batch_size"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
-        if self.obs_horizon is not None and self.obs_horizon < 1:
-            raise ValueError(f"obs_horizon must be at least 1, got {self.obs_horizon}")
-        if self.num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        check_range("action_horizon", self.action_horizon, 1, MAX_HORIZON_STEPS)
+        check_range("clip_len", self.clip_len, 1, MAX_CLIP_LEN)
+        check_range("clip_stride", self.clip_stride, 1, MAX_STRIDE)
+        check_range("batch_size", self.batch_size, 1, MAX_BATCH)
+        if self.obs_horizon is not None:
+            check_range("obs_horizon", self.obs_horizon, 1, MAX_HORIZON_STEPS)
+        check_range("num_workers", self.num_workers, 0, MAX_WORKERS)
         if self.max_demos < 0:
             raise ValueError(f"max_demos must be >= 0, got {self.max_demos}")
         if self.action_demos < 0:

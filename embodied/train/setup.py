@@ -21,6 +21,7 @@ from embodied.errors import UserError
 from embodied.fileio import remove_stale_temporaries
 from embodied.policies.base import low_dim_keys
 from embodied.train import checkpoint as ckpt
+from embodied.train import memory
 from embodied.train.config import RESUME_FREE_KEYS, TrainConfig
 from embodied.train.distributed import Processes
 from embodied.train.objective import Objective, TrainModule
@@ -174,6 +175,8 @@ def build_run(cfg: TrainConfig, procs: Processes, resume: bool, overwrite: bool)
                 )
             ckpt.check_spec(vocab, spec, f"the checkpoint in {out}")
 
+        # before any weight is made: a run the machine cannot hold is refused in one line
+        memory.check_fits(cfg, memory.estimate(cfg, spec, stats, sources, (train_ds, valid_ds)), procs.device)
         seed_everything(cfg.seed)  # the same initial weights in every process
         models, made_with = objective.build_models(cfg, spec, stats, sources)
         objective.prepare(cfg, models, train_ds)
