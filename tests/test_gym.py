@@ -66,3 +66,48 @@ def test_async_vector_env_with_cameras_under_each_start_method(context):
         [sys.executable, "-c", textwrap.dedent(VECTOR), context], capture_output=True, text=True, timeout=180
     )
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+# The same after this process has rendered: a forked worker would hang in mujoco.Renderer's
+# constructor (EGL does not survive fork), so it refuses in one line, which gymnasium raises here;
+# spawn and forkserver start clean and render.
+RENDERED_FIRST = """
+import sys
+import gymnasium as gym
+from embodied.errors import UserError
+from embodied.sim import make_env
+
+make_env("metaworld", "reach-v3", cameras=("corner",), image_size=16, seed=0)  # renders here
+kwargs = dict(cameras=("corner",), image_size=16)
+if sys.argv[1] == "default":  # gymnasium.make_vec's default: AsyncVectorEnv, fork on Linux
+    envs = gym.make_vec(
+        "embodied:embodied/metaworld-reach-v3", num_envs=2, vectorization_mode="async", **kwargs
+    )
+else:
+    fns = [lambda: gym.make("embodied:embodied/metaworld-reach-v3", **kwargs)] * 2
+    envs = gym.vector.AsyncVectorEnv(fns, context=sys.argv[1])
+try:
+    obs, _ = envs.reset(seed=[0, 1])
+    print("rendered", obs["corner_image"].std() > 0)
+except UserError as err:
+    print("refused:", err)
+envs.close()
+"""
+
+
+@pytest.mark.parametrize("context", ["default", "fork", "spawn"])
+def test_vector_env_after_this_process_rendered(context):
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(RENDERED_FIRST), context],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    if context == "spawn":
+        assert last == "rendered True", out.stderr[-2000:]
+    else:
+        assert last.startswith("refused: cannot render in a process forked from one that had rendered"), (
+            out.stderr[-2000:]
+        )
+        assert "context='spawn'" in last

@@ -11,7 +11,9 @@ What callers (collection, evaluation, replay, the tests) rely on, and nothing mo
   :class:`~embodied.errors.UserError` naming the known ones. Every task is also the gymnasium
   id ``embodied/<suite>-<task>``, made with the same keywords; the class's ``metadata`` gives
   ``render_fps``. Renderers are made at the first frame, so an environment built before a
-  fork renders in the child (gymnasium's ``AsyncVectorEnv`` under fork).
+  fork renders in the child (gymnasium's ``AsyncVectorEnv`` under fork), unless the parent had
+  rendered before it forked: EGL does not survive fork, and the child refuses in one line
+  rather than hang (:func:`~embodied.sim.render.check_not_forked_after_rendering`).
 - **Observations** are dicts: low-dimensional keys (float32 vectors) plus ``<camera>_image``
   (H, W, 3) uint8 for each requested camera, upright, the same keys and layout the
   demonstration files use. ``observation_space`` is a ``Dict`` space that holds them.

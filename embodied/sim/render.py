@@ -28,6 +28,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported anywhere 
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
+from embodied.errors import UserError  # noqa: E402
+
 
 @dataclass(frozen=True)
 class RenderOptions:
@@ -94,6 +96,8 @@ class CameraRenderer:
         if not self._renderers and self.cameras:
             from embodied.sim.meshes import make_renderer
 
+            check_not_forked_after_rendering()
+            _GL["made"] = True
             self._renderers = {
                 cam: make_renderer(self._model, self.height, self.width, self.mesh_detail)
                 for cam in self.cameras
@@ -118,6 +122,32 @@ class CameraRenderer:
         for renderer in self._renderers.values():
             renderer.close()
         self._renderers.clear()
+
+
+# A process forked from one that had made a GL context cannot make one: Mesa's EGL hangs for ever
+# in mujoco.Renderer's constructor (the parent's EGL state is copied without the threads that hold
+# its locks). gymnasium's AsyncVectorEnv forks by default on Linux (so does gymnasium.make_vec), so
+# a script that rendered first and then vectorised would hang; the child says so instead.
+_GL = {"made": False, "forked_after": False}
+"""``made``: this process has made a renderer; ``forked_after``: it was forked from one that had."""
+
+
+def _after_fork_in_child() -> None:
+    _GL["forked_after"] = _GL["forked_after"] or _GL["made"]
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def check_not_forked_after_rendering() -> None:
+    """Refuse, in one line, to render in a process forked from one that had rendered (it would hang)."""
+    if _GL["forked_after"]:
+        raise UserError(
+            "cannot render in a process forked from one that had rendered already (EGL does not survive "
+            "fork; this would hang): start the worker processes with spawn or forkserver, e.g. "
+            "gymnasium.vector.AsyncVectorEnv(fns, context='spawn') or "
+            "gymnasium.make_vec(..., vector_kwargs={'context': 'spawn'})"
+        )
 
 
 # EGL contexts freed by the garbage collector during interpreter shutdown raise noisy errors
