@@ -167,7 +167,8 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: int = 20) -
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.part{suffix}")  # the suffix tells imageio the format
     try:
         if suffix == ".mp4":
-            with imageio.get_writer(
+            written = 0
+            writer = imageio.get_writer(
                 tmp,
                 format="FFMPEG",
                 fps=fps,
@@ -175,18 +176,54 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: int = 20) -
                 macro_block_size=1,
                 pixelformat="yuv420p",
                 quality=8,
-                ffmpeg_log_level="error",
-            ) as writer:
+                ffmpeg_log_level="quiet",  # its failures are told below, in one line
+            )
+            try:
                 for frame in frames:
                     writer.append_data(frame)
+                    written += 1
+            finally:
+                # not imageio's ``with``: after an error it leaves ffmpeg running, which would make
+                # the file after the clean-up below
+                writer.close()
+            _check_complete(tmp, written)
         else:
             imageio.mimwrite(tmp, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
         os.replace(tmp, path)
-    except OSError as err:  # a folder in the way, no permission, a full disk
-        raise UserError(f"{path}: cannot write ({err.strerror or err})") from None
+    except (OSError, RuntimeError) as err:  # a folder in the way, no permission, a full disk
+        raise UserError(f"{path}: cannot write ({_reason(err, tmp)})") from None
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _check_complete(tmp: Path, frames: int) -> None:
+    """Raise OSError unless the MP4 at ``tmp`` holds all ``frames``: ffmpeg that cannot write (a
+    full disk) says so on its own stderr and exits, and imageio closes the writer without an error,
+    so a truncated file would otherwise be renamed into place as if it were whole."""
+    import imageio_ffmpeg
+
+    try:
+        found = imageio_ffmpeg.count_frames_and_secs(str(tmp))[0]
+    except (RuntimeError, OSError):  # not even a header: nothing readable was written
+        found = 0
+    if found != frames:
+        raise OSError(f"the video came out truncated, {found} of {frames} frames")
+
+
+def _reason(err: BaseException, tmp: Path) -> str:
+    """Why a video could not be written, in a few words: the OS's reason, else the first line of
+    imageio's message (the rest is ffmpeg's whole command line), and a full disk named as such."""
+    import shutil
+
+    text = getattr(err, "strerror", None) or next((ln for ln in str(err).splitlines() if ln.strip()), "")
+    try:
+        full = shutil.disk_usage(tmp.parent).free < (1 << 20)
+    except OSError:
+        full = False
+    if full and "No space left" not in text:
+        text = f"No space left on device: {text}" if text else "No space left on device"
+    return " ".join(text.split())[:200] or type(err).__name__
 
 
 def write_episode_video(

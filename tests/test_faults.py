@@ -524,6 +524,9 @@ def test_full_disk_while_writing_a_video(run, tmp_path, capsys, monkeypatch):
         def __exit__(self, *exc):
             return False
 
+        def close(self):
+            pass
+
         def append_data(self, frame):
             self.path.write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated")
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

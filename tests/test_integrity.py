@@ -5,6 +5,9 @@ checkpoint ends in one line and leaves nothing half-written."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import h5py
 import numpy as np
 import pytest
@@ -116,3 +119,90 @@ def test_files_without_checksums_validate_with_a_note_and_upgrade_adds_them(demo
     assert "unchanged" in capsys.readouterr().out
     flip_byte(plain, IMAGE)
     assert any("demo_1/obs/corner_image" in p and "checksum" in p for p in inspect.validate([plain]))
+
+
+# -- a full disk ----------------------------------------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path):
+    """A function ``kib -> folder`` on a tmpfs of that size (unmounted after the test); the test is
+    skipped, with the reason, where one cannot be mounted (not root, no tmpfs)."""
+    mounted = []
+
+    def mount(kib: int):
+        where = tmp_path / f"disk{len(mounted)}"
+        where.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(where)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode:
+            pytest.skip(f"cannot mount a small tmpfs: {done.stderr.strip() or done.returncode}")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", str(where)], check=False)
+
+
+def one_error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    errors = [line for line in captured.err.replace("\r", "\n").splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, captured.err
+    return errors[0]
+
+
+def test_collect_overwriting_onto_a_full_disk_is_one_line_and_keeps_the_old_file(
+    demo_file, small_disk, collect_argv, capsys
+):
+    disk = small_disk(demo_file.stat().st_size // 1024 + 256)  # the old file and less than a demo
+    old = disk / "reach-v3.hdf5"
+    shutil.copyfile(demo_file, old)
+    before = old.read_bytes()
+    assert data_main([*collect_argv(disk, ("reach-v3",)), "--overwrite"]) == 2
+    line = one_error_line(capsys)
+    assert f"{disk}: cannot write (No space left on device)" in line
+    assert old.read_bytes() == before  # the old file kept whole
+    assert sorted(p.name for p in disk.iterdir()) == ["reach-v3.hdf5"]  # no partial file
+
+
+def test_a_video_on_a_full_disk_is_one_line_and_never_written(demo_file, small_disk, capsys):
+    """ffmpeg that cannot write exits and imageio says nothing: the frames are counted back."""
+    disk = small_disk(16)
+    out = disk / "demo.mp4"
+    assert data_main(["video", str(demo_file), "--demo", "demo_0", "--out", str(out)]) == 2
+    line = one_error_line(capsys)
+    assert f"{out}: cannot write (No space left on device" in line
+    assert list(disk.iterdir()) == []  # neither the video nor its temporary file
+
+
+def test_videos_are_written_atomically(tmp_path):
+    from embodied.video import write_video
+
+    frames = [np.full((16, 16, 3), i, np.uint8) for i in range(4)]
+
+    def broken():
+        yield from frames[:2]
+        raise ValueError("the renderer failed")
+
+    target = tmp_path / "v.mp4"
+    with pytest.raises(ValueError):
+        write_video(target, broken())
+    assert list(tmp_path.iterdir()) == []
+    assert write_video(target, frames) == target and list(tmp_path.iterdir()) == [target]
+
+
+def test_a_full_disk_at_the_first_checkpoint_says_there_is_none(demo_dir, small_disk, capsys):
+    from embodied.cli.train import main as train_main
+
+    disk = small_disk(64)  # the run's config and log fit, its first checkpoint does not
+    out = disk / "run"
+    argv = [f"data.paths=[{demo_dir}]", "steps=2", "ckpt_every=2", "val_every=0", "data.batch_size=4"]
+    assert train_main(["policy_quick", "--out", str(out), *argv]) == 2
+    line = one_error_line(capsys)
+    # torch's zip writer tells a full disk as a short write
+    assert "cannot write (" in line and ("No space left" in line or "is the disk full?" in line)
+    assert "no checkpoint was written" in line
+    assert "--resume" not in line and not (out / "checkpoints" / "last.pt").exists()

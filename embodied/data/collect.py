@@ -312,11 +312,13 @@ def collect(cfg: CollectConfig, overwrite: bool = False) -> list[dict]:
                 part = path.with_name(path.name + ".part")
                 if part.exists():
                     os.unlink(part)
-            if isinstance(err, OSError) and (err.errno in NO_ROOM or "No space left" in str(err)):
+            if isinstance(err, (OSError, RuntimeError)) and (
+                getattr(err, "errno", None) in NO_ROOM or "No space left" in str(err)
+            ):
                 # h5py does not always give the errno of a failed write, only its text
                 kept = [s["path"] for s in summaries if not s.get("skipped")]
                 raise UserError(
-                    f"{out}: cannot write ({err.strerror or 'No space left on device'}); "
+                    f"{out}: cannot write ({getattr(err, 'strerror', None) or 'No space left on device'}); "
                     f"{len(kept)} finished file(s) kept, no partial file left: a rerun skips them"
                 ) from None
             raise

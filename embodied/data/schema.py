@@ -28,9 +28,11 @@ the file is complete, so an interrupted run never leaves a corrupt file at the t
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -374,6 +376,7 @@ class DemoFileWriter:
     def add_demo(self, arrays: dict[str, np.ndarray], obs: dict[str, np.ndarray], attrs: dict) -> str:
         """Add one demo: ``arrays`` holds actions, rewards, dones, states; ``obs`` the streams,
         and those under ``next/<key>`` go to ``next_obs/<key>`` (robomimic's next observations)."""
+        self._check_room(sum(np.asarray(v).nbytes for v in (*arrays.values(), *obs.values())))
         name = f"demo_{len(self.names)}"
         grp = self._data.create_group(name)
         n = len(arrays["actions"])
@@ -400,6 +403,18 @@ class DemoFileWriter:
         self.names.append(name)
         self.total += n
         return name
+
+    ROOM_MARGIN = 1 << 20
+    """Bytes beyond a demo's arrays that writing it needs free (HDF5's chunk indexes, headers,
+    the file's closing metadata)."""
+
+    def _check_room(self, nbytes: int) -> None:
+        """Raise ENOSPC before a demo that the disk has no room for: HDF5 meeting a full disk
+        mid-write spews errors from its object destructors and may take the process down, where
+        an OSError here is one line (collect's) and leaves no partial file (``__exit__``)."""
+        free = shutil.disk_usage(self.tmp.parent).free
+        if free < nbytes + nbytes // 100 + self.ROOM_MARGIN:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
 
     def finish(self, valid_fraction: float, split_seed: int) -> None:
         """Write masks, statistics and the file attributes, then move the file into place."""

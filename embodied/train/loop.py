@@ -77,10 +77,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, evalu
             raise
         # a full disk, a read-only mount: every file is written atomically, so what is on disk is whole
         where = err.filename or cfg.out
-        raise UserError(
-            f"{where}: cannot write ({err.strerror}); the last checkpoint in {cfg.out} is kept: "
-            f"make room, then {resume_command(cfg.out, procs)}"
-        ) from None
+        raise UserError(f"{where}: cannot write ({err.strerror}); {what_is_kept(cfg.out, procs)}") from None
     except RuntimeError as err:
         if not (procs.distributed and lost_peer(err)):
             raise
@@ -88,11 +85,18 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False, evalu
         stopping()
         raise Stopped(
             f"rank {procs.rank} stopped: another process of the run went away (it failed or was killed: "
-            f"see above, and torchrun's report); the last checkpoint in {cfg.out} is kept: "
-            f"{resume_command(cfg.out, procs)} continues it"
+            f"see above, and torchrun's report); {what_is_kept(cfg.out, procs)}"
         ) from None
     finally:
         procs.close()
+
+
+def what_is_kept(out: str | Path, procs: Processes) -> str:
+    """How a run stopped by a fault goes on: from its last checkpoint where one was written, else
+    from the start (a full disk at the first checkpoint leaves none)."""
+    if (Path(out) / "checkpoints" / "last.pt").is_file():
+        return f"the last checkpoint in {out} is kept: {resume_command(out, procs)} continues it"
+    return f"no checkpoint was written to {out} yet: start the run again (with --overwrite)"
 
 
 def resume_command(out: str | Path, procs: Processes) -> str:
