@@ -158,6 +158,17 @@ def protocol_episodes(tasks: list[str], episodes: int, seed: int = PROTOCOL_SEED
     (``rand_vec``) of each reset is read off. Pseudorandom selection visits every goal once
     (Meta-World's default, random, draws with replacement); the first ``episodes`` visited are
     the first ``episodes`` of a run of Meta-World's evaluator with ``num_episodes=episodes``.
+
+    A set that is not one of Meta-World's benchmarks (the quick tasks) has no goals of its own
+    there, and Meta-World builds one two ways: MT1 per task with ``seed`` (here), or
+    ``gymnasium.make_vec("Meta-World/custom-mt-envs", envs_list=tasks, seed=seed)``, which seeds
+    its i-th environment with ``seed + i`` (metaworld 3.1.1: none at all for seed 0). MT1 per task
+    because a task's goals then depend on the task and the seed alone, not on the tasks evaluated
+    beside it or their order (``--tasks window-open-v3`` gets the goals it gets in the quick set),
+    and are those of Meta-World's single-task benchmark. A ``custom-mt-envs`` result for its i-th
+    task is this protocol's with seed + i: listed button-press-topdown, drawer-open, window-open
+    with seed 42, its window-open-v3 ran MT1's goals for seed 44 (47/50 for a checkpoint that
+    counted 39/50 on seed 42's, under either evaluator; ``tests/test_protocol.py``).
     """
     import metaworld
     from metaworld import env_dict
