@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from embodied.errors import UserError
+from embodied.lifetime import alive as _alive
 
 
 def temporary_path(path: Path) -> Path:
@@ -47,16 +48,6 @@ def remove_stale_temporaries(folder: Path, names: tuple[str, ...]) -> list[Path]
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR)

@@ -8,16 +8,12 @@ Seeds at and above :data:`EVAL_SEED_START` are reserved for evaluation.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import json
 import multiprocessing as mp
 import os
 import queue as queue_mod
 import signal
-import sys
-import threading
-import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing.managers import SyncManager
@@ -31,6 +27,7 @@ from embodied.data.schema import FORMAT_VERSION, format_version
 from embodied.errors import UserError
 from embodied.fileio import NO_ROOM
 from embodied.keys import IMAGE_SIZE
+from embodied.lifetime import die_with
 from embodied.limits import MAX_EPISODE_STEPS, MAX_WORKERS, check_image_side, check_range
 from embodied.seeds import EVAL_SEED_START
 from embodied.sim import get_suite, image_key, load_suite, make_env
@@ -209,33 +206,6 @@ def file_is_complete(path: Path, args: dict) -> bool:
     return stored == json.loads(json.dumps(args, sort_keys=True))
 
 
-def die_with_parent(parent: int) -> None:
-    """Process initializer of the workers and the Manager: end when ``parent`` (the collecting
-    process) dies, even by SIGKILL, which runs no clean-up and would leave them writing.
-    Linux: the kernel's parent-death signal (prctl PR_SET_PDEATHSIG); elsewhere a thread
-    that watches the parent's pid."""
-    armed = False
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
-        except (OSError, AttributeError):
-            armed = False
-    if not armed:
-
-        def watch() -> None:
-            while os.getppid() == parent:
-                time.sleep(1.0)
-            os._exit(1)
-
-        threading.Thread(target=watch, daemon=True, name="parent-watch").start()
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os._exit(1)
-
-
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
 def _worker(cfg_dict: dict, task: str, path: str, progress) -> dict:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
     return collect_task(CollectConfig(**cfg_dict), task, Path(path), progress)
@@ -284,13 +254,13 @@ def collect(cfg: CollectConfig, overwrite: bool = False) -> list[dict]:
     bar = tqdm(total=total, unit="demo", desc=f"collect {len(todo)} task(s)", dynamic_ncols=True)
     ctx = mp.get_context("spawn")  # a fresh process per worker: EGL contexts do not survive fork
     manager = SyncManager(ctx=ctx)
-    manager.start(die_with_parent, (os.getpid(),))  # no process outlives a killed collect
+    manager.start(die_with, (os.getpid(),))  # no process outlives a killed collect
     with manager:
         progress = manager.Queue()
         pool = ProcessPoolExecutor(
             max_workers=min(cfg.workers, len(todo)),
             mp_context=ctx,
-            initializer=die_with_parent,
+            initializer=die_with,
             initargs=(os.getpid(),),
         )
         futures = {pool.submit(_worker, dataclasses.asdict(cfg), t, str(p), progress): t for t, p in todo}

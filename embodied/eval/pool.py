@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import multiprocessing as mp
+import os
 import signal
 import traceback
 from collections.abc import Callable, Sequence
@@ -40,6 +41,7 @@ import gymnasium as gym
 import numpy as np
 
 from embodied.errors import UserError
+from embodied.lifetime import die_with
 
 # --------------------------------------------------------------------------- the pool
 StepResult = tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, list[dict]]
@@ -74,7 +76,9 @@ own, set up in the worker once its environments are built. A handler may ``send(
 messages of its own before its result is sent as ``("ok", result)``."""
 
 
-def _pool_worker(conn, env_fns: list[Callable[[], gym.Env]], extension: Extension | None = None) -> None:
+def _pool_worker(
+    conn, env_fns: list[Callable[[], gym.Env]], extension: Extension | None = None, owner: int = 0
+) -> None:
     """One worker process: build its environments, then answer commands until ``close``.
 
     A command names the positions (in this worker's list) of the environments it is for;
@@ -83,6 +87,8 @@ def _pool_worker(conn, env_fns: list[Callable[[], gym.Env]], extension: Extensio
     which closes the workers itself and keeps what finished.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if owner:  # end the moment the evaluation does, even by SIGKILL (a busy worker reads no pipe)
+        die_with(owner)
     envs: list[gym.Env] = []
     try:
         envs = [fn() for fn in env_fns]
@@ -184,7 +190,8 @@ class EnvPool:
                 # Environment i lives in worker i % W, at position i // W of that worker's list.
                 fns = [env_fns[i] for i in range(w, self.num_envs, self.workers)]
                 parent, child = ctx.Pipe()
-                proc = ctx.Process(target=_pool_worker, args=(child, fns, extension), daemon=True)
+                args = (child, fns, extension, os.getpid())
+                proc = ctx.Process(target=_pool_worker, args=args, daemon=True)
                 proc.start()
                 child.close()
                 self._conns.append(parent)
