@@ -502,6 +502,7 @@ def test_cli_ctrl_c_writes_the_finished_episodes(monkeypatch, tmp_path, capsys):
     from embodied.cli.eval import main
 
     fake_checkpoint(monkeypatch, GoalPolicy(interrupt_at=15))
+    (tmp_path / "x.pt").write_bytes(b"")  # there, as eval asks before it loads (a stand-in loads it)
     out = tmp_path / "eval"
     argv = [
         str(tmp_path / "x.pt"),

@@ -404,10 +404,10 @@ def one_line_error(capsys, argv: list[str]) -> str:
 
 def test_unknown_key_lists_the_valid_ones(capsys, data, tmp_path):
     cfg = write_config(tmp_path / "c.yaml", config_dict("policy", data, tmp_path / "out"))
-    line = one_line_error(capsys, [str(cfg), "optim.learning_rate=0.1"])
+    line = one_line_error(capsys, [str(cfg), "optim.learning_rate=0.1"])  # nothing close: every key
     assert "optim.learning_rate" in line and "lr, weight_decay, betas" in line
-    line = one_line_error(capsys, [str(cfg), "stpes=3"])
-    assert "stpes" in line and "steps" in line and "mode" in line
+    line = one_line_error(capsys, [str(cfg), "stpes=3"])  # a typo: the key it is close to
+    assert line.endswith("unknown key 'stpes'; did you mean 'steps'?")
 
 
 def test_wrong_types_and_inconsistent_settings(capsys, data, tmp_path):
