@@ -14,9 +14,12 @@ import pytest
 LOW_DIM = {"robot0_eef_pos": 3, "robot0_eef_quat": 4, "robot0_gripper_qpos": 2, "object": 10}
 
 
-def robomimic_file(path, env_name: str, demos: int = 6, seed: int = 0, image: int = 16) -> None:
+def robomimic_file(
+    path, env_name: str, demos: int = 6, seed: int = 0, image: int = 16, extra: dict | None = None, masks=True
+) -> None:
     """A file in robomimic's v1.5 layout: env_args with ``type`` 1 (robosuite), float64 low-dim
-    observations and actions (T, 7), ``agentview_image``, ``states``, masks; nothing of embodied's."""
+    observations (``LOW_DIM`` and ``extra``) and actions (T, 7), ``agentview_image``, ``states``,
+    masks (unless not ``masks``: as before robomimic's split_train_val.py); nothing of embodied's."""
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     env_args = {
@@ -36,7 +39,7 @@ def robomimic_file(path, env_name: str, demos: int = 6, seed: int = 0, image: in
             g["rewards"] = np.zeros(n)
             g["dones"] = (np.arange(n) == n - 1).astype(np.int64)
             g["states"] = rng.normal(size=(n, 32))
-            for key, d in LOW_DIM.items():
+            for key, d in {**LOW_DIM, **(extra or {})}.items():
                 g[f"obs/{key}"] = rng.normal(size=(n, d))
                 g[f"next_obs/{key}"] = rng.normal(size=(n, d))
             g["obs/agentview_image"] = rng.integers(0, 255, (n, image, image, 3), dtype=np.uint8)
@@ -44,8 +47,9 @@ def robomimic_file(path, env_name: str, demos: int = 6, seed: int = 0, image: in
             total += n
         data.attrs["total"] = total
         data.attrs["env_args"] = json.dumps(env_args)
-        f["mask/train"] = np.array([f"demo_{i}".encode() for i in range(demos - 2)])
-        f["mask/valid"] = np.array([f"demo_{i}".encode() for i in range(demos - 2, demos)])
+        if masks:
+            f["mask/train"] = np.array([f"demo_{i}".encode() for i in range(demos - 2)])
+            f["mask/valid"] = np.array([f"demo_{i}".encode() for i in range(demos - 2, demos)])
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +122,79 @@ def test_one_class_is_a_warning_that_says_why(two_tasks, tmp_path, capsys):
     assert main([*argv, "ckpt_every=1", "data.camera=agentview", "data.batch_size=4", "data.clip_len=4"]) == 0
     err = capsys.readouterr().err
     assert "warning: the data hold one class (Lift)" in err and "env_args.env_name" in err
+
+
+def test_a_file_without_masks_is_split_at_read_time(tmp_path, capsys):
+    """robomimic's files before its split_train_val.py have no /mask: validate accepts them with a
+    note, and the reader splits their demos as collect would (10 % valid), the same every time."""
+    from embodied.cli.data import main
+    from embodied.data.reader import DemoDataset
+
+    path = tmp_path / "Lift" / "low_dim_v15.hdf5"
+    robomimic_file(path, "Lift", demos=20, masks=False)
+    assert main(["validate", str(path)]) == 0
+    assert (
+        f"{path}: no /mask: training splits its demos when it reads them, 10% valid"
+        in capsys.readouterr().out
+    )
+    demos = {}
+    for split in ("train", "valid", "train"):
+        ds = DemoDataset([path], split=split, mode="window")
+        demos.setdefault(split, []).append({e.demo for e in ds.episodes})
+    assert demos["train"][0] == demos["train"][1]  # the same split at every read
+    train, valid = demos["train"][0], demos["valid"][0]
+    assert len(valid) == 2 and not train & valid and len(train | valid) == 20
+    assert capsys.readouterr().err.count("has no /mask: its demos are split here") == 1  # once a file
+
+
+def test_a_policy_that_reads_keys_the_suite_does_not_give_is_refused_before_rollouts(tmp_path, capsys):
+    """A policy trained with the default keys on a file holding more low-dim keys than robosuite's
+    environments give: eval names the missing keys in one line before any worker starts (it was a
+    KeyError traceback from the workers), and training with rollouts refuses at its start."""
+    from embodied.cli.eval import main as eval_main
+    from embodied.cli.train import main as train_main
+
+    extra = {"robot0_eef_vel_lin": 3, "robot0_joint_pos": 7}
+    path = tmp_path / "image_v15.hdf5"
+    robomimic_file(path, "Lift", extra=extra)
+    common = [f"data.paths=[{path}]", "steps=2", "val_every=2", "ckpt_every=2", "data.batch_size=4"]
+    run = tmp_path / "policy"
+    assert train_main(["policy_quick", "--out", str(run), *common, "policy.obs_keys=null"]) == 0
+    capsys.readouterr()
+    assert eval_main([str(run), "--episodes", "1", "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "error: the policy reads observation keys that robosuite's environments do not give: "
+        "robot0_eef_vel_lin, robot0_joint_pos "
+        "(they give robot0_eef_pos, robot0_eef_quat, robot0_gripper_qpos, object)"
+    )
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and not (run / "eval").exists()
+
+    again = tmp_path / "with_rollouts"
+    argv = ["policy_quick", "--out", str(again), *common, "policy.obs_keys=null", "rollout_every=1"]
+    assert train_main(argv) == 2
+    assert "robot0_eef_vel_lin, robot0_joint_pos" in capsys.readouterr().err
+    assert not (again / "checkpoints").exists()
+
+
+def test_the_mujoco_py_shim_lets_robomimic_import_its_robosuite_wrapper():
+    pytest.importorskip("robomimic")
+    pytest.importorskip("robosuite")
+    import importlib.util
+    import sys
+
+    from embodied import robomimic_shim
+
+    if importlib.util.find_spec("mujoco_py") is not None:
+        pytest.skip("a real mujoco_py is installed here")
+    saved = {name: sys.modules.pop(name, None) for name in ("mujoco_py", "robomimic.envs.env_robosuite")}
+    try:
+        robomimic_shim.install()
+        from robomimic.envs.env_robosuite import EnvRobosuite
+
+        assert EnvRobosuite.rollout_exceptions.fget(None) is robomimic_shim.MujocoException
+    finally:  # this process's modules as they were
+        for name, module in saved.items():
+            sys.modules.pop(name, None)
+            if module is not None:
+                sys.modules[name] = module

@@ -144,7 +144,6 @@ def test_robomimic_rebuilds_the_environment_from_a_collected_file(lift_file, mon
     demo, and robosuite's short (time, qpos, qvel) states restore the same observation."""
     import json
     import sys
-    import types
 
     import h5py
 
@@ -171,11 +170,11 @@ def test_robomimic_rebuilds_the_environment_from_a_collected_file(lift_file, mon
         env.close()
 
     pytest.importorskip("robomimic")
-    # robomimic 0.3.0 imports mujoco_py for one exception class its rollouts catch; nothing else
-    # of it runs here.
-    stub = types.ModuleType("mujoco_py")
-    stub.builder = types.SimpleNamespace(MujocoException=RuntimeError)
-    monkeypatch.setitem(sys.modules, "mujoco_py", stub)
+    # robomimic 0.3.0 imports mujoco_py for one exception class its rollouts catch: the shim that
+    # embodied ships for it (embodied.robomimic_shim, as a user would install it)
+    from embodied import robomimic_shim
+
+    monkeypatch.setitem(sys.modules, "mujoco_py", robomimic_shim.stub())
     from robomimic.utils import env_utils, obs_utils
 
     obs_utils.initialize_obs_utils_with_obs_specs({"obs": {"low_dim": low_dim, "rgb": []}})

@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{path}: robomimic's core schema; embodied's extensions absent (format_version, "
                     "suite, each demo's task, instruction, class and success): tasks from env_args.env_name"
                 )
-            for note in inspect.checksum_notes(args.paths):
+            for note in [*inspect.checksum_notes(args.paths), *inspect.mask_notes(args.paths)]:
                 print(note)
             return 0
         if args.verb == "upgrade":

@@ -54,9 +54,9 @@ from embodied.data.files import (
     env_args_of,
     env_name_of,
     file_suite,
-    mask_names,
     open_file,
     reading,
+    split_names,
 )
 from embodied.data.schema import IMAGE_SUFFIX, expand_paths, is_image_key
 from embodied.data.validate import validate_file
@@ -152,7 +152,7 @@ def _demos(files: list[Path]) -> tuple[list[_Demo], list[_Demo]]:
     for path in files:
         with open_file(path) as f, reading(path):
             data = f["data"]
-            in_valid = set(mask_names(f, "valid")) if "mask/valid" in f else set()
+            in_valid = set(split_names(f, "valid"))  # as training splits it
             env_name = env_name_of(f)
             for name in demo_names(data):
                 g = data[name]

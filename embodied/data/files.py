@@ -13,7 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from embodied.data.schema import READ_ERRORS, demo_sort_key, read_failure
+from embodied.data.schema import READ_ERRORS, demo_sort_key, read_failure, split_masks
 from embodied.errors import UserError, one_line
 
 DAMAGE = (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError)
@@ -64,6 +64,20 @@ def demo_names(data: h5py.Group) -> list[str]:
 def mask_names(f: h5py.File, split: str) -> list[str]:
     raw = np.asarray(f[f"mask/{split}"][()]).reshape(-1)
     return [text_of(v) if text_of(v) is not None else str(v) for v in raw]
+
+
+VALID_FRACTION = 0.1
+"""The share of demos in the valid split: collect's default (``--valid-fraction``), and the split
+made at read time of a file without ``/mask``."""
+
+
+def split_names(f: h5py.File, split: str) -> list[str]:
+    """The demos of ``split`` (``train`` or ``valid``): the file's ``/mask/<split>``, or, in a file
+    without ``/mask`` (robomimic's files before its ``split_train_val.py``), a split made here as
+    collect makes one (:data:`VALID_FRACTION` valid, seed 0), the same at every read."""
+    if "mask" in f:
+        return mask_names(f, split)
+    return split_masks(demo_names(f["data"]), VALID_FRACTION, seed=0)[split]
 
 
 def env_args_of(f: h5py.File, where: str) -> dict:

@@ -48,7 +48,7 @@ from embodied.data.schema import (
     is_image_key,
 )
 from embodied.data.upgrade import upgrade
-from embodied.data.validate import checksum_notes, core_schema_files, validate, validate_file
+from embodied.data.validate import checksum_notes, core_schema_files, mask_notes, validate, validate_file
 from embodied.errors import UserError
 from embodied.limits import MAX_FPS, check_image_side, check_range
 
@@ -58,6 +58,7 @@ __all__ = [
     "ReplayResult",
     "checksum_notes",
     "core_schema_files",
+    "mask_notes",
     "export_video",
     "image_streams",
     "info",

@@ -49,7 +49,14 @@ import torch
 from einops import rearrange
 
 from embodied import keys as K
-from embodied.data.files import demo_identity, env_name_of, file_env, file_suite_of
+from embodied.data.files import (
+    VALID_FRACTION,
+    demo_identity,
+    env_name_of,
+    file_env,
+    file_suite_of,
+    split_names,
+)
 from embodied.data.schema import (
     Shapes,
     check_actions,
@@ -243,6 +250,9 @@ class DemoDataset(torch.utils.data.Dataset):
         self._handles.append(f)
         if self.split == "all":
             names = list(f["data"].keys())
+        elif "mask" not in f:  # robomimic's files before its split_train_val.py: split here
+            _note_unsplit(path)
+            names = split_names(f, self.split)
         else:
             mask = f"mask/{self.split}"
             if mask not in f:
@@ -456,6 +466,21 @@ def _note_v1(files: list[Path]) -> None:
         f"note: {len(files)} demonstration file(s) are format_version 1 ({shown}): no class hierarchy, "
         "each task is its own class, so positives by class and by instruction coincide; "
         "'embodied-data upgrade PATH...' adds the suite's classes",
+        file=sys.stderr,
+    )
+
+
+_NOTED_UNSPLIT: set[Path] = set()
+
+
+def _note_unsplit(path: Path) -> None:
+    """Say once per process and file that its demos were split at read time."""
+    if path in _NOTED_UNSPLIT:
+        return
+    _NOTED_UNSPLIT.add(path)
+    print(
+        f"note: {path} has no /mask: its demos are split here, {VALID_FRACTION:.0%} valid (seed 0), as "
+        "'embodied-data collect' splits (robomimic's split_train_val.py writes a /mask of its own)",
         file=sys.stderr,
     )
 

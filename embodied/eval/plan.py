@@ -23,7 +23,7 @@ from embodied.eval.protocol import EpisodeSchedule, schedule
 from embodied.eval.settings import DEFAULT_ENVS_PER_WORKER, NO_VIDEOS, EvalSettings, Videos
 from embodied.eval.waves import env_key, place
 from embodied.keys import IMAGE_SIZE
-from embodied.sim import image_key, known_suites, load_suite
+from embodied.sim import get_suite, image_key, known_suites, load_suite
 
 
 # --------------------------------------------------------------------------- the target
@@ -90,6 +90,7 @@ def resolve_target(
     suite_spec.check_cameras([observer])
     fixed = None
     if rollouts:  # a suite's protocol builds environments to draw its goals: here, before the long work
+        check_observations(spec, suite)
         fixed = schedule(
             settings.protocol,
             suite=suite,
@@ -103,6 +104,20 @@ def resolve_target(
 
 
 # --------------------------------------------------------------------------- the policy's side
+def check_observations(spec: DataSpec, suite: str) -> None:
+    """Refuse, before any environment is built, a policy that reads low-dim observation keys the
+    suite's environments do not give (a policy trained on a robomimic file with every key of the
+    file, of which robosuite's environments give four); every one of them named."""
+    given = get_suite(suite).env_class().low_dim_keys
+    missing = [k for k in spec.low_dim_keys if k not in given]
+    if missing:
+        raise UserError(
+            f"the policy reads observation keys that {suite}'s environments do not give: "
+            f"{', '.join(missing)} (they give {', '.join(given)}); to roll a policy out there, train it "
+            f"on keys they give: policy.obs_keys=[{','.join(k for k in spec.obs_shapes if k not in missing)}]"
+        )
+
+
 def instruction_ids(spec: DataSpec, suite: str, tasks: Sequence[str]) -> dict[str, int]:
     """The policy's instruction id of each task: the one its data gave the task
     (``spec.task_instructions``); for a spec saved before those existed, the suite's

@@ -14,7 +14,8 @@ What callers (collection, evaluation, replay, the tests) rely on, and nothing mo
   fork renders in the child (gymnasium's ``AsyncVectorEnv`` under fork), unless the parent had
   rendered before it forked: EGL does not survive fork, and the child refuses in one line
   rather than hang (:func:`~embodied.sim.render.check_not_forked_after_rendering`).
-- **Observations** are dicts: low-dimensional keys (float32 vectors) plus ``<camera>_image``
+- **Observations** are dicts: low-dimensional keys (float32 vectors, the class's
+  ``low_dim_keys``) plus ``<camera>_image``
   (H, W, 3) uint8 for each requested camera, upright, the same keys and layout the
   demonstration files use. ``observation_space`` is a ``Dict`` space that holds them.
 - **Actions** are float32 vectors in [-1, 1] (``action_space`` is that ``Box``); values outside
@@ -89,6 +90,9 @@ class SuiteEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"]}
     suite: str
+    low_dim_keys: tuple[str, ...]
+    """The low-dimensional observation keys every environment of the suite gives (images come
+    from its cameras): a policy that reads others cannot be rolled out in it."""
     task: TaskSpec
     cameras: tuple[str, ...]
     horizon: int

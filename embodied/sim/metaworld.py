@@ -35,6 +35,7 @@ warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high", cate
 
 class MetaWorldEnv(MujocoSuiteEnv):
     suite = "metaworld"
+    low_dim_keys = tuple(LOW_DIM_SLICES)
     # Meta-World's own: a step is 5 physics steps of 2.5 ms
     metadata = {"render_modes": ["rgb_array"], "render_fps": 80}
 

@@ -86,6 +86,7 @@ def _global_numpy_seed(seed: int | None):
 
 class RobosuiteEnv(MujocoSuiteEnv):
     suite = "robosuite"
+    low_dim_keys = tuple(LOW_DIM_KEYS)
     metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
 
     def __init__(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 
+from embodied.eval.plan import check_observations, suite_of
 from embodied.eval.settings import Videos
 from embodied.train import checkpoint as ckpt
 from embodied.train.models import model_entry
@@ -108,6 +109,9 @@ class Rollouts:
 
     def __init__(self, run: Run, log: RunLog, evaluator) -> None:
         self.run, self.log, self.evaluator = run, log, evaluator
+        if run.cfg.rollout_every and evaluator is None and "policy" in run.models:
+            # a policy the simulator cannot feed: said now, not at the first rollout hours later
+            check_observations(run.spec, suite_of(run.spec.task_names))
 
     def due(self, step: int, final: bool) -> bool:
         return bool(self.run.cfg.rollout_every) and _every(step, self.run.cfg.rollout_every, final)
