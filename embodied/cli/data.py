@@ -10,6 +10,7 @@ embodied-data replay datasets/quick/drawer-open-v3.hdf5 --demo demo_0
 embodied-data video datasets/quick/drawer-open-v3.hdf5 --demo demo_0 --out demo0.mp4
 embodied-data video datasets/quick/drawer-open-v3.hdf5 --demo demo_0 --out demo0.mp4 --size 256
 embodied-data export datasets/quick --format lerobot --out exports/quick   # a LeRobotDataset v3.0
+embodied-data import exports/quick --format lerobot --out datasets/from_lerobot   # and back
 """
 
 from __future__ import annotations
@@ -134,6 +135,17 @@ def main(argv: list[str] | None = None) -> int:
         help="frames per second (default: the suite's control rate, Meta-World 80; robosuite's control_freq)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p = sub.add_parser(
+        "import",
+        help="turn another framework's dataset into demonstration files (one HDF5 per task)",
+        description="A local LeRobotDataset v3.0 folder -> one HDF5 per task: tasks from its task "
+        "table (a registered suite's task where the text is its instruction), videos decoded, fps "
+        "and the train/valid split kept, actions outside [-1, 1] scaled from the data's min and max.",
+    )
+    p.add_argument("path", help="the dataset's folder (meta/info.json, data/, videos/)")
+    p.add_argument("--format", required=True, choices=["lerobot"], help="lerobot: a LeRobotDataset v3.0")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = parser.parse_args(argv)
 
     def run() -> int:
@@ -196,6 +208,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"{info['total_frames']} frames, {info['total_tasks']} tasks, {info['fps']} fps"
                 + (f", videos: {', '.join(cams)}" if cams else "")
             )
+            return 0
+        if args.verb == "import":
+            from embodied.data.lerobot_import import import_lerobot
+
+            files = import_lerobot(args.path, args.out, overwrite=args.overwrite)
+            print(inspect.info([str(f) for f in files]))
             return 0
         raise UserError(f"unknown verb {args.verb}")
 

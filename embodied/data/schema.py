@@ -416,10 +416,13 @@ class DemoFileWriter:
         if free < nbytes + nbytes // 100 + self.ROOM_MARGIN:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
 
-    def finish(self, valid_fraction: float, split_seed: int) -> None:
-        """Write masks, statistics and the file attributes, then move the file into place."""
+    def finish(
+        self, valid_fraction: float, split_seed: int, masks: dict[str, list[str]] | None = None
+    ) -> None:
+        """Write masks, statistics and the file attributes, then move the file into place.
+        ``masks``: the split of demos that came with one (an import); else one drawn here."""
         assert self._file is not None
-        masks = split_masks(self.names, valid_fraction, split_seed)
+        masks = masks or split_masks(self.names, valid_fraction, split_seed)
         for split, names in masks.items():
             self._file.create_dataset(f"mask/{split}", data=np.array(names, dtype="S"), **CHECKSUMS)
         train = {int(n.split("_")[1]) for n in masks["train"]} or set(range(len(self.names)))
