@@ -159,12 +159,16 @@ def main(argv: list[str] | None = None) -> int:
         from embodied.fileio import check_writable
 
         cfg = load_preset(args.preset, [*args.overrides, *launcher_overrides(args)])
-        if args.seeds is not None:
-            cfg = dataclasses.replace(cfg, seeds=args.seeds)
-        if args.out:
-            cfg = dataclasses.replace(cfg, out=args.out)
-        if args.ablations:
-            cfg = dataclasses.replace(cfg, ablations=args.ablations)
+        for flag, name, value in (
+            ("--seeds", "seeds", args.seeds),
+            ("--out", "out", args.out or None),
+            ("--ablations", "ablations", args.ablations or None),
+        ):
+            if value is not None:
+                try:  # the config checks itself, as for the override form (seeds=0)
+                    cfg = dataclasses.replace(cfg, **{name: value})
+                except ValueError as err:
+                    raise UserError(f"{flag} {value}: {err}") from None
         check_writable(cfg.out, "the benchmark's output folder (out)")  # before hours of training
         result = run_bench(
             cfg,

@@ -138,8 +138,8 @@ def evaluate_checkpoint(
             finally:
                 dataset.close()
         except UserError as err:  # moved or missing data: the rollouts are still worth running
-            if not (skip_missing_data and rolling):
-                raise
+            if not (skip_missing_data and rolling) or recognizer_data is not None:
+                raise  # data the user named must be read, never skipped
             ev.recognition_error = str(err)
             print(f"note: recognizer validation accuracy skipped: {err}", file=sys.stderr)
         if ev.recognition is not None and report_dir is not None:
