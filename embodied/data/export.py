@@ -31,7 +31,8 @@ Videos are H.264 (yuv420p, a keyframe every 2 frames as LeRobot encodes, so a fr
 fast) at the files' image size; LeRobot's decoders (torchcodec, pyav) read them. A data or
 video file past LeRobot's sizes (100 MB, 500 MB) starts the next file, as LeRobot's writer
 does. The rate (``fps``) is the simulator's control rate: the suite's ``render_fps`` (Meta-World:
-80), robosuite's ``control_freq`` from a robomimic file's env_args, or ``--fps``.
+80), robosuite's ``control_freq`` from a robomimic file's env_args, the ``fps`` a file imported
+from LeRobot keeps (:mod:`embodied.data.lerobot_import`), or ``--fps``.
 
 The files are checked by the same checker as ``embodied-data validate`` first; the export is
 written into ``<out>.part`` and renamed when complete, so an interrupted export leaves nothing
@@ -54,9 +55,9 @@ from embodied.data.files import (
     env_args_of,
     env_name_of,
     file_suite,
-    mask_names,
     open_file,
     reading,
+    split_names,
 )
 from embodied.data.schema import IMAGE_SUFFIX, Shapes, expand_paths, is_image_key
 from embodied.data.validate import validate_file
@@ -152,7 +153,7 @@ def _demos(files: list[Path]) -> tuple[list[_Demo], list[_Demo]]:
     for path in files:
         with open_file(path) as f, reading(path):
             data = f["data"]
-            in_valid = set(mask_names(f, "valid")) if "mask/valid" in f else set()
+            in_valid = set(split_names(f, "valid"))  # as training splits it
             env_name = env_name_of(f)
             for name in demo_names(data):
                 g = data[name]
@@ -169,6 +170,11 @@ def _fps(files: list[Path], fps: int | None) -> int:
         return fps
     rates = set()
     for path in files:
+        with open_file(path) as f, reading(path):
+            kept = f["data"].attrs.get("fps")  # a file imported from a LeRobot dataset keeps its rate
+        if kept is not None:
+            rates.add(int(kept))
+            continue
         suite = file_suite(path)
         if suite is not None:
             from embodied.sim import get_suite
