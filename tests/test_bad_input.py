@@ -165,7 +165,7 @@ BAD_FILES = {
         _attr("data", "env_args", '{"type": "metaworld", "env_kwargs": {}}'),
         ["/data: env_args.env_name missing"],
     ),
-    "no-masks": (_set("mask", None), ["/mask: group missing"]),
+    # (no /mask at all is valid: the demos are split when read; tests/test_robomimic_files.py)
     "mask-unknown-demo": (
         _set("mask/valid", lambda a: np.array([b"demo_9"])),
         ["mask/valid: names 1 demos that do not exist (demo_9)"],
