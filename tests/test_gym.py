@@ -69,8 +69,7 @@ def test_async_vector_env_with_cameras_under_each_start_method(context):
 
 
 # The same after this process has rendered: a forked worker would hang in mujoco.Renderer's
-# constructor (EGL does not survive fork), so it refuses in one line, which gymnasium raises here;
-# spawn and forkserver start clean and render.
+# constructor (EGL does not survive fork), so it refuses in one line, which gymnasium raises here.
 RENDERED_FIRST = """
 import sys
 import gymnasium as gym
@@ -95,7 +94,8 @@ envs.close()
 """
 
 
-@pytest.mark.parametrize("context", ["default", "fork", "spawn"])
+# spawn starts clean whatever this process did: test_async_vector_env_with_cameras_under_each_start_method
+@pytest.mark.parametrize("context", ["default", "fork"])
 def test_vector_env_after_this_process_rendered(context):
     out = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(RENDERED_FIRST), context],
@@ -104,10 +104,7 @@ def test_vector_env_after_this_process_rendered(context):
         timeout=120,
     )
     last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
-    if context == "spawn":
-        assert last == "rendered True", out.stderr[-2000:]
-    else:
-        assert last.startswith("refused: cannot render in a process forked from one that had rendered"), (
-            out.stderr[-2000:]
-        )
-        assert "context='spawn'" in last
+    assert last.startswith("refused: cannot render in a process forked from one that had rendered"), (
+        out.stderr[-2000:]
+    )
+    assert "context='spawn'" in last
