@@ -1,4 +1,4 @@
-"""Every task is a gymnasium id after ``import embodied``, and vector environments with cameras
+"""Every task is a gymnasium id after ``import embodied.sim``, and vector environments with cameras
 run under every start method (the renderers are made in the process that renders)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import embodied  # noqa: F401  (registers the ids)
+import embodied.sim  # noqa: F401  (registers the ids)
 from embodied.errors import UserError
 from embodied.sim import SUITES, load_suite
 from embodied.sim.base import check_render_mode
@@ -47,8 +47,8 @@ VECTOR = """
 import sys
 import gymnasium as gym
 import numpy as np
-# "module:id", gymnasium's convention: a spawned worker imports embodied (which registers the ids)
-fns = [lambda: gym.make("embodied:embodied/metaworld-reach-v3", cameras=("corner",), image_size=16)] * 2
+# "module:id", gymnasium's convention: a spawned worker imports embodied.sim (which registers the ids)
+fns = [lambda: gym.make("embodied.sim:embodied/metaworld-reach-v3", cameras=("corner",), image_size=16)] * 2
 envs = gym.vector.AsyncVectorEnv(fns, context=sys.argv[1])
 obs, _ = envs.reset(seed=[0, 1])
 for _ in range(2):
@@ -80,10 +80,10 @@ make_env("metaworld", "reach-v3", cameras=("corner",), image_size=16, seed=0)  #
 kwargs = dict(cameras=("corner",), image_size=16)
 if sys.argv[1] == "default":  # gymnasium.make_vec's default: AsyncVectorEnv, fork on Linux
     envs = gym.make_vec(
-        "embodied:embodied/metaworld-reach-v3", num_envs=2, vectorization_mode="async", **kwargs
+        "embodied.sim:embodied/metaworld-reach-v3", num_envs=2, vectorization_mode="async", **kwargs
     )
 else:
-    fns = [lambda: gym.make("embodied:embodied/metaworld-reach-v3", **kwargs)] * 2
+    fns = [lambda: gym.make("embodied.sim:embodied/metaworld-reach-v3", **kwargs)] * 2
     envs = gym.vector.AsyncVectorEnv(fns, context=sys.argv[1])
 try:
     obs, _ = envs.reset(seed=[0, 1])

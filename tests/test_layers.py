@@ -56,8 +56,8 @@ def test_a_layer_imports_nothing_above_it(layer):
 
 def test_top_level_modules_import_no_package():
     """The shared bottom (errors, files, paths, statistics, video writing) stands alone. The
-    package root is not part of it: it registers the suites' gymnasium ids (embodied.sim), so
-    that ``import embodied`` is all gymnasium.make needs."""
+    package root is not part of it (it imports nothing of the package: embodied.sim registers
+    the suites' gymnasium ids)."""
     wrong = []
     for path in sorted(p for p in PACKAGE.glob("*.py") if p.name != "__init__.py"):
         for target in imported_packages(path) - {"__init__"}:

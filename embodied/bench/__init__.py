@@ -15,6 +15,16 @@ difference mirror - baseline (design.md, "Benchmark protocol").
 """
 
 from embodied.bench.config import METHODS, BenchConfig, load_preset
-from embodied.bench.grid import run_bench
+
+
+def __getattr__(name: str):
+    """:func:`run_bench` on first use: the grid imports training and evaluation (torch, the
+    simulators), which reading a preset (``embodied-bench --help``) must not wait for."""
+    if name == "run_bench":
+        from embodied.bench.grid import run_bench
+
+        return run_bench
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["METHODS", "BenchConfig", "load_preset", "run_bench"]

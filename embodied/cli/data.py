@@ -20,7 +20,7 @@ import dataclasses
 import sys
 
 from embodied.config import describe, from_dict, load_yaml
-from embodied.data.collect import CollectConfig
+from embodied.data.recipe import CollectConfig
 from embodied.errors import UserError, run_cli
 from embodied.paths import resolve_resource, resource_names
 

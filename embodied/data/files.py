@@ -13,6 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from embodied.data.recipe import VALID_FRACTION
 from embodied.data.schema import READ_ERRORS, demo_sort_key, read_failure, split_masks
 from embodied.errors import UserError, one_line
 
@@ -64,11 +65,6 @@ def demo_names(data: h5py.Group) -> list[str]:
 def mask_names(f: h5py.File, split: str) -> list[str]:
     raw = np.asarray(f[f"mask/{split}"][()]).reshape(-1)
     return [text_of(v) if text_of(v) is not None else str(v) for v in raw]
-
-
-VALID_FRACTION = 0.1
-"""The share of demos in the valid split: collect's default (``--valid-fraction``), and the split
-made at read time of a file without ``/mask``."""
 
 
 def split_names(f: h5py.File, split: str) -> list[str]:

@@ -20,10 +20,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from embodied.errors import UserError
-from embodied.sim import get_suite
-from embodied.sim.base import FixedEpisodes
+
+if TYPE_CHECKING:
+    from embodied.sim.base import FixedEpisodes
+
+# embodied.sim (gymnasium, mujoco) is imported where a suite's protocol is drawn: the settings
+# (embodied-eval --help) read EMBODIED from here.
 
 EMBODIED = "embodied"
 """The default protocol's name."""
@@ -75,6 +80,8 @@ def _fixed_episodes(
 ) -> FixedEpisodes:
     # Drawing Meta-World's goals builds its environments (~17 s for MT10): once per process, so
     # that a caller can check the protocol before its long work and evaluate_policy reuse it.
+    from embodied.sim import get_suite
+
     make = get_suite(suite).protocol(name)
     return make(list(tasks), episodes) if seed is None else make(list(tasks), episodes, seed)
 

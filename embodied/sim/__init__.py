@@ -7,12 +7,16 @@ A suite is one entry of the registry (:mod:`embodied.sim.registry`): its adapter
 :class:`SuiteEnv`, whose contract :mod:`embodied.sim.base` states), its spec under ``envs/``,
 whether it has a scripted expert and what the evaluation workers preload. Adding one is its
 adapter module, its spec and one ``register_suite`` call; callers do not change.
+
+Importing this package also registers every task as a gymnasium id, ``embodied/<suite>-<task>``
+(:mod:`.gym_ids`), here rather than in ``embodied`` itself, which imports nothing heavy.
 """
 
 from __future__ import annotations
 
 from embodied.keys import IMAGE_SIZE
 from embodied.sim.base import SuiteEnv, image_key
+from embodied.sim.gym_ids import register_gym_ids
 from embodied.sim.registry import SUITES, Suite, get_suite, known_suites, register_suite
 from embodied.sim.render import RenderOptions
 from embodied.sim.spec import SuiteSpec, TaskSpec, load_suite
@@ -45,6 +49,8 @@ def make_env(
         env.reset(seed=seed)
     return env
 
+
+register_gym_ids()  # gymnasium.make("embodied/<suite>-<task>") after `import embodied.sim`
 
 __all__ = [
     "SUITES",

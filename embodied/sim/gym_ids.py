@@ -1,8 +1,9 @@
 """Every task of every registered suite as a gymnasium environment, ``embodied/<suite>-<task>``,
-registered when ``embodied`` is imported::
+registered when :mod:`embodied.sim` is imported (``import embodied`` alone imports no simulator)::
 
-    import embodied, gymnasium
+    import embodied.sim, gymnasium
     env = gymnasium.make("embodied/metaworld-drawer-open-v3", cameras=("corner",), image_size=84)
+    gymnasium.make("embodied.sim:embodied/metaworld-drawer-open-v3")  # in a fresh process: imports it
 
 Apart from the registry, which the specs read (a suite's spec file is named in its entry), so that
 neither imports the other.

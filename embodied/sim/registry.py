@@ -21,7 +21,7 @@ spec), then one :func:`register_suite` call at the end of this module. Nothing e
 suite.
 
 Every task of every registered suite is also a gymnasium environment, ``embodied/<suite>-<task>``,
-registered when ``embodied`` is imported (:mod:`embodied.sim.gym_ids`).
+registered when :mod:`embodied.sim` is imported (:mod:`embodied.sim.gym_ids`).
 """
 
 from __future__ import annotations

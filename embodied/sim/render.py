@@ -11,24 +11,13 @@ from __future__ import annotations
 
 import atexit
 import os
-import sys
-import warnings
 import weakref
 from dataclasses import dataclass
 
-if "mujoco" in sys.modules and "MUJOCO_GL" not in os.environ:
-    warnings.warn(
-        "mujoco was imported before embodied.sim with MUJOCO_GL unset: headless rendering may fail; "
-        "set MUJOCO_GL=egl or import embodied first",
-        RuntimeWarning,
-        stacklevel=2,
-    )
-os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported anywhere below
+import mujoco  # MUJOCO_GL: egl unless the user chose, set by embodied's __init__, imported first
+import numpy as np
 
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
-
-from embodied.errors import UserError  # noqa: E402
+from embodied.errors import UserError
 
 
 @dataclass(frozen=True)
