@@ -32,20 +32,38 @@ _NONE: Mapping[str, str] = types.MappingProxyType({})
 
 
 class Registry:
-    """Names -> (config dataclass, builder). One registry per kind of model."""
+    """Names -> (config dataclass, builder). One registry per kind of model.
+
+    Its two halves register apart: a package's config module (no torch) names each config
+    dataclass (:meth:`config`), so that configs are read and ``--help`` lists every variant
+    without importing the models; each model module then registers its builder under the same
+    name (:meth:`register`)."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.configs: dict[str, type] = {}
         self.builders: dict[str, Any] = {}
 
+    def config(self, name: str):
+        """Class decorator for a config dataclass: ``@POLICIES.config("bc_mlp")``."""
+
+        def wrap(config_cls: type) -> type:
+            if name in self.configs:
+                raise ValueError(f"{self.kind} config {name!r} registered twice")
+            self.configs[name] = config_cls
+            return config_cls
+
+        return wrap
+
     def register(self, name: str, config_cls: type):
-        """Class decorator for a model: ``@POLICIES.register("bc_mlp", BCMLPConfig)``."""
+        """Class decorator for a model: ``@POLICIES.register("bc_mlp", BCMLPConfig)``; a config
+        not named yet is named here."""
 
         def wrap(builder):
-            if name in self.configs:
+            if name in self.builders:
                 raise ValueError(f"{self.kind} {name!r} registered twice")
-            self.configs[name] = config_cls
+            if self.configs.setdefault(name, config_cls) is not config_cls:
+                raise ValueError(f"{self.kind} {name!r}: its config is {self.configs[name].__name__}")
             self.builders[name] = builder
             return builder
 

@@ -30,7 +30,7 @@ from embodied.mirror import info_nce, positive_mask
 from embodied.train import train
 from embodied.train.checkpoint import load_model, read_checkpoint
 from embodied.train.models import PARTS
-from embodied.train.objective import OBJECTIVES, SECTIONS
+from embodied.train.objective import SECTIONS, registered
 from embodied.train.sampling import SeededReads
 from embodied.train.setup import build_datasets
 
@@ -58,7 +58,7 @@ def objective_config(name: str, data, out, sources) -> dict:
     """A config of objective ``name`` built from what it declares: its sections, its sources."""
     cfg = config_dict("policy", data, out, steps=2, val_every=2, ckpt_every=2, log_every=1)
     cfg.pop("policy")
-    objective = OBJECTIVES[name]
+    objective = registered()[name]
     cfg["mode"] = name
     for section in objective.sections:
         if section == "probe":
@@ -69,19 +69,19 @@ def objective_config(name: str, data, out, sources) -> dict:
 
 
 def test_every_entry_declares_what_the_rest_of_training_asks():
-    assert {"policy", "recognizer", "joint", "probe", "aux_ce"} <= set(OBJECTIVES)
-    for name, objective in OBJECTIVES.items():
+    assert {"policy", "recognizer", "joint", "probe", "aux_ce"} <= set(registered())
+    for name, objective in registered().items():
         assert objective.name == name and objective.summary
         assert set(objective.sections) <= set(SECTIONS), name
         assert objective.data in ("window", "clip", "paired"), name
         assert objective.trains and (objective.trains | objective.frozen) <= set(PARTS), name
         assert objective.provides <= objective.trains | objective.frozen, name
     help_text = parser().format_help()
-    for name in OBJECTIVES:  # --help lists every objective
+    for name in registered():  # --help lists every objective
         assert f"  {name}: " in help_text, name
 
 
-@pytest.mark.parametrize("name", list(OBJECTIVES))
+@pytest.mark.parametrize("name", list(registered()))
 def test_every_objective_trains_saves_and_loads(name, data, sources, tmp_path):
     """Built from its declarations alone: two steps, a validation, last.pt and best.pt; the
     checkpoint's kind is the objective, load_model rebuilds every part it trained and froze."""
@@ -93,7 +93,7 @@ def test_every_objective_trains_saves_and_loads(name, data, sources, tmp_path):
     assert payload["kind"] == name
     loaded = load_model(out)
     assert loaded.kind == name
-    assert set(loaded.models) == set(OBJECTIVES[name].trains | OBJECTIVES[name].frozen)
+    assert set(loaded.models) == set(registered()[name].trains | registered()[name].frozen)
 
 
 def make_from(path):

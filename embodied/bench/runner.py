@@ -101,7 +101,7 @@ def run_dir(cfg: BenchConfig, method: str, seed: int) -> Path:
 def train_config(cfg: BenchConfig, method: str, seed: int):
     """The :class:`~embodied.train.TrainConfig` of ``method`` at training seed ``seed``."""
     from embodied.train.config import TrainConfig
-    from embodied.train.objective import OBJECTIVES
+    from embodied.train.objective import registered
 
     kind = base_method(method)
     run = cfg.probe if kind in PROBES else getattr(cfg, kind)
@@ -113,7 +113,8 @@ def train_config(cfg: BenchConfig, method: str, seed: int):
     apply_overrides(raw, overrides)
     raw.setdefault("data", {})["paths"] = list(cfg.data.paths)
     raw.update(seed=seed, out=str(run_dir(cfg, method, seed)), device=cfg.device, rollout_every=0)
-    frozen = OBJECTIVES[raw["mode"]].frozen if raw.get("mode") in OBJECTIVES else ()
+    objectives = registered()
+    frozen = objectives[raw["mode"]].frozen if raw.get("mode") in objectives else ()
     if frozen:  # the frozen models: this seed's runs of the methods that train them alone
         probe = raw.setdefault("probe", {})
         probe.update({f"{name}_ckpt": str(run_dir(cfg, name, seed)) for name in sorted(frozen)})

@@ -16,6 +16,7 @@ CONFIG too, the two must agree on everything but the settings listed under --res
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import json
 import os
@@ -30,8 +31,9 @@ from embodied.paths import checkpoint_path, resolve_resource, resource_names
 if TYPE_CHECKING:
     from embodied.train.config import TrainConfig
 
-# The training config and the objectives are imported where they are used: they import torch
-# and the models (seconds), which parsing a command line and finding its CONFIG must not wait for.
+# The training config is imported where it is used, the objectives only to train: they import
+# torch and the models (seconds), which parsing a command line, finding its CONFIG and writing
+# --help must not wait for.
 
 
 def train_configs() -> list[str]:
@@ -47,18 +49,42 @@ def train_configs() -> list[str]:
 RESUME_HELP = "continue the run in DIR from checkpoints/last.pt; may change only: "
 
 
+def objective_summaries() -> dict[str, str]:
+    """mode -> summary of every registered objective, in registration order, read from the source
+    of the entries (``name`` and ``summary`` of each ``@register`` class in the modules that
+    :mod:`embodied.train.objectives` imports, in its order), since importing them imports torch
+    and the models; tests/test_startup.py checks it against the registry."""
+    folder = Path(__file__).resolve().parents[1] / "train" / "objectives"
+    package = ast.parse((folder / "__init__.py").read_text(encoding="utf-8"))
+    modules = [a.name for node in package.body if isinstance(node, ast.ImportFrom) for a in node.names]
+    summaries = {}
+    for module in modules:
+        for node in ast.parse((folder / f"{module}.py").read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ClassDef) and any(
+                ast.unparse(d) == "register" for d in node.decorator_list
+            ):
+                attrs = {
+                    stmt.targets[0].id: stmt.value.value
+                    for stmt in node.body
+                    if isinstance(stmt, ast.Assign)
+                    and isinstance(stmt.targets[0], ast.Name)
+                    and isinstance(stmt.value, ast.Constant)
+                }
+                summaries[attrs["name"]] = attrs["summary"]
+    return summaries
+
+
 class _Parser(argparse.ArgumentParser):
     """Writes its long help (every objective and every setting, read from the training config and
-    the objectives, so torch too) only when it is asked for."""
+    the objectives' source) only when it is asked for."""
 
     def format_help(self) -> str:
         from embodied.train.config import RESUME_FREE_KEYS, TrainConfig
-        from embodied.train.objective import OBJECTIVES
 
         self.description = (
             __doc__
             + "\nObjectives (mode: what trains):\n"
-            + "\n".join(f"  {name}: {objective.summary}" for name, objective in OBJECTIVES.items())
+            + "\n".join(f"  {name}: {summary}" for name, summary in objective_summaries().items())
             + "\n\nSettings (key: doc):\n  "
             + "\n  ".join(describe(TrainConfig))
         )

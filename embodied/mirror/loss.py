@@ -25,8 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-LEVELS = ("episode", "instruction", "class")
-"""Positive levels, finest first."""
+from embodied.mirror.config import LEVELS
 
 
 def positive_mask(

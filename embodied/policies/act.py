@@ -23,58 +23,14 @@ instruction embedding one more. The chunk length K is data.action_horizon (the p
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import ClassVar
 
 import torch
 from torch import nn
 
 from embodied.keys import INSTRUCTION, OBS
-from embodied.policies.base import POLICIES, Policy, SequencePolicyConfig
-from embodied.policies.heads import ChunkHeadConfig, HeadConfig, RegressionHead, masked_mean
-
-
-@dataclass
-class ACTConfig(SequencePolicyConfig):
-    """ACT; defaults are the paper's (Table 7) unless said otherwise."""
-
-    heads: ClassVar[tuple[str, ...] | None] = ("chunk",)
-
-    name: str = "act"
-    """Registered policy: bc_mlp, bc_rnn, bc_transformer, diffusion or act."""
-    history: int = 1
-    """Observation steps read; ACT reads the current one."""
-    head: HeadConfig = field(default_factory=ChunkHeadConfig)
-    """The chunk's loss (l1) and execution (execute_steps, temporal_ensemble); K = data.action_horizon."""
-    hidden_dim: int = 512
-    """Width of every transformer layer (the paper's 512)."""
-    num_layers: int = 4
-    """Layers of the policy's transformer encoder (the paper's 4)."""
-    dropout: float = 0.1
-    """Dropout in every transformer layer (the paper's 0.1)."""
-    num_heads: int = 8
-    """Attention heads per layer (the paper's 8); must divide hidden_dim."""
-    decoder_layers: int = 1
-    """Layers of the transformer decoder. The paper says 7, but its code reads only the first
-    one's output (LeRobot's note on ACT), so 1 is the model the paper measured."""
-    feedforward_dim: int = 3200
-    """Feed-forward width inside each layer (the paper's 3200)."""
-    vae_layers: int = 4
-    """Layers of the CVAE encoder (the paper's 4)."""
-    latent_dim: int = 32
-    """Size of the style variable z (the paper's 32)."""
-    kl_weight: float = 10.0
-    """beta, the weight of the KL term (the paper's 10)."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.num_heads < 1 or self.hidden_dim % self.num_heads:
-            raise ValueError(f"num_heads ({self.num_heads}) must divide hidden_dim ({self.hidden_dim})")
-        for key in ("decoder_layers", "feedforward_dim", "vae_layers", "latent_dim"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
-        if not (self.kl_weight >= 0 and math.isfinite(self.kl_weight)):
-            raise ValueError(f"kl_weight must be a finite number >= 0, got {self.kl_weight}")
+from embodied.policies.base import Policy
+from embodied.policies.config import POLICIES, ACTConfig, ChunkHeadConfig
+from embodied.policies.heads import RegressionHead, masked_mean
 
 
 def _encoder(c: ACTConfig, layers: int) -> nn.TransformerEncoder:

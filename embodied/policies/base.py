@@ -1,4 +1,4 @@
-"""The policy contract (E in design.md), its config and registry.
+"""The policy contract (E in design.md); its config and registry are in :mod:`.config`.
 
 A policy is ``encoder -> conditioning -> trunk -> head``; only the trunk differs between the
 registered policies, and the head is picked by name in the config (heads.py), so N trunks and
@@ -23,117 +23,18 @@ action queue itself, and returns a[t] in [-1, 1]; ``reset()`` at every episode s
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
-from embodied.config import Registry
 from embodied.data.spec import DataSpec
 from embodied.errors import UserError
 from embodied.keys import ACTION_MASK, ACTIONS, INSTRUCTION, OBS
-from embodied.limits import MAX_DEPTH, MAX_HORIZON_STEPS, MAX_WIDTH, check_range
 from embodied.models.common import FeatureTap, Normalizer
+from embodied.policies.config import POLICIES, PolicyConfig
 from embodied.policies.encoders import InstructionConditioning, ObsEncoder
 from embodied.policies.execution import ActionQueue, ObsHistory, TemporalEnsembler
-from embodied.policies.heads import DeterministicHeadConfig, HeadConfig, build_head
-
-POLICIES = Registry("policy")
-
-CONDITIONINGS = ("none", "concat", "film")
-
-
-@dataclass
-class PolicyConfig:
-    registry: ClassVar[Registry] = POLICIES
-    # The registered heads (``head.name``) this policy takes; None: every one. A policy whose
-    # action model is tied to its trunk (ACT's decoder, Diffusion Policy's denoiser) names its own.
-    heads: ClassVar[tuple[str, ...] | None] = None
-
-    name: str
-    """Registered policy: bc_mlp, bc_rnn, bc_transformer, diffusion or act."""
-    obs_keys: list[str] | None = None
-    """Observation keys read by the policy; ``<camera>_image`` keys go through the image encoder.
-    None: every low-dim stream the data holds, in sorted order (whatever the suite calls them);
-    a training run writes the keys it read into its config."""
-    head: HeadConfig = field(default_factory=DeterministicHeadConfig)
-    """Action head, picked by head.name."""
-    hidden_dim: int = 256
-    """Width of the trunk; its output (B, hidden_dim) is what the head reads. Widths here and below:
-    1 to 8192."""
-    num_layers: int = 2
-    """Depth of the trunk: MLP layers, LSTM layers or transformer blocks (1 to 64)."""
-    dropout: float = 0.0
-    """Dropout inside the trunk."""
-    conditioning: Literal["none", "concat", "film"] = "concat"
-    """How the instruction id enters: not at all, concatenated to, or FiLM on the observation features."""
-    instruction_dim: int = 32
-    """Size of the learned embedding of each instruction id."""
-    low_dim_embed: int = 64
-    """Output size of each low-dim key's MLP encoder."""
-    image_embed: int = 64
-    """Output size of each image key's conv encoder."""
-    image_channels: int = 32
-    """Channels of the conv encoder's first stage (doubled in the second)."""
-    image_keypoints: int = 32
-    """Spatial-softmax keypoints per image (robomimic: 32)."""
-    crop_fraction: float = 0.9
-    """Side of the image crop as a fraction of the image: random in training, centred at evaluation."""
-    feature_tap: str = ""
-    """Module name of the layer ``features`` reads (e.g. ``encoder``); empty: the trunk's output."""
-
-    @property
-    def obs_steps(self) -> int:
-        """Observations the policy reads; the data's obs_horizon must be at least this."""
-        return 1
-
-    def __post_init__(self) -> None:
-        if self.obs_keys is not None and not self.obs_keys:
-            raise ValueError("obs_keys must name at least one key (or be null: every low-dim key)")
-        if self.obs_keys is not None and len(set(self.obs_keys)) != len(self.obs_keys):
-            raise ValueError(f"obs_keys has duplicates: {self.obs_keys}")
-        if not isinstance(self.head, HeadConfig):
-            raise ValueError(f"head must be a head config, got {self.head!r}")
-        if self.heads is not None and self.head.name not in self.heads:
-            raise ValueError(
-                f"policy {self.name} takes head {' or '.join(self.heads)}, got {self.head.name!r}"
-            )
-        if self.conditioning not in CONDITIONINGS:
-            raise ValueError(
-                f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {self.conditioning!r}"
-            )
-        for key in (
-            "hidden_dim",
-            "instruction_dim",
-            "low_dim_embed",
-            "image_embed",
-            "image_channels",
-            "image_keypoints",
-        ):
-            check_range(key, getattr(self, key), 1, MAX_WIDTH)
-        check_range("num_layers", self.num_layers, 1, MAX_DEPTH)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not 0.0 < self.crop_fraction <= 1.0:
-            raise ValueError(f"crop_fraction must be in (0, 1], got {self.crop_fraction}")
-
-
-@dataclass
-class SequencePolicyConfig(PolicyConfig):
-    """A policy whose trunk reads a window of past observations (bc_rnn, bc_transformer)."""
-
-    history: int = 10
-    """Observation steps the trunk reads, the current one included (1 to 256; robomimic's sequence
-    length is 10)."""
-
-    @property
-    def obs_steps(self) -> int:
-        return self.history
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_range("history", self.history, 1, MAX_HORIZON_STEPS)
+from embodied.policies.heads import build_head
 
 
 class Policy(nn.Module):

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from embodied.policies.base import POLICIES, Policy, PolicyConfig
-
-
-@dataclass
-class BCMLPConfig(PolicyConfig):
-    name: str = "bc_mlp"
-    """Registered policy: bc_mlp, bc_rnn or bc_transformer."""
+from embodied.policies.base import Policy
+from embodied.policies.config import POLICIES, BCMLPConfig
 
 
 class MLPTrunk(nn.Module):

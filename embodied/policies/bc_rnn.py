@@ -7,18 +7,11 @@ which is exactly what it was trained on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from embodied.policies.base import POLICIES, Policy, SequencePolicyConfig
-
-
-@dataclass
-class BCRNNConfig(SequencePolicyConfig):
-    name: str = "bc_rnn"
-    """Registered policy: bc_mlp, bc_rnn or bc_transformer."""
+from embodied.policies.base import Policy
+from embodied.policies.config import POLICIES, BCRNNConfig
 
 
 class LSTMTrunk(nn.Module):

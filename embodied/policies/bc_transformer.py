@@ -6,27 +6,11 @@ the last token (the current step) feeds the head.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from embodied.policies.base import POLICIES, Policy, SequencePolicyConfig
-
-
-@dataclass
-class BCTransformerConfig(SequencePolicyConfig):
-    name: str = "bc_transformer"
-    """Registered policy: bc_mlp, bc_rnn or bc_transformer."""
-    dropout: float = 0.1
-    """Dropout inside the transformer blocks."""
-    num_heads: int = 4
-    """Attention heads per block; must divide hidden_dim."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.num_heads < 1 or self.hidden_dim % self.num_heads:
-            raise ValueError(f"num_heads ({self.num_heads}) must divide hidden_dim ({self.hidden_dim})")
+from embodied.policies.base import Policy
+from embodied.policies.config import POLICIES, BCTransformerConfig
 
 
 class TransformerTrunk(nn.Module):

@@ -27,76 +27,15 @@ schedulers, as the paper's code and LeRobot use them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal
-
 import torch
 from torch import nn
 
 from embodied.data.spec import DataSpec
 from embodied.errors import UserError
-from embodied.policies.base import POLICIES, Policy, SequencePolicyConfig
-from embodied.policies.heads import HEADS, HeadConfig, masked_mean
+from embodied.policies.base import Policy
+from embodied.policies.config import HEADS, POLICIES, DiffusionConfig, DiffusionHeadConfig
+from embodied.policies.heads import masked_mean
 from embodied.policies.unet1d import ConditionalUnet1D
-
-
-@dataclass
-class DiffusionHeadConfig(HeadConfig):
-    """The denoiser and its noise schedule; defaults are the paper's CNN-based policy."""
-
-    name: str = "diffusion"
-    """Registered head: deterministic, gmm, chunk or diffusion."""
-    horizon: int = 16
-    """Tp: actions per predicted chunk (the paper's 16); data.action_horizon must be at least this."""
-    n_action_steps: int = 8
-    """Ta: actions executed from each chunk before predicting again (the paper's 8)."""
-    num_train_timesteps: int = 100
-    """K: DDPM noise steps in training (the paper's 100)."""
-    num_inference_steps: int = 10
-    """Denoising steps when sampling at evaluation (the paper's Sec. IV-E: 10 with DDIM)."""
-    sampler: Literal["ddim", "ddpm"] = "ddim"
-    """Sampling scheduler: DDIM (deterministic given the initial noise, fewer steps) or DDPM."""
-    beta_schedule: Literal["squaredcos_cap_v2", "linear"] = "squaredcos_cap_v2"
-    """Noise schedule (diffusers' names): the cosine schedule of Nichol & Dhariwal 2021, as the paper."""
-    prediction_type: Literal["epsilon", "sample"] = "epsilon"
-    """What the U-Net predicts: the noise (the paper) or the clean chunk."""
-    down_dims: list[int] = field(default_factory=lambda: [256, 512, 1024])
-    """Channels of the U-Net's levels (the paper's 256, 512, 1024; far smaller suits a CPU)."""
-    kernel_size: int = 5
-    """Temporal convolution kernel (the paper's 5)."""
-    n_groups: int = 8
-    """GroupNorm groups in every block (the paper's 8); must divide each of down_dims."""
-    step_embed_dim: int = 256
-    """Size of the diffusion-step embedding (the paper's code: 256)."""
-
-    def __post_init__(self) -> None:
-        for key in ("horizon", "n_action_steps", "num_train_timesteps", "num_inference_steps"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
-        if self.n_action_steps > self.horizon:
-            raise ValueError(f"n_action_steps ({self.n_action_steps}) must be at most horizon {self.horizon}")
-        if self.num_inference_steps > self.num_train_timesteps:
-            raise ValueError(
-                f"num_inference_steps ({self.num_inference_steps}) must be at most "
-                f"num_train_timesteps ({self.num_train_timesteps})"
-            )
-        if not self.down_dims or min(self.down_dims) < 1:
-            raise ValueError(f"down_dims must be positive widths, got {self.down_dims}")
-        if self.n_groups < 1 or any(d % self.n_groups for d in self.down_dims):
-            raise ValueError(f"n_groups ({self.n_groups}) must divide each of down_dims {self.down_dims}")
-        levels = 2 ** (len(self.down_dims) - 1)  # every level but the last halves the length
-        if self.horizon % levels:
-            raise ValueError(
-                f"horizon ({self.horizon}) must be divisible by {levels}: "
-                f"a U-Net of {len(self.down_dims)} levels halves it {len(self.down_dims) - 1} times"
-            )
-        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd (it keeps the length), got {self.kernel_size}")
-        if self.step_embed_dim < 2:
-            raise ValueError(f"step_embed_dim must be at least 2, got {self.step_embed_dim}")
-
-    def execute_steps_for(self, action_horizon: int) -> int:
-        return self.n_action_steps
 
 
 def edge_padded(actions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -187,22 +126,6 @@ def _build_diffusion(config: DiffusionHeadConfig, in_dim: int, spec: DataSpec) -
 
 
 # --------------------------------------------------------------------------- the policy
-@dataclass
-class DiffusionConfig(SequencePolicyConfig):
-    """Diffusion Policy: the observation encoder, the last ``history`` (To) steps' features
-    concatenated, the ``diffusion`` head. hidden_dim, num_layers and dropout are not used (the
-    U-Net's widths are head.down_dims)."""
-
-    heads: ClassVar[tuple[str, ...] | None] = ("diffusion",)
-
-    name: str = "diffusion"
-    """Registered policy: bc_mlp, bc_rnn, bc_transformer, diffusion or act."""
-    history: int = 2
-    """To: observation steps the denoiser is conditioned on (the paper's 2)."""
-    head: HeadConfig = field(default_factory=DiffusionHeadConfig)
-    """The denoiser, its noise schedule and the chunk's horizon and execution (head.name: diffusion)."""
-
-
 class WindowTrunk(nn.Module):
     """(B, To, D) -> (B, To * D): every step's features side by side, the paper's global condition."""
 

@@ -14,36 +14,19 @@ Every head has the same three methods:
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import ClassVar, Literal
-
 import torch
 import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
 
-from embodied.config import Registry
 from embodied.data.spec import DataSpec
-
-HEADS = Registry("head")
-
-
-@dataclass
-class HeadConfig:
-    registry: ClassVar[Registry] = HEADS
-
-    name: str
-    """Registered head: deterministic, gmm, chunk or diffusion."""
-
-    def execute_steps_for(self, action_horizon: int) -> int:
-        """Actions executed from each prediction before the policy predicts again."""
-        return 1
-
-    @property
-    def temporal_ensemble_coeff(self) -> float | None:
-        """ACT's m when predictions are temporally ensembled, else None."""
-        return None
+from embodied.policies.config import (
+    HEADS,
+    ChunkHeadConfig,
+    DeterministicHeadConfig,
+    GMMHeadConfig,
+    HeadConfig,
+)
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -54,55 +37,6 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- regression
-@dataclass
-class DeterministicHeadConfig(HeadConfig):
-    name: str = "deterministic"
-    """Registered head: deterministic, gmm, chunk or diffusion."""
-    loss: Literal["mse", "l1"] = "mse"
-    """Regression loss; robomimic's BC uses the L2 (mse) loss."""
-
-    def __post_init__(self) -> None:
-        if self.loss not in ("mse", "l1"):
-            raise ValueError(f"loss must be 'mse' or 'l1', got {self.loss!r}")
-
-
-@dataclass
-class ChunkHeadConfig(DeterministicHeadConfig):
-    """Action chunking as in ACT (Zhao et al. 2023, arXiv:2304.13705): predict Ta actions."""
-
-    name: str = "chunk"
-    """Registered head: deterministic, gmm, chunk or diffusion."""
-    loss: Literal["mse", "l1"] = "l1"
-    """Regression loss over the chunk; ACT uses L1."""
-    execute_steps: int | None = None
-    """Actions executed from each chunk before predicting again (None: all Ta, as ACT)."""
-    temporal_ensemble: bool = False
-    """Predict every step and average all predictions for the current step (ACT, section 3.3)."""
-    ensemble_coeff: float = 0.01
-    """ACT's m in w_i = exp(-m * i), i = 0 the oldest prediction; larger m favours old ones."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.execute_steps is not None and self.execute_steps < 1:
-            raise ValueError(f"execute_steps must be at least 1 (or null for all), got {self.execute_steps}")
-        if self.temporal_ensemble and self.execute_steps not in (None, 1):
-            raise ValueError(
-                "temporal_ensemble predicts at every step, so execute_steps must be 1 or null, "
-                f"got {self.execute_steps}"
-            )
-        if not math.isfinite(self.ensemble_coeff):
-            raise ValueError(f"ensemble_coeff must be a finite number, got {self.ensemble_coeff}")
-
-    def execute_steps_for(self, action_horizon: int) -> int:
-        if self.temporal_ensemble:
-            return 1
-        return action_horizon if self.execute_steps is None else self.execute_steps
-
-    @property
-    def temporal_ensemble_coeff(self) -> float | None:
-        return self.ensemble_coeff if self.temporal_ensemble else None
-
-
 class RegressionHead(nn.Module):
     """A linear map to ``horizon`` actions, trained with MSE or L1.
 
@@ -143,30 +77,6 @@ def _build_chunk(config: ChunkHeadConfig, in_dim: int, spec: DataSpec) -> Regres
 
 
 # --------------------------------------------------------------------------- mixture
-@dataclass
-class GMMHeadConfig(HeadConfig):
-    """robomimic's GMM action head (``GMMActorNetwork``), its defaults included."""
-
-    name: str = "gmm"
-    """Registered head: deterministic, gmm, chunk or diffusion."""
-    modes: int = 5
-    """Mixture components."""
-    min_std: float = 1e-4
-    """Floor added to every component's std (after a softplus), so the likelihood stays finite."""
-    tanh_squash: bool = False
-    """True: the mixture lives before a tanh (robomimic use_tanh); False: only the means are tanh-bounded."""
-    predict: Literal["mode", "sample"] = "mode"
-    """At prediction, take the most likely component ("mode") or draw one ("sample"); either way its mean."""
-
-    def __post_init__(self) -> None:
-        if self.modes < 1:
-            raise ValueError(f"modes must be at least 1, got {self.modes}")
-        if not self.min_std > 0:
-            raise ValueError(f"min_std must be positive, got {self.min_std}")
-        if self.predict not in ("mode", "sample"):
-            raise ValueError(f"predict must be 'mode' or 'sample', got {self.predict!r}")
-
-
 class GMMHead(nn.Module):
     """A Gaussian mixture over one action, trained by negative log-likelihood.
 

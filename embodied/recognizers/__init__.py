@@ -1,6 +1,7 @@
 """Recognizers (U, action understanding): which task and instruction a clip shows.
 
-One registry, :data:`RECOGNIZERS`, keyed by the name used in configs:
+One registry, :data:`RECOGNIZERS`, keyed by the name used in configs (the settings of each,
+torch-free, in :mod:`.config`):
 
 - ``conv3d``: a small R(2+1)D residual network (:mod:`.conv3d`);
 - ``video_transformer``: tubelet tokens with divided space-time attention (:mod:`.video_transformer`).
@@ -12,11 +13,25 @@ tap; :mod:`.inference` is the one place a recognizer is run for inference: on cl
 :func:`classify_video`), which the evaluation report, the rollout judge and `--classify` share.
 """
 
-from embodied.recognizers import conv3d, video_transformer  # noqa: F401  (register the models)
-from embodied.recognizers.base import RECOGNIZERS, Recognizer, RecognizerConfig, build_recognizer
-from embodied.recognizers.conv3d import Conv3DConfig
-from embodied.recognizers.inference import classify_video
-from embodied.recognizers.video_transformer import VideoTransformerConfig
+from embodied.recognizers.config import (
+    RECOGNIZERS,
+    Conv3DConfig,
+    RecognizerConfig,
+    VideoTransformerConfig,
+)
+
+_TORCH = ("Recognizer", "build_recognizer", "classify_video")
+"""The names that need torch: imported, with every model (their builders), on first use, so that
+the configs above are read (``embodied-train --help``) without torch."""
+
+
+def __getattr__(name: str):
+    if name not in _TORCH:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from embodied.recognizers import base, conv3d, inference, video_transformer  # noqa: F401  (the builders)
+
+    return getattr(inference if name == "classify_video" else base, name)
+
 
 __all__ = [
     "RECOGNIZERS",

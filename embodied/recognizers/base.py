@@ -24,7 +24,6 @@ over several clips of the trained length.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -32,47 +31,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from embodied import keys
-from embodied.config import Registry, from_dict, to_dict
+from embodied.config import from_dict, to_dict
 from embodied.data.spec import DataSpec
 from embodied.errors import UserError
-from embodied.limits import check_image_side
 from embodied.models.common import FeatureTap
 from embodied.recognizers.augment import prepare_video
-
-RECOGNIZERS = Registry("recognizer")
-
-
-@dataclass
-class RecognizerConfig:
-    registry: ClassVar[Registry] = RECOGNIZERS
-
-    name: str
-    """Registered recognizer: conv3d or video_transformer."""
-    feature_tap: str = ""
-    """Layer whose output is the feature for alignment; empty = the embedding before the heads."""
-    dropout: float = 0.1
-    """Dropout on the embedding before the two heads (training only)."""
-    crop_fraction: float = 0.9
-    """Side of the crop as a fraction of the frame: random in training, centred at eval; 1 = none."""
-    color_jitter: float = 0.1
-    """Brightness and contrast factors drawn from [1 - x, 1 + x] per clip in training; 0 = none."""
-    instruction_loss_weight: float = 0.5
-    """Weight of the instruction cross-entropy beside the class cross-entropy; 0 = head not trained."""
-    input_size: int = 0
-    """Side of the frames the backbone reads (8 to 1024), resampled from the data's (after the
-    crop); 0 = the data's own size. Smaller frames cost less and leave less detail for the scene
-    to give away."""
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not 0.0 < self.crop_fraction <= 1.0:
-            raise ValueError(f"crop_fraction must be in (0, 1], got {self.crop_fraction}")
-        if not 0.0 <= self.color_jitter < 1.0:
-            raise ValueError(f"color_jitter must be in [0, 1), got {self.color_jitter}")
-        if self.instruction_loss_weight < 0.0:
-            raise ValueError(f"instruction_loss_weight must be >= 0, got {self.instruction_loss_weight}")
-        check_image_side("input_size (0: the data's size)", self.input_size, zero_ok=True)
+from embodied.recognizers.config import RECOGNIZERS, RecognizerConfig
 
 
 class Recognizer(nn.Module):

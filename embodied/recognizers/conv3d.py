@@ -28,43 +28,13 @@ where it should give 0 (``tools/onednn_bf16_bwd_w_repro.py``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from einops import rearrange
 from torch import nn
 
 from embodied.data.spec import DataSpec
-from embodied.limits import MAX_CONV3D_DEPTH, MAX_DEPTH, MAX_WIDTH, check_range
-from embodied.recognizers.base import RECOGNIZERS, Recognizer, RecognizerConfig
-
-
-@dataclass
-class Conv3DConfig(RecognizerConfig):
-    name: str = "conv3d"
-    """Registered recognizer: conv3d or video_transformer."""
-    width: int = 16
-    """Channels of the first stage (1 to 8192); each later stage doubles them."""
-    depth: int = 4
-    """Stages (1 to 8); each halves space, and each after the first halves time too."""
-    blocks: int = 2
-    """Residual blocks per stage (1 to 64)."""
-    kernel_size: int = 3
-    """Side k of the 1 x k x k spatial convolutions (odd)."""
-    temporal_kernel: int = 3
-    """Length k_t of the k_t x 1 x 1 temporal convolutions (odd)."""
-    stem_kernel: int = 5
-    """Side of the stem's spatial convolution, which strides 2 (odd)."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_range("width", self.width, 1, MAX_WIDTH)
-        check_range("depth", self.depth, 1, MAX_CONV3D_DEPTH)
-        check_range("blocks", self.blocks, 1, MAX_DEPTH)
-        for key in ("kernel_size", "temporal_kernel", "stem_kernel"):
-            value = getattr(self, key)
-            if value < 1 or value % 2 == 0:
-                raise ValueError(f"{key} must be a positive odd number, got {value}")
+from embodied.recognizers.base import Recognizer
+from embodied.recognizers.config import RECOGNIZERS, Conv3DConfig
 
 
 def strided_padding_taps(

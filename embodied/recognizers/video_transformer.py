@@ -22,46 +22,15 @@ n = (S / p)**2. Every inner activation is (B, t, n, D), so any layer can be tapp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
 from embodied.data.spec import DataSpec
-from embodied.limits import MAX_CLIP_LEN, MAX_DEPTH, MAX_IMAGE_SIDE, MAX_WIDTH, check_range
-from embodied.recognizers.base import RECOGNIZERS, Recognizer, RecognizerConfig
-
-
-@dataclass
-class VideoTransformerConfig(RecognizerConfig):
-    name: str = "video_transformer"
-    """Registered recognizer: conv3d or video_transformer."""
-    width: int = 96
-    """Token dimension D (1 to 8192)."""
-    depth: int = 4
-    """Divided space-time blocks (1 to 64)."""
-    heads: int = 4
-    """Attention heads; must divide width."""
-    mlp_ratio: float = 2.0
-    """Hidden size of each block's MLP as a multiple of width."""
-    patch_size: int = 8
-    """Side p of a tubelet in pixels (1 to 1024); the frame side is rounded to a multiple of it."""
-    tubelet_frames: int = 2
-    """Frames pt in a tubelet (1 to 256)."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_range("width", self.width, 1, MAX_WIDTH)
-        check_range("depth", self.depth, 1, MAX_DEPTH)
-        check_range("heads", self.heads, 1, self.width)
-        check_range("patch_size", self.patch_size, 1, MAX_IMAGE_SIDE)
-        check_range("tubelet_frames", self.tubelet_frames, 1, MAX_CLIP_LEN)
-        if self.width % self.heads:
-            raise ValueError(f"heads ({self.heads}) must divide width ({self.width})")
-        if self.mlp_ratio <= 0:
-            raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+from embodied.errors import UserError
+from embodied.recognizers.base import Recognizer
+from embodied.recognizers.config import RECOGNIZERS, VideoTransformerConfig
 
 
 class AxisAttention(nn.Module):
@@ -157,9 +126,19 @@ class VideoTransformerRecognizer(Recognizer):
     @classmethod
     def working_size(cls, config: VideoTransformerConfig, spec: DataSpec) -> int:
         # The frame side must be a whole number of patches: round it (84 px -> 80 px at p = 8).
-        p = config.patch_size
-        return p * max(1, round((config.input_size or spec.image_size) / p))
+        p, side = config.patch_size, config.input_size or spec.image_size
+        if p > side:  # the frame would be enlarged to one patch: p * p times the pixels, no detail
+            raise UserError(
+                f"recognizer.patch_size {p} is larger than the {side} px frames it cuts "
+                "(recognizer.input_size, else the data's); take at most the frame side"
+            )
+        return p * max(1, round(side / p))
 
     def build_backbone(self, config: VideoTransformerConfig, spec: DataSpec) -> tuple[nn.Module, int]:
+        if config.tubelet_frames > spec.clip_len:  # every clip would be padded with its last frame
+            raise UserError(
+                f"recognizer.tubelet_frames {config.tubelet_frames} is longer than the clips "
+                f"(data.clip_len {spec.clip_len}); take at most the clip length"
+            )
         backbone = VideoTransformerBackbone(config, spec.clip_len, self.input_size)
         return backbone, backbone.out_dim

@@ -15,10 +15,19 @@ the controls of the mirror comparison.
 - :mod:`.rollouts`: the seam to simulator rollouts (``embodied.eval``, when installed).
 """
 
-from embodied.train import objectives  # noqa: F401  (registers every objective first)
-from embodied.train.checkpoint import load_model
 from embodied.train.config import DataConfig, OptimConfig, ProbeConfig, TrainConfig
-from embodied.train.loop import train
-from embodied.train.step import update_step
+
+_TORCH = ("load_model", "train", "update_step")
+"""Imported on first use (torch, the models, the objectives): the config above is read, and
+``embodied-train --help`` written, without them."""
+
+
+def __getattr__(name: str):
+    if name not in _TORCH:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from embodied.train import checkpoint, loop, step
+
+    return {"load_model": checkpoint.load_model, "train": loop.train, "update_step": step.update_step}[name]
+
 
 __all__ = ["DataConfig", "OptimConfig", "ProbeConfig", "TrainConfig", "load_model", "train", "update_step"]

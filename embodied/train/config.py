@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from embodied.errors import UserError
 from embodied.limits import (
@@ -25,7 +25,12 @@ from embodied.limits import (
 from embodied.mirror import MirrorConfig
 from embodied.policies import PolicyConfig
 from embodied.recognizers import RecognizerConfig
-from embodied.train.objective import Objective, get_objective
+
+if TYPE_CHECKING:
+    from embodied.train.objective import Objective
+
+# The objectives (torch, the models) are imported when a config is checked, not with this module:
+# embodied-train --help lists every setting without them.
 
 
 @dataclass
@@ -248,6 +253,8 @@ class TrainConfig:
     @property
     def objective(self) -> Objective:
         """The registered objective ``mode`` names."""
+        from embodied.train.objective import get_objective
+
         return get_objective(self.mode)
 
 

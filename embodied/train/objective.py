@@ -121,7 +121,16 @@ class Objective:
 
 
 OBJECTIVES: dict[str, Objective] = {}
-"""Every registered objective by name, in registration order."""
+"""Every objective registered so far by name, in registration order; :func:`registered` is all of them."""
+
+
+def registered() -> dict[str, Objective]:
+    """Every registered objective by name, in registration order. The entries register themselves
+    when :mod:`embodied.train.objectives` is imported, here on first use, so that reading a
+    training config imports none of them (``embodied-train --help``)."""
+    from embodied.train import objectives  # noqa: F401  (registers every objective)
+
+    return OBJECTIVES
 
 
 def register(cls: type[Objective]) -> type[Objective]:
@@ -135,7 +144,7 @@ def register(cls: type[Objective]) -> type[Objective]:
 def get_objective(name: str) -> Objective:
     """The registered objective ``name``; another name is a ValueError listing the known ones."""
     try:
-        return OBJECTIVES[name]
+        return registered()[name]
     except KeyError:
         raise ValueError(f"unknown mode {name!r}; {did_you_mean(name, OBJECTIVES)}") from None
 
