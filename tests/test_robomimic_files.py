@@ -126,7 +126,8 @@ def test_one_class_is_a_warning_that_says_why(two_tasks, tmp_path, capsys):
 
 def test_a_file_without_masks_is_split_at_read_time(tmp_path, capsys):
     """robomimic's files before its split_train_val.py have no /mask: validate accepts them with a
-    note, and the reader splits their demos as collect would (10 % valid), the same every time."""
+    note, and the reader splits their demos as collect would (10 % valid), the same every time;
+    info shows that split."""
     from embodied.cli.data import main
     from embodied.data.reader import DemoDataset
 
@@ -135,6 +136,11 @@ def test_a_file_without_masks_is_split_at_read_time(tmp_path, capsys):
     assert main(["validate", str(path)]) == 0
     assert (
         f"{path}: no /mask: training splits its demos when it reads them, 10% valid"
+        in capsys.readouterr().out
+    )
+    assert main(["info", str(path)]) == 0  # info shows the split the reader will make
+    assert (
+        "demos 20 (train 18, valid 2; no /mask: split when read, 10% valid, seed 0)"
         in capsys.readouterr().out
     )
     demos = {}

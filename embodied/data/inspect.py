@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 
 from embodied.data.files import (
+    VALID_FRACTION,
     FileEnv,
     demo_identity,
     demo_names,
@@ -33,10 +34,10 @@ from embodied.data.files import (
     file_env,
     get_demo,
     is_int,
-    mask_names,
     open_file,
     read_dataset,
     reading,
+    split_names,
     text_of,
 )
 from embodied.data.replay import ReplayResult, replay, replay_demo
@@ -122,8 +123,11 @@ def _file_summary(path: Path) -> tuple[list[str], dict]:
                     if f"obs/{key}" not in keys and isinstance(ds, h5py.Dataset):
                         keys[f"obs/{key}"] = _fmt_shape(ds)
         masks = {}
-        for split in MASKS:
-            masks[split] = len(mask_names(f, split)) if f"mask/{split}" in f else None
+        for split in MASKS:  # a file without /mask: the split it gets when read
+            if f"mask/{split}" in f or "mask" not in f:
+                masks[split] = len(split_names(f, split))
+            else:
+                masks[split] = None
         try:
             env_args = env_args_of(f, str(path))
         except UserError:
@@ -136,6 +140,8 @@ def _file_summary(path: Path) -> tuple[list[str], dict]:
             f"{_short_kwargs(env_args.get('env_kwargs', {}))}"
         )
         mask_text = ", ".join(f"{s} {'-' if c is None else c}" for s, c in masks.items())
+        if "mask" not in f:
+            mask_text += f"; no /mask: split when read, {VALID_FRACTION:.0%} valid, seed 0"
         lines.append(
             f"  demos {len(names)} ({mask_text}), samples {attrs.get('total', sum(lengths))}, "
             f"success {_fmt_rate(successes, len(names)) if recorded else 'not recorded'}"

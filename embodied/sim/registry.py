@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from embodied.errors import UserError
+from embodied.errors import UserError, did_you_mean
 
 if TYPE_CHECKING:
     from embodied.sim.base import FixedEpisodes
@@ -98,7 +98,7 @@ def get_suite(name: str) -> Suite:
     try:
         return SUITES[name]
     except KeyError:
-        raise UserError(f"unknown suite {name!r}; suites: {', '.join(SUITES)}") from None
+        raise UserError(f"unknown suite {name!r}; {did_you_mean(name, SUITES, 'suites')}") from None
 
 
 def suite_of_env_type(env_type) -> str | None:
