@@ -16,6 +16,7 @@ import ast
 import dataclasses
 import functools
 import inspect
+import math
 import textwrap
 import types
 import typing
@@ -254,6 +255,8 @@ def _convert(tp, value, where: str, key: str, given: Mapping[str, str] = _NONE):
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # YAML's .nan and .inf: no setting means either
+                raise UserError(f"{_origin(where, key, given)}: {key} must be a finite number, got {value!r}")
             return float(value)
     elif tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):

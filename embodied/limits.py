@@ -40,6 +40,19 @@ MAX_EPISODE_STEPS = 10000
 """Steps of an episode (Meta-World's tasks take 150-500)."""
 MAX_ENVS_PER_WORKER = 256
 """Environments one worker process steps."""
+MAX_SEED = 2**32 - 1
+"""Largest seed of training or evaluation: NumPy's legacy seeding and the simulators' take
+unsigned 32-bit seeds (torch's own goes to 2**64 - 1, and a negative one is refused deep inside)."""
+MAX_STEPS = 10**9
+"""Optimiser steps of a run, and any step count or interval of it (a billion steps at a
+millisecond each is eleven days)."""
+MAX_EPISODES = 100_000
+"""Evaluation episodes per task (Meta-World's protocol runs 50; a million would take days)."""
+MAX_BENCH_SEEDS = 1000
+"""Training seeds of a benchmark (the protocol asks for at least 5; each seed is a run of every
+method, so a thousand is already thousands of runs)."""
+MAX_THREADS = 1024
+"""CPU threads per operation (OpenMP's runtime fails to allocate its team far above this)."""
 
 
 def check_range(name: str, value: int, low: int, high: int) -> None:

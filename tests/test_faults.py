@@ -379,7 +379,7 @@ def test_float64_data_are_valid_for_every_reader(tmp_path, capsys):
     ("flags", "needle"),
     [
         (["--action-noise", "-1"], "action_noise must be a finite number >= 0"),
-        (["--action-noise", "nan"], "action_noise must be a finite number >= 0"),
+        (["--action-noise", "nan"], "action_noise must be a finite number"),
         (["--horizon", "-1"], "horizon (0: the task's default) must be in [0, 10000]"),
         (["--episodes", "0"], "episodes must be at least 1"),
     ],

@@ -451,7 +451,7 @@ def test_speed_settings_default_off_and_free_on_resume():
     assert (cfg.precision, cfg.channels_last, cfg.compile, cfg.threads) == ("auto", False, False, 0)
     assert {"channels_last", "compile", "threads"} <= set(RESUME_FREE_KEYS)
     assert "precision" not in RESUME_FREE_KEYS  # bf16 and fp32 steps are different training
-    with pytest.raises(UserError, match="threads must be >= 0"):
+    with pytest.raises(UserError, match=r"threads must be in \[0, 1024\]"):
         joint_config(threads=-1)
     with pytest.raises(UserError, match="precision"):
         joint_config(precision="fp16")

@@ -16,6 +16,7 @@ from typing import Literal
 from embodied.config import load_config, load_yaml
 from embodied.errors import UserError
 from embodied.eval.settings import EvalSettings
+from embodied.limits import MAX_BENCH_SEEDS
 from embodied.paths import resolve_resource
 from embodied.seeds import EVAL_SEED_START
 
@@ -164,7 +165,8 @@ class BenchConfig:
     """Overrides applied to policy, recognizer and joint alike, after their own: the compared
     methods must train alike (steps, batch size, optimiser)."""
     seeds: int = 3
-    """Training seeds 0 .. seeds-1, each running every method (the protocol asks for at least 3)."""
+    """Training seeds 0 .. seeds-1 (1 to 1000), each running every method (the protocol asks for at
+    least 3)."""
     eval: BenchEval = field(default_factory=BenchEval)
     """How the trained models are evaluated."""
     out: str = "runs/bench/quick"
@@ -180,6 +182,8 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if self.seeds < 1:
             raise ValueError(f"seeds must be at least 1, got {self.seeds}")
+        if self.seeds > MAX_BENCH_SEEDS:
+            raise ValueError(f"seeds must be at most {MAX_BENCH_SEEDS}, got {self.seeds}")
         bad = [o for o in self.shared if "=" not in o]
         if bad:
             raise ValueError(f"shared overrides must be key=value, got {bad[0]!r}")

@@ -260,6 +260,10 @@ def evaluate(args: argparse.Namespace) -> int:
         raise UserError(
             f"{checkpoint_path(path)}: a {kind} checkpoint holds neither a policy nor a recognizer"
         )
+    if args.data and recognizer is None:  # the data would go unread, and the user would not know
+        raise UserError(
+            f"--data: a {kind} checkpoint holds no recognizer; --data is the recognizer's validation data"
+        )
     settings = make_settings(
         tasks=args.tasks,
         suite=args.suite,

@@ -26,7 +26,9 @@ from embodied.eval.protocol import EMBODIED
 from embodied.limits import (
     MAX_ENVS_PER_WORKER,
     MAX_EPISODE_STEPS,
+    MAX_EPISODES,
     MAX_FPS,
+    MAX_SEED,
     MAX_WORKERS,
     check_image_side,
     check_range,
@@ -50,7 +52,7 @@ class EvalSettings:
     """The suite of the tasks; None: the suite of the policy's data (the one holding every task). A
     checkpoint's suite is that of its data: naming another is an error."""
     episodes: int = 10
-    """Rollout episodes per task."""
+    """Rollout episodes per task (1 to 100000)."""
     seed_start: int = EVAL_SEED_START
     """Seed of each task's first episode (episode i: seed_start + i); the default is above every
     demonstration seed."""
@@ -86,8 +88,15 @@ class EvalSettings:
             raise ValueError("tasks must name at least one task (None: every task trained on)")
         if self.episodes < 1:
             raise ValueError(f"episodes must be at least 1, got {self.episodes}")
+        if self.episodes > MAX_EPISODES:
+            raise ValueError(f"episodes must be at most {MAX_EPISODES}, got {self.episodes}")
         if self.seed_start < 0:
             raise ValueError(f"seed_start must be at least 0, got {self.seed_start}")
+        if self.seed_start + self.episodes - 1 > MAX_SEED:  # episode i's seed is seed_start + i
+            raise ValueError(
+                f"seed_start must be at most {MAX_SEED + 1 - self.episodes} for {self.episodes} episodes "
+                f"(the last episode's seed at most {MAX_SEED}), got {self.seed_start}"
+            )
         check_range("workers", self.workers, 0, MAX_WORKERS)
         for key, most in (("horizon", MAX_EPISODE_STEPS), ("envs_per_worker", MAX_ENVS_PER_WORKER)):
             value = getattr(self, key)
@@ -95,6 +104,8 @@ class EvalSettings:
                 check_range(f"{key} (None: the default)", value, 1, most)
         if self.protocol_seed is not None and self.protocol_seed < 0:
             raise ValueError(f"protocol_seed must be at least 0, got {self.protocol_seed}")
+        if self.protocol_seed is not None and self.protocol_seed > MAX_SEED:
+            raise ValueError(f"protocol_seed must be at most {MAX_SEED}, got {self.protocol_seed}")
         if not self.protocol:
             raise ValueError("protocol must name a protocol (embodied: the default)")
         if self.clips_per_video < 1:

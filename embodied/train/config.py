@@ -18,7 +18,10 @@ from embodied.limits import (
     MAX_BATCH,
     MAX_CLIP_LEN,
     MAX_HORIZON_STEPS,
+    MAX_SEED,
+    MAX_STEPS,
     MAX_STRIDE,
+    MAX_THREADS,
     MAX_WORKERS,
     check_range,
 )
@@ -62,7 +65,8 @@ class DataConfig:
     num_workers: int = 0
     """DataLoader worker processes (0 to 256); 0 loads in the training process."""
     image_cache_bytes: int = 4 << 30
-    """Hold image streams in memory when they fit under this many bytes; else read spans from HDF5."""
+    """Hold image streams in memory when they fit under this many bytes (0: never); else read spans
+    from HDF5."""
     max_demos: int = 0
     """Training demos per file (task): the first N of the train split, for low-data studies; 0: all.
     Validation always uses the whole valid split."""
@@ -81,6 +85,8 @@ class DataConfig:
         if self.obs_horizon is not None:
             check_range("obs_horizon", self.obs_horizon, 1, MAX_HORIZON_STEPS)
         check_range("num_workers", self.num_workers, 0, MAX_WORKERS)
+        if self.image_cache_bytes < 0:
+            raise ValueError(f"image_cache_bytes must be >= 0 (0: never held), got {self.image_cache_bytes}")
         if self.max_demos < 0:
             raise ValueError(f"max_demos must be >= 0, got {self.max_demos}")
         if self.action_demos < 0:
@@ -127,8 +133,7 @@ class OptimConfig:
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        check_range("warmup_steps", self.warmup_steps, 0, MAX_STEPS)
         if self.grad_clip < 0:
             raise ValueError(f"grad_clip must be >= 0, got {self.grad_clip}")
         if not 0.0 <= self.ema < 1.0:
@@ -167,7 +172,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     """Optimiser, learning-rate schedule, gradient clipping and EMA."""
     steps: int = 1000
-    """Optimiser steps in all."""
+    """Optimiser steps in all (1 to 10**9; the intervals below too)."""
     log_every: int = 50
     """Steps between training-metric lines (metrics.jsonl, TensorBoard)."""
     val_every: int = 250
@@ -184,7 +189,7 @@ class TrainConfig:
     """Episodes per task written as captioned GIF videos at each rollout (videos/step_<N>/) and shown
     in TensorBoard and W&B (rollout/video/<task>_seed<S>); 0: none."""
     seed: int = 0
-    """Seed of the weights, the data order and every random draw of training."""
+    """Seed of the weights, the data order and every random draw of training (0 to 2**32 - 1)."""
     out: str = "runs/train"
     """Output folder: config.yaml, metrics.jsonl, TensorBoard events, checkpoints/, summary.json."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -206,9 +211,9 @@ class TrainConfig:
     docs/speed.md). CPU only: refused on CUDA, where the compiled backward of the recognizer
     failed (torch 2.11)."""
     threads: int = 0
-    """CPU threads per operation while training (torch.set_num_threads); 0: torch's default, one per
-    core. Runs sharing the cores should take cores / runs each: threads competing for busy cores
-    slow a small step down many times over (measured in docs/speed.md)."""
+    """CPU threads per operation while training (torch.set_num_threads; 0 to 1024); 0: torch's
+    default, one per core. Runs sharing the cores should take cores / runs each: threads competing
+    for busy cores slow a small step down many times over (measured in docs/speed.md)."""
     wandb: WandbConfig = field(default_factory=WandbConfig)
     """Optional Weights & Biases logging (off by default)."""
 
@@ -238,17 +243,16 @@ class TrainConfig:
             )
         if self.data.obs_horizon is None:
             self.data = dataclasses.replace(self.data, obs_horizon=window)
-        if self.steps < 1 or self.log_every < 1:
-            raise ValueError(f"steps and log_every must be at least 1, got {self.steps}, {self.log_every}")
+        check_range("steps", self.steps, 1, MAX_STEPS)
+        check_range("log_every", self.log_every, 1, MAX_STEPS)
         for key in ("val_every", "ckpt_every", "rollout_every"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+            check_range(key, getattr(self, key), 0, MAX_STEPS)
         if self.val_batches < 1 or self.rollout_episodes < 1:
             raise ValueError("val_batches and rollout_episodes must be at least 1")
         if self.rollout_videos < 0:
             raise ValueError(f"rollout_videos must be >= 0, got {self.rollout_videos}")
-        if self.threads < 0:
-            raise ValueError(f"threads must be >= 0 (0: torch's default), got {self.threads}")
+        check_range("threads", self.threads, 0, MAX_THREADS)  # 0: torch's default
+        check_range("seed", self.seed, 0, MAX_SEED)
 
     @property
     def objective(self) -> Objective:

@@ -188,15 +188,25 @@ def open_log(run: Run, resume: bool) -> RunLog:
     """Rank 0 prepares the output folder (config.yaml) and notes what the run is; the log of
     metrics and the progress bar (rank 0's; the others' log nothing)."""
     cfg, procs, out = run.cfg, run.procs, run.out
-    if procs.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        if not resume:
+    made = procs.is_main and not out.exists()
+    try:
+        if procs.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            if not resume:
+                clear_outputs(out)
+            text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+            replace_atomically(out / "config.yaml", lambda tmp: tmp.write_text(text))
+        log = RunLog(
+            out if procs.is_main else None, run.state.step, cfg.steps, wandb=cfg.wandb, config=to_dict(cfg)
+        )
+    except (OSError, UserError) as err:  # a folder that cannot be made (under /proc), W&B refusing
+        if procs.is_main and not resume and out.is_dir():  # nothing half-written stays
             clear_outputs(out)
-        text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
-        replace_atomically(out / "config.yaml", lambda tmp: tmp.write_text(text))
-    log = RunLog(
-        out if procs.is_main else None, run.state.step, cfg.steps, wandb=cfg.wandb, config=to_dict(cfg)
-    )
+            if made and not any(out.iterdir()):
+                out.rmdir()
+        if isinstance(err, OSError):
+            raise UserError(f"{out}: cannot write the run's outputs ({err.strerror or err})") from None
+        raise
     if procs.is_main:
         n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in run.models.items()}
         log.note(

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from embodied import keys as K
 from embodied.data.schema import IMAGE_SUFFIX
-from embodied.errors import UserError
+from embodied.errors import UserError, one_line
 from embodied.fileio import check_writable, replace_atomically
 from embodied.train import checkpoint as ckpt
 from embodied.train.config import WandbConfig
@@ -105,7 +105,11 @@ class RunLog:
         self.tb = SummaryWriter(str(out), purge_step=start + 1 if start else None)
         self._quiet_writer_threads()
         if wandb is not None and wandb.mode != "off":
-            self.wandb = _wandb_run(out, wandb, config or {}, resumed=bool(start))
+            try:
+                self.wandb = _wandb_run(out, wandb, config or {}, resumed=bool(start))
+            except BaseException:
+                self.close()
+                raise
 
     def event(self, kind: str, step: int, metrics: dict[str, float]) -> None:
         if self.jsonl is None:
@@ -194,17 +198,24 @@ def _wandb_run(out: Path, cfg: WandbConfig, config: dict, resumed: bool):
 
     id_file = out / WANDB_ID
     run_id = id_file.read_text().strip() if resumed and id_file.is_file() else secrets.token_hex(6)
+    try:
+        run = wandb.init(
+            project=cfg.project,
+            entity=cfg.entity,
+            name=cfg.name or out.resolve().name,
+            id=run_id,
+            resume="allow",
+            dir=str(out),
+            mode=cfg.mode,
+            config=config,
+        )
+    except wandb.Error as err:  # no API key, no network, an unknown entity: the user's to fix
+        raise UserError(
+            f"wandb.mode {cfg.mode}: W&B did not start ({one_line(err, limit=200)}); "
+            "log in ('wandb login' or WANDB_API_KEY) or use wandb.mode=offline"
+        ) from None
     replace_atomically(id_file, lambda tmp: tmp.write_text(run_id + "\n"))
-    return wandb.init(
-        project=cfg.project,
-        entity=cfg.entity,
-        name=cfg.name or out.resolve().name,
-        id=run_id,
-        resume="allow",
-        dir=str(out),
-        mode=cfg.mode,
-        config=config,
-    )
+    return run
 
 
 def _step_of(line: str) -> int:
