@@ -93,12 +93,7 @@ def aggregate(runs: Mapping[str, Mapping[int, Mapping]]) -> dict:
     out: dict[str, dict] = {}
     for family, methods in FAMILIES.items():
         for method in methods:
-            per_seed = _by_seed(runs.get(method, {}), family)
-            keys = dict.fromkeys(k for numbers in per_seed.values() for k in numbers)
-            stats = {}
-            for key in keys:
-                seeds = [s for s, numbers in per_seed.items() if key in numbers]
-                stats[key] = interval([per_seed[s][key] for s in seeds], seeds)
+            stats = _intervals(_by_seed(runs.get(method, {}), family))
             if stats:
                 out.setdefault(family, {})[method] = stats
     return out
@@ -112,14 +107,9 @@ def paired(runs: Mapping[str, Mapping[int, Mapping]]) -> dict:
     """
     out: dict[str, dict] = {}
     for family, (treatment, baseline) in PAIRS.items():
-        a = _by_seed(runs.get(treatment, {}), family)
-        b = _by_seed(runs.get(baseline, {}), family)
-        metrics = {}
-        for key in dict.fromkeys(k for numbers in a.values() for k in numbers):
-            seeds = [s for s in a if s in b and key in a[s] and key in b[s]]
-            if not seeds:
-                continue
-            metrics[key] = interval([a[s][key] - b[s][key] for s in seeds], seeds, difference=True)
+        metrics = _differences(
+            _by_seed(runs.get(treatment, {}), family), _by_seed(runs.get(baseline, {}), family)
+        )
         if metrics:
             out[family] = {"treatment": treatment, "baseline": baseline, "metrics": metrics}
     return out
@@ -139,22 +129,35 @@ def ablations(runs: Mapping[str, Mapping[int, Mapping]], baseline: str = "joint"
         summary, diffs, over_policy = {}, {}, {}
         for family in ("success", "recognition"):
             mine = _by_seed(by_seed, family)
-            for key in dict.fromkeys(k for numbers in mine.values() for k in numbers):
-                seeds = [s for s, numbers in mine.items() if key in numbers]
-                summary.setdefault(family, {})[key] = interval([mine[s][key] for s in seeds], seeds)
-            diffs |= _differences(mine, _by_seed(runs.get(baseline, {}), family), family)
+            stats = _intervals(mine)
+            if stats:
+                summary[family] = stats
+            against_joint = _differences(mine, _by_seed(runs.get(baseline, {}), family))
+            if against_joint:
+                diffs[family] = against_joint
             if family == "success":
-                over_policy |= _differences(mine, _by_seed(runs.get("policy", {}), family), family)
+                against_policy = _differences(mine, _by_seed(runs.get("policy", {}), family))
+                if against_policy:
+                    over_policy[family] = against_policy
         out[method] = {"summary": summary, "paired": diffs, "paired_policy": over_policy}
     return out
 
 
-def _differences(mine: dict[int, dict], base: dict[int, dict], family: str) -> dict:
-    """``{family: {key: interval of mine - base}}`` over the seeds both have the key on."""
+def _intervals(per_seed: dict[int, dict]) -> dict:
+    """``{key: interval over the seeds that have the key}`` of ``{seed: {key: number}}``."""
+    stats = {}
+    for key in dict.fromkeys(k for numbers in per_seed.values() for k in numbers):
+        seeds = [s for s, numbers in per_seed.items() if key in numbers]
+        stats[key] = interval([per_seed[s][key] for s in seeds], seeds)
+    return stats
+
+
+def _differences(mine: dict[int, dict], base: dict[int, dict]) -> dict:
+    """``{key: interval of the per-seed differences mine - base}`` over the seeds both have the
+    key on: every difference compares two runs of the same training seed."""
     diffs = {}
     for key in dict.fromkeys(k for numbers in mine.values() for k in numbers):
         both = [s for s, numbers in mine.items() if key in numbers and key in base.get(s, {})]
         if both:
-            d = [mine[s][key] - base[s][key] for s in both]
-            diffs[key] = interval(d, both, difference=True)
-    return {family: diffs} if diffs else {}
+            diffs[key] = interval([mine[s][key] - base[s][key] for s in both], both, difference=True)
+    return diffs
