@@ -1,7 +1,8 @@
 """Atomic file writes: a temporary file beside the target, then one rename.
 
 A reader never sees a half-written file, and a run killed mid-write keeps the previous one.
-The temporary file is ``.<name>.<pid>.tmp`` and never survives a failure.
+The temporary file is ``.<name>.<pid>.tmp`` and never survives a failure; a folder written whole
+(:func:`replace_folder`) is ``<name>.part``.
 """
 
 from __future__ import annotations
@@ -9,11 +10,15 @@ from __future__ import annotations
 import errno
 import math
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from embodied.errors import UserError
 from embodied.lifetime import alive as _alive
+
+T = TypeVar("T")
 
 
 def temporary_path(path: Path) -> Path:
@@ -36,6 +41,23 @@ def replace_atomically(path: str | Path, write: Callable[[Path], object]) -> Pat
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def replace_folder(path: Path, write: Callable[[Path], T]) -> T:
+    """Call ``write(<path>.part)`` on a fresh folder beside ``path`` (one an interrupted run left
+    is removed first), then put it in ``path``'s place, the old folder removed only then; returns
+    what ``write`` returns. The ``.part`` folder never survives; errors propagate."""
+    part = path.with_name(path.name + ".part")
+    shutil.rmtree(part, ignore_errors=True)
+    try:
+        part.mkdir(parents=True)
+        result = write(part)
+        if path.exists():
+            shutil.rmtree(path)
+        part.rename(path)
+    finally:
+        shutil.rmtree(part, ignore_errors=True)
+    return result
 
 
 def remove_stale_temporaries(folder: Path, names: tuple[str, ...]) -> list[Path]:

@@ -42,7 +42,6 @@ at ``out``.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +61,7 @@ from embodied.data.files import (
 from embodied.data.schema import IMAGE_SUFFIX, Shapes, expand_paths, is_image_key
 from embodied.data.validate import validate_file
 from embodied.errors import UserError
+from embodied.fileio import replace_folder
 from embodied.limits import MAX_FPS
 
 CODEBASE_VERSION = "v3.0"
@@ -216,23 +216,15 @@ def export_lerobot(
     if not demos:
         raise UserError(f"no demos in {', '.join(map(str, files))}")
 
-    part = out.with_name(out.name + ".part")
-    shutil.rmtree(part, ignore_errors=True)  # what an interrupted export left
     splits = {"train": f"0:{len(train)}"}
     if valid:
         splits["valid"] = f"{len(train)}:{len(demos)}"
     try:
-        info = _write(demos, part, rate, splits)
-        if out.exists():
-            shutil.rmtree(out)
-        part.rename(out)
+        return replace_folder(out, lambda part: _write(demos, part, rate, splits))
     except OSError as err:
         raise UserError(f"{out}: cannot write the export ({err.strerror or err})") from None
     except pa.ArrowException as err:
         raise UserError(f"{out}: cannot write the export ({err})") from None
-    finally:
-        shutil.rmtree(part, ignore_errors=True)
-    return info
 
 
 def _layout(first: h5py.Group) -> tuple[list[str], list[str], list[str]]:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from embodied.data.export import ACTION, DONE, REWARD
 from embodied.data.files import VALID_FRACTION
 from embodied.data.schema import IMAGE_SUFFIX, DemoFileWriter, task_attrs
 from embodied.errors import UserError, one_line
+from embodied.fileio import replace_folder
 
 SUITE = "lerobot"
 """``env_args.type`` of files whose tasks no registered suite knows."""
@@ -72,20 +72,12 @@ def import_lerobot(root: str | Path, out: str | Path, overwrite: bool = False) -
     if out.exists() and not overwrite:
         raise UserError(f"{out}: already exists; pass --overwrite to replace it")
     info = _info(root)
-    part = out.with_name(out.name + ".part")
-    shutil.rmtree(part, ignore_errors=True)  # what an interrupted import left
     try:
-        part.mkdir(parents=True)
-        written = _convert(root, info, part)
-        if out.exists():
-            shutil.rmtree(out)
-        part.rename(out)
+        written = replace_folder(out, lambda part: _convert(root, info, part))
     except OSError as err:
         raise UserError(f"{out}: cannot write the import ({err.strerror or err})") from None
     except pa.ArrowException as err:
         raise UserError(f"{root}: cannot read the dataset ({one_line(err)})") from None
-    finally:
-        shutil.rmtree(part, ignore_errors=True)
     return [out / p.name for p in written]
 
 
