@@ -76,6 +76,18 @@ def demo_file(demo_dir) -> Path:
     return demo_dir / f"{DEMO_TASKS[0]}.hdf5"
 
 
+@pytest.fixture(scope="session")
+def lerobot_export(demo_dir, tmp_path_factory) -> Path:
+    """The shared dataset exported as a LeRobotDataset v3.0 (``embodied-data export --format
+    lerobot``; read only: copy it before changing it). Skips where pyarrow is missing."""
+    pytest.importorskip("pyarrow")
+    from embodied.cli.data import main
+
+    out = tmp_path_factory.mktemp("export") / "lerobot"
+    assert main(["export", str(demo_dir), "--format", "lerobot", "--out", str(out)]) == 0
+    return out
+
+
 @pytest.fixture
 def demo_copy(demo_file, tmp_path) -> Path:
     """A private copy of :func:`demo_file` that a test may edit."""

@@ -9,6 +9,7 @@ import os
 import h5py
 import numpy as np
 import pytest
+from hdf5_contents import hdf5_arrays, hdf5_attrs
 from PIL import Image
 
 from embodied.cli.data import main
@@ -21,24 +22,6 @@ from embodied.sim import load_suite
 
 def _listing(folder) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
-
-
-def _arrays(path) -> dict[str, np.ndarray]:
-    out = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(
-            lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
-        )
-    return out
-
-
-def _attrs(path) -> dict[str, dict]:
-    out = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(
-            lambda name, obj: out.__setitem__(name, {k: np.asarray(v).tolist() for k, v in obj.attrs.items()})
-        )
-    return out
 
 
 # -- info / validate ------------------------------------------------------------------------------
@@ -219,11 +202,11 @@ def test_collect_cli_is_deterministic(demo_dir, demo_tasks, collect_argv, tmp_pa
     assert main(collect_argv(tmp_path, tasks=[task])) == 0
     assert f"{task}: 2 demos" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{task}.hdf5"]
-    ours, theirs = _arrays(tmp_path / f"{task}.hdf5"), _arrays(demo_dir / f"{task}.hdf5")
+    ours, theirs = hdf5_arrays(tmp_path / f"{task}.hdf5"), hdf5_arrays(demo_dir / f"{task}.hdf5")
     assert ours.keys() == theirs.keys()
     for key in ours:
         assert ours[key].dtype == theirs[key].dtype and np.array_equal(ours[key], theirs[key]), key
-    assert _attrs(tmp_path / f"{task}.hdf5") == _attrs(demo_dir / f"{task}.hdf5")
+    assert hdf5_attrs(tmp_path / f"{task}.hdf5") == hdf5_attrs(demo_dir / f"{task}.hdf5")
 
 
 def test_rerun_skips_complete_files_and_refuses_changed_settings(

@@ -13,15 +13,6 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
 
-@pytest.fixture(scope="module")
-def exported(demo_dir, tmp_path_factory):
-    from embodied.cli.data import main
-
-    out = tmp_path_factory.mktemp("export") / "lerobot"
-    assert main(["export", str(demo_dir), "--format", "lerobot", "--out", str(out)]) == 0
-    return out
-
-
 def hdf5_demos(demo_dir):
     """Every demo in the export's order: each file's train demos, then each file's valid demos."""
     train, valid = [], []
@@ -43,8 +34,8 @@ def hdf5_demos(demo_dir):
     return train, valid
 
 
-def test_layout_and_info_follow_lerobot(exported, demo_dir):
-    info = json.loads((exported / "meta" / "info.json").read_text())
+def test_layout_and_info_follow_lerobot(lerobot_export, demo_dir):
+    info = json.loads((lerobot_export / "meta" / "info.json").read_text())
     train, valid = hdf5_demos(demo_dir)
     n = sum(len(d["actions"]) for d in train + valid)
     assert info["codebase_version"] == "v3.0" and info["fps"] == 80
@@ -64,25 +55,27 @@ def test_layout_and_info_follow_lerobot(exported, demo_dir):
     assert video["info"]["video.fps"] == 80 and video["info"]["video.codec"] == "h264"
     for key in ("timestamp", "frame_index", "episode_index", "index", "task_index", "action"):
         assert key in features
-    stats = json.loads((exported / "meta" / "stats.json").read_text())
+    stats = json.loads((lerobot_export / "meta" / "stats.json").read_text())
     actions = np.concatenate([d["actions"] for d in train + valid])
     np.testing.assert_allclose(stats["action"]["mean"], actions.mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(stats["action"]["min"], actions.min(0), rtol=1e-6)
     assert stats["action"]["count"] == [n]
     assert np.asarray(stats["observation.images.corner"]["mean"]).shape == (3, 1, 1)
-    assert not exported.with_name("lerobot.part").exists()
+    assert not lerobot_export.with_name("lerobot.part").exists()
 
 
-def test_frames_actions_and_tasks_match_the_hdf5(exported, demo_dir):
+def test_frames_actions_and_tasks_match_the_hdf5(lerobot_export, demo_dir):
     import imageio.v3 as iio
 
     train, valid = hdf5_demos(demo_dir)
     demos = train + valid
-    data = pq.read_table(exported / "data" / "chunk-000" / "file-000.parquet")
-    episodes = pq.read_table(exported / "meta" / "episodes" / "chunk-000" / "file-000.parquet").to_pylist()
-    tasks = pq.read_table(exported / "meta" / "tasks.parquet").to_pylist()
+    data = pq.read_table(lerobot_export / "data" / "chunk-000" / "file-000.parquet")
+    episodes = pq.read_table(
+        lerobot_export / "meta" / "episodes" / "chunk-000" / "file-000.parquet"
+    ).to_pylist()
+    tasks = pq.read_table(lerobot_export / "meta" / "tasks.parquet").to_pylist()
     task_of = {t["task_index"]: t["task"] for t in tasks}
-    video = iio.imread(exported / "videos" / "observation.images.corner" / "chunk-000" / "file-000.mp4")
+    video = iio.imread(lerobot_export / "videos" / "observation.images.corner" / "chunk-000" / "file-000.mp4")
     assert len(video) == data.num_rows == sum(len(d["actions"]) for d in demos)
 
     action = np.asarray(data["action"].to_pylist(), dtype=np.float32)
@@ -121,11 +114,11 @@ def test_frames_actions_and_tasks_match_the_hdf5(exported, demo_dir):
             )
 
 
-def test_tasks_parquet_reads_as_lerobot_reads_it(exported, demo_dir):
+def test_tasks_parquet_reads_as_lerobot_reads_it(lerobot_export, demo_dir):
     """LeRobot reads meta/tasks.parquet with pandas and looks tasks up by the index."""
     pd = pytest.importorskip("pandas")
 
-    tasks = pd.read_parquet(exported / "meta" / "tasks.parquet")
+    tasks = pd.read_parquet(lerobot_export / "meta" / "tasks.parquet")
     train, _ = hdf5_demos(demo_dir)
     assert tasks.loc[train[0]["instruction"]]["task_index"] == 0
     assert list(tasks.columns) == ["task_index"]

@@ -11,6 +11,7 @@ import subprocess
 import h5py
 import numpy as np
 import pytest
+from hdf5_contents import hdf5_arrays, hdf5_attrs
 
 from embodied.cli.data import main as data_main
 from embodied.data import inspect, schema
@@ -30,24 +31,6 @@ def flip_byte(path, key: str, chunk: int = 0, at: int = 5) -> None:
         byte = fh.read(1)[0]
         fh.seek(offset)
         fh.write(bytes([byte ^ 0xFF]))
-
-
-def arrays(path) -> dict[str, np.ndarray]:
-    out = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(
-            lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
-        )
-    return out
-
-
-def attrs(path) -> dict[str, dict]:
-    out = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(
-            lambda name, obj: out.__setitem__(name, {k: np.asarray(v).tolist() for k, v in obj.attrs.items()})
-        )
-    return out
 
 
 def test_collected_files_carry_a_checksum_on_every_dataset(demo_file):
@@ -89,14 +72,14 @@ def test_files_without_checksums_validate_with_a_note_and_upgrade_adds_them(demo
     with h5py.File(demo_file, "r") as src, h5py.File(plain, "w") as dst:
         for key in src:
             src.copy(src[key], dst)  # h5py copies the filters; strip them below
-        for name in list(arrays(plain)):
+        for name in list(hdf5_arrays(plain)):
             data, ds_attrs = dst[name][()], dict(dst[name].attrs)
             del dst[name]
             dst.create_dataset(name, data=data)
             dst[name].attrs.update(ds_attrs)
         for key in src.attrs:
             dst.attrs[key] = src.attrs[key]
-    before_arrays, before_attrs = arrays(plain), attrs(plain)
+    before_arrays, before_attrs = hdf5_arrays(plain), hdf5_attrs(plain)
     with h5py.File(plain, "r") as f:
         assert schema.checksummed(f)[0] == 0
     assert data_main(["validate", str(plain)]) == 0
@@ -108,12 +91,12 @@ def test_files_without_checksums_validate_with_a_note_and_upgrade_adds_them(demo
     with h5py.File(plain, "r") as f:
         have, total = schema.checksummed(f)
     assert have == total
-    after = arrays(plain)
+    after = hdf5_arrays(plain)
     assert after.keys() == before_arrays.keys()
     for name, value in before_arrays.items():
         np.testing.assert_array_equal(after[name], value)
         assert after[name].dtype == value.dtype
-    assert attrs(plain) == before_attrs
+    assert hdf5_attrs(plain) == before_attrs
     assert inspect.validate([plain]) == [] and inspect.checksum_notes([plain]) == []
     assert data_main(["upgrade", str(plain), "--checksums"]) == 0
     assert "unchanged" in capsys.readouterr().out

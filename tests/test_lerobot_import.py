@@ -16,15 +16,6 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
 
-@pytest.fixture(scope="module")
-def exported(demo_dir, tmp_path_factory):
-    from embodied.cli.data import main
-
-    out = tmp_path_factory.mktemp("lerobot") / "export"
-    assert main(["export", str(demo_dir), "--format", "lerobot", "--out", str(out)]) == 0
-    return out
-
-
 def in_export_order(folder) -> list[tuple[str, h5py.Group]]:
     """(file stem, demo) in the order an export writes them: each file's train demos, then each
     file's valid demos (the names compared as numbers)."""
@@ -38,11 +29,11 @@ def in_export_order(folder) -> list[tuple[str, h5py.Group]]:
     return train + valid
 
 
-def test_export_then_import_gives_the_same_arrays(exported, demo_dir, tmp_path, capsys):
+def test_export_then_import_gives_the_same_arrays(lerobot_export, demo_dir, tmp_path, capsys):
     from embodied.cli.data import main
 
     back = tmp_path / "back"
-    assert main(["import", str(exported), "--format", "lerobot", "--out", str(back)]) == 0
+    assert main(["import", str(lerobot_export), "--format", "lerobot", "--out", str(back)]) == 0
     assert "overall: 2 file(s)" in capsys.readouterr().out
     assert main(["validate", str(back)]) == 0
     assert sorted(p.name for p in back.iterdir()) == sorted(p.name for p in demo_dir.glob("*.hdf5"))
@@ -65,10 +56,10 @@ def test_export_then_import_gives_the_same_arrays(exported, demo_dir, tmp_path, 
             assert json.loads(b["data"].attrs["env_args"])["env_name"] == stem
 
 
-def foreign(exported, root):
+def foreign(lerobot_export, root):
     """The export as another's dataset: its own task texts, state dimensions named x, y, z, grip,
     actions three times as large, no valid split."""
-    shutil.copytree(exported, root)
+    shutil.copytree(lerobot_export, root)
     info = json.loads((root / "meta" / "info.json").read_text())
     info["features"]["observation.state"]["names"] = ["x", "y", "z", "grip"]
     info["splits"] = {"train": f"0:{info['total_episodes']}"}
@@ -86,11 +77,11 @@ def foreign(exported, root):
     return actions
 
 
-def test_another_dataset_imports_and_trains_the_mirror_method(exported, tmp_path):
+def test_another_dataset_imports_and_trains_the_mirror_method(lerobot_export, tmp_path):
     from embodied.cli.train import main as train_main
     from embodied.data.lerobot_import import import_lerobot
 
-    actions = foreign(exported, tmp_path / "theirs")
+    actions = foreign(lerobot_export, tmp_path / "theirs")
     files = import_lerobot(tmp_path / "theirs", tmp_path / "ours")
     assert [p.name for p in files] == ["pick_up_thing_0.hdf5", "pick_up_thing_1.hdf5"]
     with h5py.File(files[0]) as f:
@@ -125,11 +116,11 @@ def test_another_dataset_imports_and_trains_the_mirror_method(exported, tmp_path
         ),
     ],
 )
-def test_what_cannot_be_imported_is_one_line(exported, tmp_path, capsys, damage, message):
+def test_what_cannot_be_imported_is_one_line(lerobot_export, tmp_path, capsys, damage, message):
     from embodied.cli.data import main
 
     root = tmp_path / "theirs"
-    shutil.copytree(exported, root)
+    shutil.copytree(lerobot_export, root)
     damage(root)
     assert main(["import", str(root), "--format", "lerobot", "--out", str(tmp_path / "ours")]) == 2
     err = capsys.readouterr().err
