@@ -156,18 +156,19 @@ def test_visual_controls_are_runs_of_the_same_grid():
     assert frozen.probe.recognizer_ckpt.endswith("recognizer/seed3") and not frozen.probe.policy_ckpt
 
 
-def test_the_watching_preset_gives_every_policy_the_same_few_demonstrations():
+@pytest.mark.parametrize(("preset", "demos"), [("watching", 8), ("watching_few", 2)])
+def test_the_watching_preset_gives_every_policy_the_same_few_demonstrations(preset, demos):
     """Learning by watching: every method reads the same batches from every episode (failures
-    kept); the policies learn the actions of 8 demonstrations per task only."""
+    kept); the policies learn the actions of a few demonstrations per task only."""
     from embodied.bench.runner import ablation_runs, check_comparable, train_config
     from embodied.config import from_dict, load_yaml
     from embodied.data.collect import CollectConfig
     from embodied.paths import resolve_resource
 
-    cfg = load_preset("watching")
+    cfg = load_preset(preset)
     check_comparable(cfg)
     recipe = from_dict(CollectConfig, load_yaml(resolve_resource(cfg.data.recipe, "datasets/recipes")))
     assert recipe.keep_failures and recipe.tasks == ["lookalike"]
     runs = [train_config(cfg, m, 1) for m in (*cfg.methods, *ablation_runs(cfg))]
     assert {r.mode for r in runs} >= {"policy", "recognizer", "joint", "label_partner", "aux_ce"}
-    assert {(r.data.action_demos, r.data.batch_size, r.steps) for r in runs} == {(8, 64, 2000)}
+    assert {(r.data.action_demos, r.data.batch_size, r.steps) for r in runs} == {(demos, 64, 2000)}
