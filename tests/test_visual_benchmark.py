@@ -20,7 +20,7 @@ from embodied.policies import build_policy
 from embodied.train.config import TrainConfig
 
 
-@pytest.mark.parametrize("preset", ["visual", "visual_large"])
+@pytest.mark.parametrize("preset", ["visual", "visual_large", "visual_diffusion"])
 def test_visual_presets_load_and_compare_fairly(preset):
     cfg = load_preset(preset)
     assert cfg.seeds >= 5  # the protocol: at least 5 training seeds for any claim

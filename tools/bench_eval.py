@@ -5,6 +5,8 @@
     python tools/bench_eval.py --episodes 6 --horizon 150 --repeats 3 --video-episodes 1
     python tools/bench_eval.py --envs-per-worker 1               # one environment per worker
     python tools/bench_eval.py --checkpoint runs/policy_quick --tasks quick --one-worker --repeats 5
+    python tools/bench_eval.py --tasks quick --compare runs/policy_quick runs/policy_quick_diffusion \
+        runs/policy_quick_act
 
 Every loop runs the same tasks, seeds (EVAL_SEED_START on), horizon, worker count and
 environments per worker, in the same :class:`~embodied.eval.pool.EnvPool`:
@@ -48,6 +50,14 @@ The speed of this VM drifts by up to 2x over minutes, so every loop runs task by
 to back, and the whole is repeated ``--repeats`` times. Each repeat gives its own ratios; the
 verdict takes their median, printed with the lowest and highest and with the ratio of the best
 rates; the table lists each loop's best rate.
+
+``--compare A B ...`` measures instead several policies against the first (the reference, e.g.
+BC-MLP), in the same waves of the same tasks and seeds, back to back task by task, ``--repeats``
+times: each one's evaluation env-steps/s (the policy in the workers, as ``embodied-eval``
+runs on a CPU), its ratio to the first's (median over the repeats [lowest, highest]), its ratio
+to the bare environments on its own episodes, and its time per ``predict_action`` call in
+lock-step, which for a chunked policy (Diffusion Policy, ACT, the chunk head) is the network's
+time spread over the steps of its chunk.
 
 ``--one-worker`` measures instead, in this process alone, what a worker's time goes to: one
 wave of ``--envs-per-worker`` episodes per task stepped bare with zero actions (the unit), bare
@@ -388,6 +398,56 @@ def one_worker(policy, spec, suite: str, tasks: list[str], k: int, horizon: int,
     )
 
 
+def compare(
+    checkpoints: list[str], tasks: list[str], suite: str, n: int, h: int, w: int, k: int, repeats: int
+):
+    """Several trained policies' evaluation speed against the first's (see the module's doc)."""
+    from embodied.train.checkpoint import load_model
+
+    policies = []
+    for path in checkpoints:
+        _, models, spec, _ = load_model(path)
+        if "policy" not in models:
+            sys.exit(f"{path}: no policy in the checkpoint")
+        policies.append((path, models["policy"], spec))
+    print(
+        f"{len(policies)} policies; {len(tasks)} task(s) x {n} episodes, horizon {h}, "
+        f"{w} workers x {k} envs, torch {torch.__version__}, {repeats} repeats"
+    )
+    runs = []  # per repeat: {path: (eval steps/s, bare steps/s on its episodes, ms per call)}
+    for _ in range(repeats):
+        total = {path: [0, 0.0, 0, 0.0, 0.0] for path, *_ in policies}  # steps, s, bare steps, bare s, ms
+        for task in tasks:
+            for path, policy, spec in policies:
+                common = dict(suite=suite, envs_per_worker=k)
+                e = eval_run(policy, spec, task, n, h, w, **common)
+                s = eval_run(policy, spec, task, n, h, w, lockstep=True, **common)
+                bare, _ = bare_rates(suite, s[4], s[5], h, w, k)
+                t = total[path]
+                t[0], t[1] = t[0] + e[0], t[1] + e[1]
+                t[2], t[3] = t[2] + bare["same episodes"][0], t[3] + bare["same episodes"][1]
+                t[4] += s[3] / len(tasks)
+        runs.append({path: (t[0] / t[1], t[2] / t[3], t[4]) for path, t in total.items()})
+
+    def spread(values: list[float]) -> str:
+        v = sorted(values)
+        return f"{float(np.median(v)):.2f} [{v[0]:.2f}, {v[-1]:.2f}]"
+
+    ref = policies[0][0]
+    print(
+        "| policy | eval env-steps/s (median) | / the first | / bare, its episodes "
+        "| predict_action ms/call (lock-step) |"
+    )
+    print("|---|---:|---|---|---:|")
+    for path, policy, _ in policies:
+        name = f"{getattr(policy.config, 'name', type(policy).__name__)} ({path})"
+        rate = float(np.median([r[path][0] for r in runs]))
+        first = spread([r[path][0] / r[ref][0] for r in runs])
+        bare = spread([r[path][0] / r[path][1] for r in runs])
+        ms = float(np.median([r[path][2] for r in runs]))
+        print(f"| {name} | {rate:.0f} | {first} | {bare} | {ms:.2f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
@@ -408,6 +468,12 @@ def main(argv: list[str] | None = None) -> int:
         "--video-episodes", type=int, default=1, help="episodes per task for the rendering cost (0: skip)"
     )
     p.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="CHECKPOINT",
+        help="instead: these trained policies against the first, in the same waves (see compare)",
+    )
+    p.add_argument(
         "--one-worker",
         action="store_true",
         help="instead: what one worker's time goes to, measured in this process (see one_worker)",
@@ -416,6 +482,13 @@ def main(argv: list[str] | None = None) -> int:
 
     suite = load_suite(args.suite)
     tasks = suite.resolve_tasks(args.tasks)
+    if args.compare:
+        if args.workers < 2:
+            sys.exit("--workers must be at least 2 (the bare reference runs worker processes)")
+        n = args.episodes or args.workers * args.envs_per_worker
+        k = args.envs_per_worker
+        compare(args.compare, tasks, args.suite, n, args.horizon, args.workers, k, args.repeats)
+        return 0
     if args.checkpoint:
         from embodied.train.checkpoint import load_model
 
