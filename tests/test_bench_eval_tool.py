@@ -20,7 +20,8 @@ def test_compare_measures_each_policy_against_the_first(tiny_run, demo_tasks):
     cmd = [sys.executable, str(TOOL), "--tasks", demo_tasks[0], "--episodes", "2", "--horizon", "20"]
     cmd += ["--repeats", "1", "--compare", str(mlp), str(act)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True).stdout
-    first, second = (line for line in out.splitlines() if line.startswith("| ") and "(" in line)
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    first, second = (r for r in rows if f"({mlp})" in r or f"({act})" in r)
     assert first.startswith("| bc_mlp") and second.startswith("| act")
     assert "| 1.00 [1.00, 1.00] |" in first  # the first against itself
     ratio = float(re.split(r"\s*\|\s*", second)[3].split()[0])
