@@ -189,6 +189,16 @@ def bare_commands(envs: list[gym.Env]) -> dict:
     return {"run": run}
 
 
+BARE_VARIANTS = (
+    "same episodes",
+    "in the workers",
+    "policy's actions",
+    "to the horizon",
+    "in the workers, to the horizon",
+    "random actions",
+)
+
+
 def bare_rates(
     suite: str,
     lengths: dict[str, list[int]],
@@ -196,9 +206,11 @@ def bare_rates(
     horizon: int,
     workers: int,
     per_worker: int,
+    variants: tuple[str, ...] | None = None,
 ) -> tuple[dict[str, tuple[int, float]], float]:
     """({variant: (env steps, seconds)}, start-up s) of the suite's own environments with no policy, in an
-    :class:`EnvPool` of ``workers`` processes x ``per_worker`` environments, as the evaluation:
+    :class:`EnvPool` of ``workers`` processes x ``per_worker`` environments, as the evaluation
+    (``variants``: only these of the loops below; None: every one):
 
     - same episodes: each of ``lengths[task]`` (the evaluation's episodes, in plan order) reset
       to its seed and stepped with zero actions for as many steps as the evaluation took, in
@@ -211,14 +223,7 @@ def bare_rates(
     - to the horizon: zero actions for ``horizon`` steps per episode (they never succeed);
     - random actions: uniform random actions to the horizon (a moving arm costs MuJoCo more).
     """
-    steps = {
-        "same episodes": 0,
-        "in the workers": 0,
-        "policy's actions": 0,
-        "to the horizon": 0,
-        "in the workers, to the horizon": 0,
-        "random actions": 0,
-    }
+    steps = dict.fromkeys(variants or BARE_VARIANTS, 0)
     elapsed = dict.fromkeys(steps, 0.0)
     startup = 0.0
     for task, episode_lengths in lengths.items():  # one pool per task: the suite's envs cannot switch task
@@ -422,7 +427,7 @@ def compare(
                 common = dict(suite=suite, envs_per_worker=k)
                 e = eval_run(policy, spec, task, n, h, w, **common)
                 s = eval_run(policy, spec, task, n, h, w, lockstep=True, **common)
-                bare, _ = bare_rates(suite, s[4], s[5], h, w, k)
+                bare, _ = bare_rates(suite, s[4], s[5], h, w, k, variants=("same episodes",))
                 t = total[path]
                 t[0], t[1] = t[0] + e[0], t[1] + e[1]
                 t[2], t[3] = t[2] + bare["same episodes"][0], t[3] + bare["same episodes"][1]
