@@ -126,6 +126,22 @@ class ZeroPolicy:
         return torch.zeros(len(instruction_id), self.action_dim)
 
 
+def trained_policy(path: str):
+    """(policy, spec) of a checkpoint or run folder; exits naming it when it holds no policy."""
+    from embodied.train.checkpoint import load_model
+
+    _, models, spec, _ = load_model(path)
+    if "policy" not in models:
+        sys.exit(f"{path}: no policy in the checkpoint")
+    return models["policy"], spec
+
+
+def median_range(values: list[float]) -> str:
+    """``median [lowest, highest]`` of one figure over the repeats."""
+    v = sorted(values)
+    return f"{float(np.median(v)):.2f} [{v[0]:.2f}, {v[-1]:.2f}]"
+
+
 def fresh_policy(tasks: list[str], suite: str):
     from embodied.policies import BCMLPConfig, build_policy
 
@@ -407,14 +423,7 @@ def compare(
     checkpoints: list[str], tasks: list[str], suite: str, n: int, h: int, w: int, k: int, repeats: int
 ):
     """Several trained policies' evaluation speed against the first's (see the module's doc)."""
-    from embodied.train.checkpoint import load_model
-
-    policies = []
-    for path in checkpoints:
-        _, models, spec, _ = load_model(path)
-        if "policy" not in models:
-            sys.exit(f"{path}: no policy in the checkpoint")
-        policies.append((path, models["policy"], spec))
+    policies = [(path, *trained_policy(path)) for path in checkpoints]
     print(
         f"{len(policies)} policies; {len(tasks)} task(s) x {n} episodes, horizon {h}, "
         f"{w} workers x {k} envs, torch {torch.__version__}, {repeats} repeats"
@@ -434,10 +443,6 @@ def compare(
                 t[4] += s[3] / len(tasks)
         runs.append({path: (t[0] / t[1], t[2] / t[3], t[4]) for path, t in total.items()})
 
-    def spread(values: list[float]) -> str:
-        v = sorted(values)
-        return f"{float(np.median(v)):.2f} [{v[0]:.2f}, {v[-1]:.2f}]"
-
     ref = policies[0][0]
     print(
         "| policy | eval env-steps/s (median) | / the first | / bare, its episodes "
@@ -447,8 +452,8 @@ def compare(
     for path, policy, _ in policies:
         name = f"{getattr(policy.config, 'name', type(policy).__name__)} ({path})"
         rate = float(np.median([r[path][0] for r in runs]))
-        first = spread([r[path][0] / r[ref][0] for r in runs])
-        bare = spread([r[path][0] / r[path][1] for r in runs])
+        first = median_range([r[path][0] / r[ref][0] for r in runs])
+        bare = median_range([r[path][0] / r[path][1] for r in runs])
         ms = float(np.median([r[path][2] for r in runs]))
         print(f"| {name} | {rate:.0f} | {first} | {bare} | {ms:.2f} |")
 
@@ -495,12 +500,8 @@ def main(argv: list[str] | None = None) -> int:
         compare(args.compare, tasks, args.suite, n, args.horizon, args.workers, k, args.repeats)
         return 0
     if args.checkpoint:
-        from embodied.train.checkpoint import load_model
-
-        _, models, spec, _ = load_model(args.checkpoint)
-        if "policy" not in models:
-            sys.exit(f"{args.checkpoint}: no policy in the checkpoint")
-        policy, which = models["policy"], f"trained policy from {args.checkpoint}"
+        policy, spec = trained_policy(args.checkpoint)
+        which = f"trained policy from {args.checkpoint}"
     else:
         policy, spec, which = fresh_policy(tasks, args.suite)
     zero = ZeroPolicy(spec.action_dim)
@@ -562,10 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     def ratio(a: str, b: str) -> str:
         """a / b: the median over the repeats [lowest, highest], and best / best."""
         v = each(a, b)
-        return (
-            f"{float(np.median(v)):.2f} [{v[0]:.2f}, {v[-1]:.2f}] over {len(v)} repeats, "
-            f"best/best {best[a][0] / best[b][0]:.2f}"
-        )
+        return f"{median_range(v)} over {len(v)} repeats, best/best {best[a][0] / best[b][0]:.2f}"
 
     target = float(np.median(each("eval, policy", "bare, same episodes")))
     verdict = "meets" if target >= TARGET else "BELOW"
