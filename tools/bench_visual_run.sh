@@ -22,22 +22,29 @@ steps=${STEPS:-2000} episodes=${EPISODES:-10}
 preset="steps=$steps data.batch_size=16 optim.lr=1.0e-3 optim.warmup_steps=100 val_every=$steps"
 preset="$preset val_batches=20 ckpt_every=$steps log_every=100 seed=0"
 mkdir -p "$out"
-echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(date -u +%FT%TZ)"
+rm -f "$out"/before.eval_s "$out"/after.eval_s  # a rerun into the same folder starts its figures afresh
+echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc --all) cores; $(date -u +%FT%TZ)"
 seconds() { python -c "import json,sys; print(round(json.load(open(sys.argv[1]))[sys.argv[2]], 1))" "$@"; }
 train() {  # which data
   local t0; t0=$(date +%s.%N)
   # shellcheck disable=SC2086
-  embodied-train joint_visual $preset "data.paths=[$2]" "out=$out/$1" --overwrite > "$out/$1.train.log" 2>&1
+  embodied-train joint_visual $preset "data.paths=[$2]" "out=$out/$1" --overwrite > "$out/$1.train.log" 2>&1 ||
+    { echo "$1: training failed: $(tail -1 "$out/$1.train.log")" >&2; return 2; }
   python -c "import sys; print(round($(date +%s.%N) - $t0, 1))" > "$out/$1.train_s"
 }
 train before "$before" &
+first=$!
 train after "$after" &
-wait
+second=$!
+# either training failing stops the tool (set -e; its log: $out/<which>.train.log)
+wait "$first"
+wait "$second"
 for which in after before after; do
   dir="$out/$which/eval_$(date +%s%N)"
   embodied-eval "$out/$which/checkpoints/last.pt" --episodes "$episodes" --workers 2 --out "$dir" > /dev/null 2>&1
-  echo "$which: evaluation $(seconds "$dir/results.json" wall_s) s"
-  echo "$(seconds "$dir/results.json" wall_s)" >> "$out/$which.eval_s"
+  wall=$(seconds "$dir/results.json" wall_s)
+  echo "$which: evaluation $wall s"
+  echo "$wall" >> "$out/$which.eval_s"
 done
 python - "$out" <<'PY'
 import statistics, sys
