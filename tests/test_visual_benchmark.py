@@ -172,3 +172,7 @@ def test_the_watching_preset_gives_every_policy_the_same_few_demonstrations(pres
     runs = [train_config(cfg, m, 1) for m in (*cfg.methods, *ablation_runs(cfg))]
     assert {r.mode for r in runs} >= {"policy", "recognizer", "joint", "label_partner", "aux_ce"}
     assert {(r.data.action_demos, r.data.batch_size, r.steps) for r in runs} == {(demos, 64, 2000)}
+    # The one arm where no instruction label reaches E: episode positives, U without its
+    # instruction loss.
+    nolabel = train_config(cfg, "ablation/episode_nolabel", 1)
+    assert nolabel.mirror.positives == "episode" and nolabel.recognizer.instruction_loss_weight == 0.0
