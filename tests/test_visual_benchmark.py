@@ -176,3 +176,5 @@ def test_the_watching_preset_gives_every_policy_the_same_few_demonstrations(pres
     # instruction loss.
     nolabel = train_config(cfg, "ablation/episode_nolabel", 1)
     assert nolabel.mirror.positives == "episode" and nolabel.recognizer.instruction_loss_weight == 0.0
+    selfsup = train_config(cfg, "ablation/episode_selfsup", 1)
+    assert selfsup.mode == "joint_selfsup" and selfsup.mirror.positives == "episode"
