@@ -327,7 +327,10 @@ def test_ablations_run_as_overrides_of_the_joint_run(tiny_bench, tmp_path):
     bench = tmp_path / "bench"
     shutil.copytree(out, bench)  # the comparison is finished: only the ablations train
     ablations = tmp_path / "abl.yaml"
-    ablations.write_text("title: Controls\nruns:\n  default: {}\n  tau0.2: {mirror.temperature: 0.2}\n")
+    ablations.write_text(
+        "title: Controls\nruns:\n  default: {}\n  tau0.2: {mirror.temperature: 0.2}\n"
+        "compare:\n  - [joint, tau0.2]\n"
+    )
     cfg = dataclasses.replace(cfg, out=str(bench), ablations=str(ablations))
     result = run_bench(cfg)
     assert result["ran"] == [("ablation/tau0.2", 0), ("ablation/tau0.2", 1)]  # `default` is the joint run
@@ -358,9 +361,18 @@ def test_ablations_run_as_overrides_of_the_joint_run(tiny_bench, tmp_path):
     assert data["ablation_title"] == "Controls" and "## Controls\n" in md
     assert "| tau0.2 | `mirror.temperature=0.2` |" in md
     assert "| run | overrides | success | Δ vs policy alone |" in md
+    # the declared comparison: the same per-seed pairs, the other way round
+    (between,) = data["comparisons"]
+    assert (between["treatment"], between["baseline"]) == ("joint", "ablation/tau0.2")
+    assert between["success"]["overall"]["values"] == pytest.approx([-d for d in diffs])
+    assert "| mirror (joint) − tau0.2 |" in md
     assert (bench / "ablations.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert run_bench(cfg)["ran"] == []  # resumable like the rest
 
+    ablations.write_text("runs:\n  a: {mirror.weight: 1.0}\ncompare:\n  - [a, b]\n")
+    with pytest.raises(UserError, match=r"compare entry \['a', 'b'\]: no run 'b'"):
+        run_bench(cfg)  # before anything trains
+    assert not (bench / "ablation" / "a").exists()
     ablations.write_text("runs:\n  ../escape: {mirror.weight: 1.0}\n")
     with pytest.raises(UserError, match="plain folder name"):
         run_bench(cfg)

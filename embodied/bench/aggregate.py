@@ -143,6 +143,17 @@ def ablations(runs: Mapping[str, Mapping[int, Mapping]], baseline: str = "joint"
     return out
 
 
+def comparisons(runs: Mapping[str, Mapping[int, Mapping]], pairs: list[tuple[str, str]]) -> list[dict]:
+    """The success of each declared ``(treatment, baseline)`` pair of methods:
+    ``[{"treatment", "baseline", "success": {key: interval of the per-seed differences}}]``, on
+    the seeds both finished; a pair with no such seed yet is listed without numbers."""
+    out = []
+    for treatment, baseline in pairs:
+        mine, base = (_by_seed(runs.get(m, {}), "success") for m in (treatment, baseline))
+        out.append({"treatment": treatment, "baseline": baseline, "success": _differences(mine, base)})
+    return out
+
+
 def _intervals(per_seed: dict[int, dict]) -> dict:
     """``{key: interval over the seeds that have the key}`` of ``{seed: {key: number}}``."""
     stats = {}

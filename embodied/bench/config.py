@@ -226,6 +226,30 @@ def load_ablations(source: str) -> dict[str, list[str]]:
     return out
 
 
+def load_comparisons(source: str) -> list[tuple[str, str]]:
+    """The ablation file's ``compare:`` list of ``[treatment, baseline]`` pairs, each a run of the
+    file, ``policy`` or ``joint``, as methods (``ablation/<name>``): the paired differences between
+    controls that the report adds to each against the policy alone and the joint run (e.g. what a
+    recognizer's own loss adds: ``[episode_nolabel, episode_selfsup]``). Empty without one."""
+    path = resolve_resource(source, "configs")
+    pairs = load_yaml(path).get("compare") or []
+    names = set(load_ablations(source))
+    if not isinstance(pairs, list):
+        raise UserError(f"{path}: `compare:` must be a list of [treatment, baseline] pairs, got {pairs!r}")
+    out = []
+    for pair in pairs:
+        if not (isinstance(pair, list) and len(pair) == 2 and pair[0] != pair[1]):
+            raise UserError(
+                f"{path}: compare entry {pair!r} must be [treatment, baseline], two different runs"
+            )
+        for name in pair:
+            if name not in names and name not in ("policy", "joint"):
+                known = ", ".join(["policy", "joint", *names])
+                raise UserError(f"{path}: compare entry {pair!r}: no run {name!r} (runs: {known})")
+        out.append(tuple(n if n in ("policy", "joint") else f"{ABLATION}{n}" for n in pair))
+    return out
+
+
 def ablation_title(source: str) -> str | None:
     """The ablation file's ``title:`` (the report's heading of its runs, e.g. "Controls"), or None."""
     title = load_yaml(resolve_resource(source, "configs")).get("title")

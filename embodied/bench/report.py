@@ -27,8 +27,16 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from embodied.bench.aggregate import PAIRS, ablations, aggregate, paired
-from embodied.bench.config import ABLATION, LABELS, BenchConfig, ablation_title, label, load_ablations
+from embodied.bench.aggregate import PAIRS, ablations, aggregate, comparisons, paired
+from embodied.bench.config import (
+    ABLATION,
+    LABELS,
+    BenchConfig,
+    ablation_title,
+    label,
+    load_ablations,
+    load_comparisons,
+)
 from embodied.config import to_dict
 from embodied.fileio import json_safe, write_text
 
@@ -94,6 +102,7 @@ def results_payload(cfg: BenchConfig, runs: dict[str, dict[int, dict]], wall_s: 
                 for m, numbers in ablations(metrics).items()
                 if m[len(ABLATION) :] in overrides
             },
+            "comparisons": comparisons(metrics, load_comparisons(cfg.ablations)) if cfg.ablations else [],
             "wall_s": round(wall_s, 1),
         }
     )
@@ -300,6 +309,19 @@ def _ablation_section(payload: dict) -> list[str]:
         *_table(header, success),
         "",
     ]
+    if payload.get("comparisons"):
+        rows = []
+        for c in payload["comparisons"]:
+            d = c["success"].get("overall")
+            rows.append(
+                [f"{name(c['treatment'])} − {name(c['baseline'])}", fmt(d, signed=True), half_width(d)]
+            )
+        lines += [
+            "Between the runs (the ablation file's `compare:`), success, paired by seed:",
+            "",
+            *_table(["treatment − baseline", "Δ (paired, 95 % CI)", "95 % half-width"], rows),
+            "",
+        ]
     # the earliest point of the early-recognition curve: where recognition is least saturated
     early = early_keys(a["summary"].get("recognition", {}) for a in runs.values())[:1]
     cols = [("video", "recognition (video)"), ("clip", "recognition (clip)")]

@@ -57,6 +57,7 @@ from embodied.bench.config import (
     base_method,
     label,
     load_ablations,
+    load_comparisons,
 )
 from embodied.config import apply_overrides, from_dict, load_yaml, to_dict
 from embodied.errors import UserError
@@ -138,6 +139,7 @@ def ablation_runs(cfg: BenchConfig) -> dict[str, list[str]]:
     """``{"ablation/<name>": overrides}`` of the preset's ablation file (none without one)."""
     if cfg.ablations is None:
         return {}
+    load_comparisons(cfg.ablations)  # a bad `compare:` fails before anything trains, not in the report
     return {f"{ABLATION}{name}": overrides for name, overrides in load_ablations(cfg.ablations).items()}
 
 
