@@ -26,6 +26,7 @@ from test_train import (
 from embodied import keys as K
 from embodied.cli.train import parser
 from embodied.data.reader import DemoDataset
+from embodied.errors import UserError
 from embodied.mirror import info_nce, positive_mask
 from embodied.train import train
 from embodied.train.checkpoint import load_model, read_checkpoint
@@ -220,6 +221,18 @@ def test_action_free_episodes_reach_the_alignment_and_recognition_not_behaviour_
     assert head and all(g is None or float(g.norm()) == 0 for g in head.values())
     acting = DemoDataset(cfg.data.paths, split="train", obs_keys=["robot_state"]).ep_acts
     assert acting.all()  # action_demos 0 (the default): every demo's actions
+    # watch_all false: the same action demos and nothing else (the control without the watching)
+    only = DemoDataset(
+        cfg.data.paths, split="train", obs_keys=["robot_state"], action_demos=1, watch_all=False
+    )
+    assert only.ep_acts.tolist() == [True, True]
+    shown = [(e.file, e.demo) for e in train_ds.episodes if e.acts]
+    assert [(e.file, e.demo) for e in only.episodes] == shown
+    first = DemoDataset(cfg.data.paths, split="train", obs_keys=["robot_state"], max_demos=1)
+    for key, stats in first.stats.items():  # normalised by the demos it keeps (here the first of each)
+        assert all(np.allclose(stats[s], only.stats[key][s]) for s in stats), key
+    with pytest.raises(UserError, match="needs action_demos"):
+        make("joint", data, tmp_path / "x", **{"data.watch_all": False})
 
 
 # --------------------------------------------------------------------------- the probe's random control

@@ -178,3 +178,7 @@ def test_the_watching_preset_gives_every_policy_the_same_few_demonstrations(pres
     assert nolabel.mirror.positives == "episode" and nolabel.recognizer.instruction_loss_weight == 0.0
     selfsup = train_config(cfg, "ablation/episode_selfsup", 1)
     assert selfsup.mode == "joint_selfsup" and selfsup.mirror.positives == "episode"
+    # The controls without the watching: the same action demos and nothing else.
+    alone = train_config(cfg, "ablation/demos_only", 1)
+    assert alone.mode == "policy" and not alone.data.watch_all and alone.recognizer is None
+    assert not train_config(cfg, "ablation/selfsup_demos_only", 1).data.watch_all

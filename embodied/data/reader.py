@@ -25,7 +25,8 @@ normalisation statistics are then computed from those demos.
 only the first N successful demos of the split in each file: the other episodes, the failed
 attempts (``success`` 0) included, are served action-free, their windows with ``action_mask``
 all False, so they reach the recognizer's clips and the alignment's pairs and never the
-behaviour cloning loss (which averages over the mask).
+behaviour cloning loss (which averages over the mask). ``watch_all=False`` leaves those episodes
+out: the same action demos, every window with actions (the control without the watching).
 
 The window and clip arithmetic (with its timeline) is :mod:`embodied.data.windows`.
 
@@ -116,6 +117,7 @@ class DemoDataset(torch.utils.data.Dataset):
         instructions: list[str] | None = None,
         max_demos: int = 0,
         action_demos: int = 0,
+        watch_all: bool = True,
     ) -> None:
         if max_demos < 0 or action_demos < 0:
             raise UserError(f"max_demos and action_demos must be >= 0, got {max_demos}, {action_demos}")
@@ -142,6 +144,8 @@ class DemoDataset(torch.utils.data.Dataset):
             every = self._demos(f, path)
             env_name = env_name_of(f)
             demos = every[:max_demos] if max_demos else every  # the first N, in demo order
+            if action_demos and not watch_all:  # the action demos only (as `acts` picks them below)
+                demos = [d for d in demos if _succeeded(f["data"][d])][:action_demos]
             if not demos:
                 continue
             if not isinstance(f["data"][demos[0]].get("obs"), h5py.Group):

@@ -74,6 +74,10 @@ class DataConfig:
     """Learning by watching: the policy learns the actions of only the first N successful training
     demos per file; the others (failed attempts included) serve the recognizer and the alignment
     action-free (no behaviour cloning on them); 0: every demo's actions."""
+    watch_all: bool = True
+    """With ``action_demos``: also serve the episodes whose actions are withheld (the watching);
+    false: serve the action demos only, so that every row of a batch carries actions (the control
+    that watches nothing more than it imitates)."""
 
     def __post_init__(self) -> None:
         if not self.paths:
@@ -91,6 +95,8 @@ class DataConfig:
             raise ValueError(f"max_demos must be >= 0, got {self.max_demos}")
         if self.action_demos < 0:
             raise ValueError(f"action_demos must be >= 0, got {self.action_demos}")
+        if not self.watch_all and not self.action_demos:
+            raise ValueError("watch_all: false keeps only the action demos, so it needs action_demos > 0")
 
 
 @dataclass

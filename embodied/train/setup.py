@@ -101,6 +101,7 @@ def build_datasets(cfg: TrainConfig, vocab: DataSpec | None) -> tuple[DemoDatase
         training=True,
         max_demos=d.max_demos,
         action_demos=d.action_demos,
+        watch_all=d.watch_all,
         classes=vocab.classes if vocab else None,
         instructions=vocab.instructions if vocab else None,
         **common,
