@@ -6,6 +6,8 @@ The tiny synthetic dataset and the config helpers are test_train's.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -233,6 +235,16 @@ def test_action_free_episodes_reach_the_alignment_and_recognition_not_behaviour_
         assert all(np.allclose(stats[s], only.stats[key][s]) for s in stats), key
     with pytest.raises(UserError, match="needs action_demos"):
         make("joint", data, tmp_path / "x", **{"data.watch_all": False})
+    # action_rows: a fixed share of every batch from the action demos, the rest from all samples
+    from embodied.train.distributed import Processes
+    from embodied.train.setup import build_run
+
+    mixed = make("joint", data, tmp_path / "m", **{"data.action_demos": 1, "data.action_rows": 2})
+    run = build_run(mixed, Processes(), resume=False, overwrite=False)
+    for _, indices in itertools.islice(run.sampler, 5):
+        assert run.train_ds.ep_acts[run.train_ds.sample_ep[indices[:2]]].all()
+    with pytest.raises(UserError, match="action_rows=2 needs action_demos"):
+        make("joint", data, tmp_path / "y", **{"data.action_rows": 2})
 
 
 # --------------------------------------------------------------------------- the probe's random control

@@ -247,6 +247,27 @@ def test_batch_order_is_reproducible_sharded_and_resumable():
     assert not shards[0] & shards[1] and len(shards[0] | shards[1]) == 50
 
 
+def test_mixed_batches_draw_a_fixed_share_from_the_subset_and_resume():
+    """Learning by watching with data.action_rows: the first rows of every batch come from the
+    subset (the action demos' samples), each part in its own reproducible order."""
+    from embodied.errors import UserError
+    from embodied.train.sampling import MixedBatches
+
+    subset = np.arange(40, 50)  # 10 samples of 50
+    mixed = MixedBatches(subset, 50, 8, 3, seed=3)
+    first = [b for _, b in itertools.islice(mixed, 12)]  # several epochs of either part
+    assert all(len(b) == 8 and set(b[:3]) <= set(subset.tolist()) for b in first)
+    assert len(set(sum((b[:3] for b in first[:3]), []))) == 9  # an epoch of the subset's part: no repeats
+    later = MixedBatches(subset, 50, 8, 3, seed=3, start=5)
+    assert [b for _, b in itertools.islice(later, 7)] == first[5:]
+    plain = ShardedBatches(50, 5, seed=3)  # the other rows: the whole set's order, as without the subset
+    assert [b[3:] for b in first] == [b for _, b in itertools.islice(plain, 12)]
+    with pytest.raises(UserError, match="action_rows must be in 1..7"):
+        MixedBatches(subset, 50, 8, 8, seed=3)
+    with pytest.raises(UserError, match="fewer than data.action_rows=12"):
+        MixedBatches(subset, 50, 16, 12, seed=3)
+
+
 def test_random_reads_depend_on_the_batch_not_on_the_caller(data):
     from embodied.data.reader import DemoDataset
 

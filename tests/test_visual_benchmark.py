@@ -156,7 +156,9 @@ def test_visual_controls_are_runs_of_the_same_grid():
     assert frozen.probe.recognizer_ckpt.endswith("recognizer/seed3") and not frozen.probe.policy_ckpt
 
 
-@pytest.mark.parametrize(("preset", "demos"), [("watching", 8), ("watching_few", 2)])
+@pytest.mark.parametrize(
+    ("preset", "demos"), [("watching", 8), ("watching_few", 2), ("watching_few_mixed", 2)]
+)
 def test_the_watching_preset_gives_every_policy_the_same_few_demonstrations(preset, demos):
     """Learning by watching: every method reads the same batches from every episode (failures
     kept); the policies learn the actions of a few demonstrations per task only."""

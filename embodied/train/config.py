@@ -78,6 +78,11 @@ class DataConfig:
     """With ``action_demos``: also serve the episodes whose actions are withheld (the watching);
     false: serve the action demos only, so that every row of a batch carries actions (the control
     that watches nothing more than it imitates)."""
+    action_rows: int = 0
+    """With ``action_demos``: rows of each batch drawn from the action demos' windows, the rest from
+    every sample (co-training's fixed mixture, so that every method learns behaviour cloning from
+    as many rows a step); 0: every row drawn from all the samples alike (about
+    ``action_demos`` / demos of a batch carries actions). Moot with ``watch_all`` false."""
 
     def __post_init__(self) -> None:
         if not self.paths:
@@ -95,6 +100,11 @@ class DataConfig:
             raise ValueError(f"max_demos must be >= 0, got {self.max_demos}")
         if self.action_demos < 0:
             raise ValueError(f"action_demos must be >= 0, got {self.action_demos}")
+        if self.action_rows and not (self.action_demos and 0 < self.action_rows < self.batch_size):
+            raise ValueError(
+                f"action_rows={self.action_rows} needs action_demos > 0 and must be below batch_size"
+                f" ({self.batch_size})"
+            )
         if not self.watch_all and not self.action_demos:
             raise ValueError("watch_all: false keeps only the action demos, so it needs action_demos > 0")
 

@@ -57,6 +57,45 @@ class ShardedBatches:
             epoch, pos = epoch + 1, 0
 
 
+class MixedBatches(ShardedBatches):
+    """Batches of a fixed mixture: the first ``rows`` of each from ``subset`` (the samples of the
+    action demos, in learning by watching), the other ``batch_size - rows`` from every sample, as
+    :class:`ShardedBatches` draws them (co-training's fixed sampling ratio: every method then
+    learns behaviour cloning from as many rows a step, whatever it watches besides). Each part
+    is a stream of its own, the subset's under its own seed tag, so batch ``b`` stays a pure
+    function of ``(seed, rank, world_size, b)`` and a resume needs only the batch counter;
+    epochs count the whole set's part."""
+
+    def __init__(
+        self,
+        subset: np.ndarray,
+        num_samples: int,
+        batch_size: int,
+        rows: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start: int = 0,
+    ) -> None:
+        if not 0 < rows < batch_size:
+            raise UserError(
+                f"data.action_rows must be in 1..{batch_size - 1} (below data.batch_size), got {rows}"
+            )
+        super().__init__(num_samples, batch_size - rows, seed, rank, world_size, start)
+        self.subset = np.asarray(subset)
+        self.part = ShardedBatches(len(self.subset), rows, _seed(seed, _SUBSET_STREAM), rank, world_size)
+        if self.part.batches_per_epoch == 0:
+            raise UserError(
+                f"the action demos have {self.part.per_rank} samples per process, fewer than "
+                f"data.action_rows={rows}"
+            )
+
+    def __iter__(self) -> Iterator[tuple[int, list[int]]]:
+        self.part.start = self.start
+        for (read_seed, rest), (_, mine) in zip(super().__iter__(), self.part, strict=False):
+            yield read_seed, self.subset[mine].tolist() + rest
+
+
 class SeededReads(torch.utils.data.Dataset):
     """Wrap a :class:`DemoDataset` so that each batch is read under its own random seed."""
 
@@ -75,6 +114,9 @@ class SeededReads(torch.utils.data.Dataset):
 
 _VALIDATION_STREAM = 1 << 40
 """Seed tag of the validation subset, far from any epoch number."""
+
+_SUBSET_STREAM = 1 << 41
+"""Seed tag of :class:`MixedBatches`' subset stream."""
 
 
 def _identity(batch: dict) -> dict:

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from torch import nn
 
 from embodied.config import from_dict, to_dict
@@ -27,7 +28,7 @@ from embodied.train.distributed import Processes
 from embodied.train.objective import Objective, TrainModule
 from embodied.train.optim import EMA, make_optimizer, make_scheduler, param_groups
 from embodied.train.runlog import OUTPUTS, check_out, check_wandb
-from embodied.train.sampling import ShardedBatches
+from embodied.train.sampling import MixedBatches, ShardedBatches
 from embodied.train.step import precision, seed_everything
 
 
@@ -192,7 +193,12 @@ def build_run(cfg: TrainConfig, procs: Processes, resume: bool, overwrite: bool)
         ema = EMA(module, cfg.optim.ema) if cfg.optim.ema > 0 else None
         seed_everything(cfg.seed + procs.rank)  # each process its own dropout and augmentation draws
 
-        sampler = ShardedBatches(len(train_ds), cfg.data.batch_size, cfg.seed, procs.rank, procs.world_size)
+        where = (cfg.seed, procs.rank, procs.world_size)
+        if cfg.data.action_rows and cfg.data.watch_all:
+            acting = np.flatnonzero(train_ds.ep_acts[train_ds.sample_ep])  # the action demos' samples
+            sampler = MixedBatches(acting, len(train_ds), cfg.data.batch_size, cfg.data.action_rows, *where)
+        else:
+            sampler = ShardedBatches(len(train_ds), cfg.data.batch_size, *where)
         if sampler.batches_per_epoch == 0:
             raise UserError(
                 f"the train split has {sampler.per_rank} samples per process, fewer than "
