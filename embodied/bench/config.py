@@ -233,7 +233,7 @@ def load_comparisons(source: str) -> list[tuple[str, str]]:
     recognizer's own loss adds: ``[episode_nolabel, episode_selfsup]``). Empty without one."""
     path = resolve_resource(source, "configs")
     pairs = load_yaml(path).get("compare") or []
-    names = set(load_ablations(source))
+    names = list(load_ablations(source))  # in file order, so the error below lists them as written
     if not isinstance(pairs, list):
         raise UserError(f"{path}: `compare:` must be a list of [treatment, baseline] pairs, got {pairs!r}")
     out = []
